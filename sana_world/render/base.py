@@ -1,0 +1,45 @@
+"""The one small protocol every renderer implements, so envs and data code never know which one they hold.
+
+Conventions shared by all renderers:
+- ``c2w`` (B, 4, 4) camera-to-world in OpenCV axes, ``K`` (B, 3, 3) or (3, 3) pinhole intrinsics in pixels.
+- ``depth`` is z-depth along the optical axis (not ray length), ``inf`` where a ray hits nothing.
+- ``ids`` is the index of the hit object in ``SceneSpec.objects``, ``-1`` for structure (walls, floors,
+  ceilings), ``-2`` for no hit.
+- Surfaces are shaded by :func:`sana_world.render.shading.shade` from world position, normal and the
+  hit primitive (index into ``SceneSpec.primitives()``), so two renderers that find the same surfaces
+  produce the same colours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from sana_world.worlds.spec import SceneSpec
+
+ID_STRUCTURE = -1
+ID_MISS = -2
+
+
+@dataclass
+class RenderOutput:
+    rgb: torch.Tensor  # (B, H, W, 3) uint8
+    depth: torch.Tensor  # (B, H, W) float32, z-depth, inf on miss
+    normal: torch.Tensor  # (B, H, W, 3) float32 world-space unit normals facing the camera
+    ids: torch.Tensor  # (B, H, W) int32 object ids (see module doc)
+
+    def to(self, device: torch.device | str) -> RenderOutput:
+        return RenderOutput(self.rgb.to(device), self.depth.to(device), self.normal.to(device), self.ids.to(device))
+
+    def __getitem__(self, i: int | slice) -> RenderOutput:
+        return RenderOutput(self.rgb[i], self.depth[i], self.normal[i], self.ids[i])
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """Renders a scene from a batch of cameras."""
+
+    def render(self, scene: SceneSpec, c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) -> RenderOutput:
+        ...
