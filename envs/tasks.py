@@ -1,0 +1,164 @@
+"""Tasks: what an agent is rewarded for. Batched over environments, written once for GT and dream worlds.
+
+Each task keeps its own per-env tensors, is reset per env slot, and scores a step from the rendered
+depth / ids and the camera positions. All tensors live on the world's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from sana_world.worlds.collision import free_positions
+from sana_world.worlds.palette import CATEGORIES
+from sana_world.worlds.spec import SceneSpec
+
+TASKS = ("explore", "pointnav", "objectnav")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Reward shaping and success thresholds shared by all tasks."""
+
+    step_penalty: float = 0.01
+    collision_penalty: float = 0.01
+    success_reward: float = 10.0
+    # explore
+    cell_size: float = 0.25  # metres per coverage cell
+    grid_cells: int = 128  # coverage grid side (covers 32 m)
+    area_reward: float = 0.1  # per newly seen square metre
+    # pointnav
+    goal_radius: float = 0.35
+    min_goal_distance: float = 2.0
+    # objectnav
+    centre_window: float = 0.5  # side of the centre window as a fraction of the image
+    fill_fraction: float = 0.3  # share of the centre window the target must cover
+    success_distance: float = 1.5  # metres (median depth of target pixels in the window)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.centre_window <= 1 and 0 < self.fill_fraction <= 1):
+            raise ValueError("centre_window and fill_fraction must lie in (0, 1]")
+
+
+def goal_space(task: str) -> spaces.Box | None:
+    """The goal entry of the observation dict, or None for tasks without one."""
+    if task == "pointnav":
+        # (forward, right, up) offset in the agent's level heading frame, and distance; metres
+        return spaces.Box(-100.0, 100.0, (4,), np.float32)
+    if task == "objectnav":
+        return spaces.Box(0.0, 1.0, (len(CATEGORIES),), np.float32)  # one-hot target category
+    if task == "explore":
+        return None
+    raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+
+
+class BatchedTask:
+    """Per-env task state for ``num_envs`` slots."""
+
+    def __init__(self, task: str, num_envs: int, cfg: TaskConfig, device: torch.device) -> None:
+        goal_space(task)  # validates the name
+        self.task, self.n, self.cfg, self.device = task, num_envs, cfg, device
+        g = cfg.grid_cells
+        self.seen = torch.zeros(num_envs, g * g, dtype=torch.bool, device=device)  # (N, G*G)
+        self.origin = torch.zeros(num_envs, 2, dtype=torch.float32, device=device)  # grid origin (x, z)
+        self.goal = torch.zeros(num_envs, 3, dtype=torch.float64, device=device)  # pointnav goal position
+        self.prev_dist = torch.zeros(num_envs, dtype=torch.float64, device=device)
+        self.target = torch.zeros(num_envs, dtype=torch.long, device=device)  # objectnav category index
+        self.obj_category = torch.full((num_envs, 1), -1, dtype=torch.long, device=device)  # (N, Omax)
+        self.best_fill = torch.zeros(num_envs, dtype=torch.float32, device=device)
+
+    # ---------------------------------------------------------------------------------------------------
+    def reset_slot(self, i: int, spec: SceneSpec, position: np.ndarray, rng: np.random.Generator) -> None:
+        """Start a new episode in slot ``i`` of scene ``spec`` with the camera at ``position``."""
+        (x0, _, z0), _ = spec.bounds()
+        self.origin[i] = torch.tensor([x0, z0], dtype=torch.float32, device=self.device)
+        self.seen[i] = False
+        self.best_fill[i] = 0.0
+        if self.task == "pointnav":
+            goal = self._sample_goal(spec, position, rng)
+            self.goal[i] = torch.as_tensor(goal, dtype=torch.float64, device=self.device)
+            self.prev_dist[i] = float(np.linalg.norm(goal - position))
+        if self.task == "objectnav":
+            cats = [CATEGORIES.index(o.category) for o in spec.objects]
+            if not cats:
+                raise ValueError(f"scene {spec.seed} has no objects to find")
+            width = max(self.obj_category.shape[1], len(cats))
+            if width > self.obj_category.shape[1]:
+                pad = torch.full((self.n, width - self.obj_category.shape[1]), -1, dtype=torch.long, device=self.device)
+                self.obj_category = torch.cat([self.obj_category, pad], dim=1)
+            self.obj_category[i] = -1
+            self.obj_category[i, : len(cats)] = torch.tensor(cats, device=self.device)
+            self.target[i] = int(rng.choice(sorted(set(cats))))
+
+    def _sample_goal(self, spec: SceneSpec, position: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cands = free_positions(spec, rng, 64, height=-float(position[1]), clearance=0.3)
+        dist = np.linalg.norm(cands - position, axis=1)
+        far = cands[dist >= self.cfg.min_goal_distance]
+        return far[0] if len(far) else cands[int(np.argmax(dist))]
+
+    # ---------------------------------------------------------------------------------------------------
+    def goal_obs(self, position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor | None:
+        """Goal vectors (N, D) float32 for the observation, or None."""
+        if self.task == "pointnav":
+            d = self.goal - position  # (N, 3) world
+            fwd = torch.stack([-torch.sin(yaw), torch.zeros_like(yaw), torch.cos(yaw)], dim=-1)
+            right = torch.stack([torch.cos(yaw), torch.zeros_like(yaw), torch.sin(yaw)], dim=-1)
+            out = torch.stack([(d * fwd).sum(-1), (d * right).sum(-1), -d[:, 1], d.norm(dim=-1)], dim=-1)
+            return out.clamp(-100, 100).to(torch.float32)
+        if self.task == "objectnav":
+            return torch.nn.functional.one_hot(self.target, len(CATEGORIES)).to(torch.float32)
+        return None
+
+    def score(self, position: torch.Tensor, depth: torch.Tensor, ids: torch.Tensor, points: torch.Tensor,
+              collided: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reward (N,) float32 and success (N,) bool for one step.
+
+        ``depth`` (N, H, W), ``ids`` (N, H, W), ``points`` (N, M, 3) world hit points (subsampled).
+        """
+        cfg = self.cfg
+        reward = -cfg.step_penalty - cfg.collision_penalty * collided.to(torch.float32)
+        success = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        if self.task == "explore":
+            reward = reward + cfg.area_reward * self._cover(points)
+        elif self.task == "pointnav":
+            dist = (self.goal - position).norm(dim=-1)
+            reward = reward + (self.prev_dist - dist).to(torch.float32)
+            self.prev_dist = dist
+            success = dist < cfg.goal_radius
+        else:
+            fill, near = self._centre_fill(depth, ids)
+            reward = reward + 0.5 * (fill - self.best_fill).clamp_min(0)
+            self.best_fill = torch.maximum(self.best_fill, fill)
+            success = (fill >= cfg.fill_fraction) & near
+        reward = reward + cfg.success_reward * success.to(torch.float32)
+        return reward.to(torch.float32), success
+
+    def _cover(self, points: torch.Tensor) -> torch.Tensor:
+        """Mark coverage cells hit by ``points`` (N, M, 3); return newly seen area (N,) in m²."""
+        g, cs = self.cfg.grid_cells, self.cfg.cell_size
+        ij = ((points[..., [0, 2]] - self.origin[:, None, :]) / cs).floor().long()  # (N, M, 2)
+        valid = torch.isfinite(points).all(-1) & (ij >= 0).all(-1) & (ij < g).all(-1)
+        flat = (ij[..., 0] * g + ij[..., 1]).clamp(0, g * g - 1)
+        before = self.seen.sum(-1)
+        hits = torch.zeros_like(self.seen)
+        hits.scatter_(1, flat, valid)
+        self.seen |= hits
+        return (self.seen.sum(-1) - before).to(torch.float32) * cs * cs
+
+    def _centre_fill(self, depth: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Share of the centre window covered by the target category, and whether it is close."""
+        h, w = ids.shape[-2:]
+        ch, cw = max(1, int(h * self.cfg.centre_window)), max(1, int(w * self.cfg.centre_window))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        win = ids[:, y0:y0 + ch, x0:x0 + cw].long().flatten(1)  # (N, P)
+        dwin = depth[:, y0:y0 + ch, x0:x0 + cw].flatten(1)
+        cat = torch.where(win >= 0, torch.gather(self.obj_category, 1, win.clamp_min(0).clamp_max(
+            self.obj_category.shape[1] - 1)), torch.full_like(win, -1))
+        mask = cat == self.target[:, None]
+        fill = mask.float().mean(-1)
+        close = (mask & (dwin < self.cfg.success_distance)).sum(-1)
+        near = mask.any(-1) & (2 * close >= mask.sum(-1))  # most target pixels are close
+        return fill, near

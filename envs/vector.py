@@ -1,0 +1,124 @@
+"""A natively batched GT ``VectorEnv``: N cameras in N scenes, stepped and rendered as one batch on any device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from sana_world.envs.gt import build_obs, make_config
+from sana_world.envs.spaces import action_space, observation_space, validate_actions
+from sana_world.envs.world import GTWorld
+
+
+class GTVectorEnv(VectorEnv):
+    """``num_envs`` GT environments in one batch (Gymnasium's next-step autoreset).
+
+    Observations and infos are numpy arrays by default; ``return_torch=True`` keeps them as tensors on
+    ``device`` so a GPU training loop never copies frames to the host.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, task: str = "explore", max_episode_steps: int | None = None,
+                 render_mode: str | None = None, return_torch: bool = False, **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.cfg = make_config(task, **kwargs)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.return_torch = return_torch
+        self.max_episode_steps = max_episode_steps
+        self.single_action_space = action_space(self.cfg.action_mode)
+        self.single_observation_space = observation_space(task, self.cfg.height, self.cfg.width, self.cfg.depth,
+                                                          self.cfg.max_depth)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.world = GTWorld(self.cfg, num_envs)
+        dev = self.world.device
+        self._steps = torch.zeros(num_envs, dtype=torch.long, device=dev)
+        self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=dev)
+        self._rngs: list[np.random.Generator] = []
+        self._frame = None
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        if options:
+            raise ValueError(f"GTVectorEnv.reset takes no options, got {sorted(options)}")
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, int):
+            seeds = [seed + i for i in range(self.num_envs)]
+        else:
+            if len(seed) != self.num_envs:
+                raise ValueError(f"need {self.num_envs} seeds, got {len(seed)}")
+            seeds = list(seed)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self.world.reset_slots(list(range(self.num_envs)), self._rngs)
+        self._steps.zero_()
+        self._needs_reset.zero_()
+        self._frame = self.world.render()
+        success = torch.zeros(self.num_envs, dtype=torch.bool, device=self.world.device)
+        return self._out(build_obs(self.world, self._frame, self.cfg)), self._info(success, success)
+
+    def step(self, actions):
+        if self._frame is None:
+            raise RuntimeError("call reset() before step()")
+        twist = validate_actions(actions, self.cfg.action_mode, self.num_envs).to(self.world.device)
+        dev = self.world.device
+        # 1. envs that finished last step restart now; their action is ignored (next-step autoreset)
+        restart = self._needs_reset.clone()
+        if bool(restart.any()):
+            slots = restart.nonzero().flatten().tolist()
+            self.world.reset_slots(slots, [self._rngs[i] for i in slots])
+            self._steps[restart] = 0
+            twist = torch.where(restart[:, None], torch.zeros_like(twist), twist)
+        # 2. move, render, score
+        collided = self.world.move(twist, drop_pitch=self.cfg.action_mode == "keys")
+        self._frame = self.world.render()
+        points = self.world.hit_points(self._frame.depth)
+        reward, success = self.world.task.score(self.world.position, self._frame.depth, self._frame.ids, points,
+                                                collided)
+        self._steps += 1
+        # 3. restarted envs report a reset transition
+        zero = torch.zeros_like(success)
+        reward = torch.where(restart, torch.zeros_like(reward), reward)
+        terminated = torch.where(restart, zero, success)
+        truncated = zero if self.max_episode_steps is None else (self._steps >= self.max_episode_steps) & ~restart
+        self._needs_reset = terminated | truncated
+        obs = self._out(build_obs(self.world, self._frame, self.cfg))
+        info = self._info(success & ~restart, collided & ~restart)
+        return obs, self._out(reward), self._out(terminated), self._out(truncated), info
+
+    def render(self):
+        if self.render_mode != "rgb_array" or self._frame is None:
+            return None
+        return self._frame.rgb.cpu().numpy()
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._frame = None
+
+    # ---------------------------------------------------------------------------------------------------
+    def _out(self, x):
+        if self.return_torch:
+            return x
+        if isinstance(x, dict):
+            return {k: v.cpu().numpy() for k, v in x.items()}
+        return x.cpu().numpy()
+
+    def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
+        info = {
+            "c2w": self.world.c2w().to(torch.float32),
+            "collision": collided,
+            "success": success,
+            "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in self.world.specs]),
+        }
+        return {k: self._out(v) for k, v in info.items()}
+
+
+def make_vector_env(num_envs: int = 1, **kwargs: Any) -> GTVectorEnv:
+    """Vector entry point used by ``gym.make_vec`` (``vectorization_mode="vector_entry_point"``)."""
+    return GTVectorEnv(num_envs=num_envs, **kwargs)
+

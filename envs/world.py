@@ -1,0 +1,202 @@
+"""The batched ground-truth world behind every GT env: N cameras in N scenes, stepped and rendered together.
+
+``GTEnv`` is this with N = 1; ``GTVectorEnv`` is this with N envs on any device. Camera states are
+tensors (float64 position and heading angles), collisions are checked against each scene's signed
+distance field on the device, and frames come from the torch ray caster's multi-scene path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sana_world.envs.tasks import BatchedTask, TaskConfig
+from sana_world.camera import TwistLimits, euler_to_rotation, intrinsics_from_fov
+from sana_world.render.base import RenderOutput
+from sana_world.worlds.collision import PackedSDF, free_positions
+from sana_world.worlds.sampler import WorldConfig, sample_scene
+from sana_world.worlds.spec import SceneSpec
+
+# Scene seeds: training scenes come from [0, HELDOUT_START); held-out scenes are never trained on.
+HELDOUT_START = 1_000_000
+SPLITS = ("train", "heldout")
+
+
+@dataclass(frozen=True)
+class GTConfig:
+    """Everything that defines a GT environment."""
+
+    task: str = "explore"  # "explore" | "pointnav" | "objectnav"
+    width: int = 128
+    height: int = 128
+    fov_deg: float = 90.0
+    action_mode: str = "twist"  # "twist": Box(-1, 1, (6,)); "keys": MultiBinary(8) over "wasdijkl"
+    limits: TwistLimits = TwistLimits()
+    key_translation: float = 0.05  # metres per key step (SANA-WM DSL default)
+    key_rotation_deg: float = 1.2  # degrees per key step (SANA-WM DSL default)
+    depth: bool = False  # add a "depth" entry (H, W, 1) float32 metres to the observation
+    world: WorldConfig = WorldConfig()
+    split: str = "train"
+    eye_height: float = 1.5
+    clearance: float = 0.25  # the camera is a sphere of this radius
+    shadows: bool = True
+    renderer: str = "torch"  # "torch" | "open3d" (CPU)
+    device: str = "cpu"
+    max_depth: float = 100.0  # depth observations are clipped here (inf on a miss becomes this)
+    task_cfg: TaskConfig = field(default_factory=TaskConfig)
+
+    def __post_init__(self) -> None:
+        if self.action_mode not in ("twist", "keys"):
+            raise ValueError(f"action_mode must be 'twist' or 'keys', got {self.action_mode!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.renderer not in ("torch", "open3d"):
+            raise ValueError(f"renderer must be 'torch' or 'open3d', got {self.renderer!r}")
+        if self.width < 16 or self.height < 16:
+            raise ValueError(f"image size must be at least 16x16, got {self.width}x{self.height}")
+
+    def step_limits(self) -> TwistLimits:
+        """Per-step maximum motion: the DSL speeds in key mode, ``limits`` otherwise."""
+        if self.action_mode == "keys":
+            return TwistLimits(forward=self.key_translation, right=self.key_translation, up=self.key_translation,
+                               yaw_deg=self.key_rotation_deg, pitch_deg=self.key_rotation_deg,
+                               roll_deg=self.key_rotation_deg, pitch_limit_deg=self.limits.pitch_limit_deg,
+                               roll_limit_deg=self.limits.roll_limit_deg)
+        return self.limits
+
+
+def scene_seed(split: str, rng: np.random.Generator) -> int:
+    """A scene seed from ``split`` drawn with ``rng``."""
+    if split == "train":
+        return int(rng.integers(0, HELDOUT_START))
+    return HELDOUT_START + int(rng.integers(0, 1_000))
+
+
+def _make_renderer(cfg: GTConfig):
+    if cfg.renderer == "torch":
+        from sana_world.render.torch_caster import TorchRenderer
+
+        return TorchRenderer(device=cfg.device, shadows=cfg.shadows)
+    if cfg.device != "cpu":
+        raise ValueError("the open3d renderer runs on the CPU only; use renderer='torch' on other devices")
+    from sana_world.render.open3d_backend import Open3DRenderer
+
+    return Open3DRenderer(shadows=cfg.shadows)
+
+
+class GTWorld:
+    """N cameras, each in its own scene, with one task; stepped as a batch."""
+
+    def __init__(self, cfg: GTConfig, num_envs: int) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.cfg, self.n = cfg, num_envs
+        self.device = torch.device(cfg.device)
+        self.K = intrinsics_from_fov(cfg.width, cfg.height, cfg.fov_deg).to(self.device)  # (3, 3)
+        self.renderer = _make_renderer(cfg)
+        self.task = BatchedTask(cfg.task, num_envs, cfg.task_cfg, self.device)
+        f64 = dict(dtype=torch.float64, device=self.device)
+        self.position = torch.zeros(num_envs, 3, **f64)  # (N, 3) world
+        self.angles = torch.zeros(num_envs, 3, **f64)  # (N, 3) yaw, pitch, roll
+        self.specs: list[SceneSpec | None] = [None] * num_envs
+        self._sdf: PackedSDF | None = None
+        self._packed = None
+        limits = cfg.step_limits()
+        self._scale = torch.as_tensor(limits.scale(), **f64)  # (6,)
+        self._pitch_limit = math.radians(limits.pitch_limit_deg)
+        self._roll_limit = math.radians(limits.roll_limit_deg)
+
+    # ---------------------------------------------------------------------------------------------------
+    def reset_slots(self, slots: list[int], rngs: list[np.random.Generator],
+                    scenes: list[SceneSpec | None] | None = None) -> None:
+        """New episodes in ``slots``: a scene (given or sampled from the split), a free start, task state."""
+        scenes = scenes or [None] * len(slots)
+        for i, rng, spec in zip(slots, rngs, scenes):
+            # 1. the scene
+            if spec is None:
+                spec = sample_scene(scene_seed(self.cfg.split, rng), self.cfg.world)
+            self.specs[i] = spec
+            # 2. a free start, facing into the room (heading towards the room centre ± 60°)
+            pos = free_positions(spec, rng, 1, height=self.cfg.eye_height, clearance=self.cfg.clearance + 0.2)[0]
+            room = spec.rooms[spec.room_at(pos[0], pos[2]) or 0]
+            cx, cz = (room.x0 + room.x1) / 2 - pos[0], (room.z0 + room.z1) / 2 - pos[2]
+            yaw = math.atan2(-cx, cz) + float(rng.uniform(-math.pi / 3, math.pi / 3))
+            self.position[i] = torch.as_tensor(pos, dtype=torch.float64)
+            self.angles[i] = torch.tensor([yaw, 0.0, 0.0], dtype=torch.float64)
+            # 3. the task
+            self.task.reset_slot(i, spec, pos, rng)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        specs = [s for s in self.specs if s is not None]
+        if len(specs) != self.n:
+            return
+        self._sdf = PackedSDF(specs, self.device)
+        if self.cfg.renderer == "torch":
+            from sana_world.render.torch_caster import pack_scenes
+
+            self._packed = pack_scenes(specs, self.device)
+
+    # ---------------------------------------------------------------------------------------------------
+    def c2w(self) -> torch.Tensor:
+        """(N, 4, 4) float64 camera-to-world."""
+        R = euler_to_rotation(self.angles[:, 0], self.angles[:, 1], self.angles[:, 2])
+        out = torch.zeros(self.n, 4, 4, dtype=torch.float64, device=self.device)
+        out[:, :3, :3] = R
+        out[:, :3, 3] = self.position
+        out[:, 3, 3] = 1.0
+        return out
+
+    def move(self, twist: torch.Tensor, drop_pitch: bool) -> torch.Tensor:
+        """Apply normalised twists (N, 6); returns the collision flags (N,).
+
+        Translation follows the level heading; a move that would bring the camera within ``clearance``
+        of any solid, or out of every room, is cancelled (rotation still applies). Pitch beyond the limit
+        is clamped, or dropped for the step in key mode (the DSL's rule).
+        """
+        d = twist.to(torch.float64) * self._scale  # (N, 6)
+        yaw, pitch, roll = self.angles.unbind(-1)
+        fwd = torch.stack([-torch.sin(yaw), torch.zeros_like(yaw), torch.cos(yaw)], dim=-1)
+        right = torch.stack([torch.cos(yaw), torch.zeros_like(yaw), torch.sin(yaw)], dim=-1)
+        up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64, device=self.device)
+        new_pos = self.position + d[:, :1] * fwd + d[:, 1:2] * right + d[:, 2:3] * up
+        assert self._sdf is not None, "reset before step"
+        moved = (new_pos - self.position).norm(dim=-1) > 0
+        ok = (self._sdf.distance(new_pos) > self.cfg.clearance) & self._sdf.in_rooms(new_pos)
+        collided = moved & ~ok
+        self.position = torch.where(ok[:, None], new_pos, self.position)
+        new_pitch = pitch + d[:, 4]
+        if drop_pitch:
+            new_pitch = torch.where(new_pitch.abs() > self._pitch_limit, pitch, new_pitch)
+        else:
+            new_pitch = new_pitch.clamp(-self._pitch_limit, self._pitch_limit)
+        new_yaw = torch.remainder(yaw + d[:, 3] + math.pi, 2 * math.pi) - math.pi
+        new_roll = (roll + d[:, 5]).clamp(-self._roll_limit, self._roll_limit)
+        self.angles = torch.stack([new_yaw, new_pitch, new_roll], dim=-1)
+        return collided
+
+    def render(self) -> RenderOutput:
+        """Frames for every env from its current camera."""
+        c2w = self.c2w().to(torch.float32)
+        if self._packed is not None:
+            from sana_world.render.torch_caster import render_packed
+
+            idx = torch.arange(self.n, device=self.device)
+            return render_packed(self._packed, idx, c2w, self.K, self.cfg.height, self.cfg.width,
+                                 shadows=self.cfg.shadows)
+        outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
+                for i in range(self.n)]
+        return RenderOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in ("rgb", "depth", "normal", "ids")))
+
+    def hit_points(self, depth: torch.Tensor, stride: int = 4) -> torch.Tensor:
+        """World points (N, M, 3) of every ``stride``-th pixel's hit (non-finite where none)."""
+        from sana_world.camera import camera_rays
+
+        c2w = self.c2w().to(torch.float32)
+        h, w = depth.shape[-2:]
+        o, dirs = camera_rays(c2w, self.K.expand(self.n, 3, 3), h, w)  # (N, H, W, 3)
+        pts = o + dirs * depth[..., None]
+        return pts[:, ::stride, ::stride].reshape(self.n, -1, 3)
