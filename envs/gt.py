@@ -83,9 +83,9 @@ class GTEnv(gym.Env):
         if self._frame is None:
             raise RuntimeError("call reset() before step()")
         twist = validate_actions(action, self.cfg.action_mode, None)[None]  # (1, 6); raises before any change
-        collided = self.world.move(twist.to(self.world.device), drop_pitch=self.cfg.action_mode == "keys")
+        collided = self.world.move(twist.to(self.world.device), keys_mode=self.cfg.action_mode == "keys")
         self._frame = self.world.render()
-        points = self.world.hit_points(self._frame.depth)
+        points = self.world.hit_points(self._frame.depth) if self.cfg.task == "explore" else None
         reward, success = self.world.task.score(self.world.position, self._frame.depth, self._frame.ids, points,
                                                 collided)
         self._success = bool(success[0])

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from sana_world.controllers.keys import KEY_ORDER
 from sana_world.envs.tasks import goal_space
-
-KEY_ORDER = "wasdijkl"
 
 
 def action_space(action_mode: str) -> spaces.Space:
@@ -38,7 +37,9 @@ def keys_to_twist(keys: torch.Tensor) -> torch.Tensor:
     """(N, 8) pressed keys over "wasdijkl" -> (N, 6) normalised twist with the SANA-WM DSL's meaning.
 
     w/s: forward/back, d/a: right/left, i/k: pitch up/down, j/l: yaw left/right; one key step moves one
-    DSL frame when the env's key speeds equal the DSL's (0.05 units, 1.2 degrees).
+    DSL frame when the env's key speeds equal the DSL's (0.05 units, 1.2 degrees). The batched twin of
+    :func:`sana_world.controllers.keys.keys_to_twist`'s plain mapping; the env applies the DSL's
+    rotate-then-move and pitch-drop rules itself (``GTWorld.move(keys_mode=True)``).
     """
     k = keys.to(torch.float64)
     w, a, s, d, i, j, kk, l = k.unbind(-1)

@@ -112,7 +112,7 @@ class BatchedTask:
             return torch.nn.functional.one_hot(self.target, len(CATEGORIES)).to(torch.float32)
         return None
 
-    def score(self, position: torch.Tensor, depth: torch.Tensor, ids: torch.Tensor, points: torch.Tensor,
+    def score(self, position: torch.Tensor, depth: torch.Tensor, ids: torch.Tensor, points: torch.Tensor | None,
               collided: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reward (N,) float32 and success (N,) bool for one step.
 
@@ -122,6 +122,8 @@ class BatchedTask:
         reward = -cfg.step_penalty - cfg.collision_penalty * collided.to(torch.float32)
         success = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         if self.task == "explore":
+            if points is None:
+                raise ValueError("the explore task needs the step's hit points")
             reward = reward + cfg.area_reward * self._cover(points)
         elif self.task == "pointnav":
             dist = (self.goal - position).norm(dim=-1)

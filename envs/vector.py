@@ -76,9 +76,9 @@ class GTVectorEnv(VectorEnv):
             self._steps[restart] = 0
             twist = torch.where(restart[:, None], torch.zeros_like(twist), twist)
         # 2. move, render, score
-        collided = self.world.move(twist, drop_pitch=self.cfg.action_mode == "keys")
+        collided = self.world.move(twist, keys_mode=self.cfg.action_mode == "keys")
         self._frame = self.world.render()
-        points = self.world.hit_points(self._frame.depth)
+        points = self.world.hit_points(self._frame.depth) if self.cfg.task == "explore" else None
         reward, success = self.world.task.score(self.world.position, self._frame.depth, self._frame.ids, points,
                                                 collided)
         self._steps += 1

@@ -104,6 +104,8 @@ class GTWorld:
         self.specs: list[SceneSpec | None] = [None] * num_envs
         self._sdf: PackedSDF | None = None
         self._packed = None
+        self._dirs_cam: tuple[int, torch.Tensor] | None = None
+        self._c2w: torch.Tensor | None = None
         limits = cfg.step_limits()
         self._scale = torch.as_tensor(limits.scale(), **f64)  # (6,)
         self._pitch_limit = math.radians(limits.pitch_limit_deg)
@@ -128,6 +130,7 @@ class GTWorld:
             self.angles[i] = torch.tensor([yaw, 0.0, 0.0], dtype=torch.float64)
             # 3. the task
             self.task.reset_slot(i, spec, pos, rng)
+        self._c2w = None
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -142,61 +145,71 @@ class GTWorld:
 
     # ---------------------------------------------------------------------------------------------------
     def c2w(self) -> torch.Tensor:
-        """(N, 4, 4) float64 camera-to-world."""
+        """(N, 4, 4) float64 camera-to-world (cached until the cameras move)."""
+        if self._c2w is not None:
+            return self._c2w
         R = euler_to_rotation(self.angles[:, 0], self.angles[:, 1], self.angles[:, 2])
         out = torch.zeros(self.n, 4, 4, dtype=torch.float64, device=self.device)
         out[:, :3, :3] = R
         out[:, :3, 3] = self.position
         out[:, 3, 3] = 1.0
+        self._c2w = out
         return out
 
-    def move(self, twist: torch.Tensor, drop_pitch: bool) -> torch.Tensor:
+    def move(self, twist: torch.Tensor, keys_mode: bool) -> torch.Tensor:
         """Apply normalised twists (N, 6); returns the collision flags (N,).
 
         Translation follows the level heading; a move that would bring the camera within ``clearance``
-        of any solid, or out of every room, is cancelled (rotation still applies). Pitch beyond the limit
-        is clamped, or dropped for the step in key mode (the DSL's rule).
+        of any solid, or out of every room, is cancelled (rotation still applies). In twist mode the
+        heading before the step is used and pitch is clamped at its limit; in key mode the DSL's rules
+        hold: rotate first, move along the new heading, and drop a pitch step that would cross the limit.
         """
         d = twist.to(torch.float64) * self._scale  # (N, 6)
         yaw, pitch, roll = self.angles.unbind(-1)
-        fwd = torch.stack([-torch.sin(yaw), torch.zeros_like(yaw), torch.cos(yaw)], dim=-1)
-        right = torch.stack([torch.cos(yaw), torch.zeros_like(yaw), torch.sin(yaw)], dim=-1)
+        # 1. rotation
+        new_yaw = torch.remainder(yaw + d[:, 3] + math.pi, 2 * math.pi) - math.pi
+        new_pitch = pitch + d[:, 4]
+        if keys_mode:
+            new_pitch = torch.where(new_pitch.abs() > self._pitch_limit, pitch, new_pitch)
+        else:
+            new_pitch = new_pitch.clamp(-self._pitch_limit, self._pitch_limit)
+        new_roll = (roll + d[:, 5]).clamp(-self._roll_limit, self._roll_limit)
+        # 2. translation along the level heading, cancelled on collision
+        heading = new_yaw if keys_mode else yaw
+        fwd = torch.stack([-torch.sin(heading), torch.zeros_like(heading), torch.cos(heading)], dim=-1)
+        right = torch.stack([torch.cos(heading), torch.zeros_like(heading), torch.sin(heading)], dim=-1)
         up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64, device=self.device)
         new_pos = self.position + d[:, :1] * fwd + d[:, 1:2] * right + d[:, 2:3] * up
-        assert self._sdf is not None, "reset before step"
+        if self._sdf is None:
+            raise RuntimeError("reset before step")
         moved = (new_pos - self.position).norm(dim=-1) > 0
         ok = (self._sdf.distance(new_pos) > self.cfg.clearance) & self._sdf.in_rooms(new_pos)
         collided = moved & ~ok
         self.position = torch.where(ok[:, None], new_pos, self.position)
-        new_pitch = pitch + d[:, 4]
-        if drop_pitch:
-            new_pitch = torch.where(new_pitch.abs() > self._pitch_limit, pitch, new_pitch)
-        else:
-            new_pitch = new_pitch.clamp(-self._pitch_limit, self._pitch_limit)
-        new_yaw = torch.remainder(yaw + d[:, 3] + math.pi, 2 * math.pi) - math.pi
-        new_roll = (roll + d[:, 5]).clamp(-self._roll_limit, self._roll_limit)
         self.angles = torch.stack([new_yaw, new_pitch, new_roll], dim=-1)
+        self._c2w = None
         return collided
 
     def render(self) -> RenderOutput:
         """Frames for every env from its current camera."""
         c2w = self.c2w().to(torch.float32)
         if self._packed is not None:
-            from sana_world.render.torch_caster import render_packed
-
             idx = torch.arange(self.n, device=self.device)
-            return render_packed(self._packed, idx, c2w, self.K, self.cfg.height, self.cfg.width,
-                                 shadows=self.cfg.shadows)
+            return self.renderer.render_packed(self._packed, idx, c2w, self.K, self.cfg.height, self.cfg.width)
         outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
                 for i in range(self.n)]
         return RenderOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in ("rgb", "depth", "normal", "ids")))
 
     def hit_points(self, depth: torch.Tensor, stride: int = 4) -> torch.Tensor:
         """World points (N, M, 3) of every ``stride``-th pixel's hit (non-finite where none)."""
-        from sana_world.camera import camera_rays
+        if self._dirs_cam is None or self._dirs_cam[0] != stride:
+            from sana_world.camera import camera_rays
 
-        c2w = self.c2w().to(torch.float32)
-        h, w = depth.shape[-2:]
-        o, dirs = camera_rays(c2w, self.K.expand(self.n, 3, 3), h, w)  # (N, H, W, 3)
-        pts = o + dirs * depth[..., None]
-        return pts[:, ::stride, ::stride].reshape(self.n, -1, 3)
+            eye = torch.eye(4, device=self.device)
+            _, dirs = camera_rays(eye, self.K, self.cfg.height, self.cfg.width)  # (H, W, 3), camera z = 1
+            self._dirs_cam = (stride, dirs[::stride, ::stride].reshape(-1, 3).to(torch.float64))  # (M, 3)
+        dirs = self._dirs_cam[1]
+        c2w = self.c2w()
+        d = depth[:, ::stride, ::stride].reshape(self.n, -1, 1).to(torch.float64)  # (N, M, 1)
+        pts_cam = dirs[None] * d  # (N, M, 3)
+        return (pts_cam @ c2w[:, :3, :3].transpose(1, 2) + c2w[:, None, :3, 3]).to(torch.float32)

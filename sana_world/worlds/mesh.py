@@ -94,7 +94,8 @@ def _template(shape: str, segments: int) -> tuple[np.ndarray, np.ndarray, np.nda
         codes = np.full(len(f), SURFACE_FLAT, dtype=np.int8)
     elif shape in ("sphere", "ellipsoid"):
         n_lat = max(n // 2, 4)
-        rings = [_ring(n, -math.cos(math.pi * i / n_lat), math.sin(math.pi * i / n_lat)) for i in range(1, n_lat)]
+        theta = [math.pi * i / n_lat for i in range(1, n_lat)]
+        rings = [_ring(n, -math.cos(a), math.sin(a)) for a in theta]
         v = np.concatenate([[[0.0, -1.0, 0.0]], *rings, [[0.0, 1.0, 0.0]]])
         tris = _fan(0, 1, n)
         for i in range(n_lat - 2):
@@ -188,7 +189,8 @@ def analytic_normals(spec: SceneSpec, points: np.ndarray, prim_index: np.ndarray
         # f = sqrt((x/sx)^2 + (z/sz)^2) - (y + sy) / (2 sy)
         qc, sc = q[cone], sz[cone]
         rho = np.maximum(np.sqrt((qc[:, 0] / sc[:, 0]) ** 2 + (qc[:, 2] / sc[:, 2]) ** 2), 1e-9)
-        n[cone] = np.stack([qc[:, 0] / (sc[:, 0] ** 2 * rho), -0.5 / sc[:, 1], qc[:, 2] / (sc[:, 2] ** 2 * rho)], -1)
+        n[cone] = np.stack([qc[:, 0] / (sc[:, 0] ** 2 * rho), -0.5 / sc[:, 1],
+                            qc[:, 2] / (sc[:, 2] ** 2 * rho)], axis=-1)
     # back to world: Ry(yaw) n
     world = np.stack([c * n[:, 0] + s * n[:, 2], n[:, 1], -s * n[:, 0] + c * n[:, 2]], axis=-1)
     out[curved] = world
@@ -204,7 +206,8 @@ def to_open3d(mesh: SceneMesh) -> Any:
         o3d.utility.Vector3dVector(np.ascontiguousarray(mesh.vertices, dtype=np.float64)),
         o3d.utility.Vector3iVector(np.ascontiguousarray(mesh.triangles, dtype=np.int32)),
     )
-    out.vertex_colors = o3d.utility.Vector3dVector(np.ascontiguousarray(mesh.vertex_colours, dtype=np.float64))
+    colours = np.ascontiguousarray(mesh.vertex_colours, dtype=np.float64)
+    out.vertex_colors = o3d.utility.Vector3dVector(colours)
     out.compute_vertex_normals()
     return out
 
@@ -213,7 +216,8 @@ def save_mesh(spec: SceneSpec, path: str | Path, segments: int = 64) -> Path:
     """Write the tessellated scene to ``path`` (.ply or .obj, vertex colours = material base colours)."""
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES:
-        raise ValueError(f"save_mesh: unsupported extension {path.suffix!r} for {path} (use one of {MESH_SUFFIXES})")
+        raise ValueError(f"save_mesh: unsupported extension {path.suffix!r} for {path} "
+                         f"(use one of {MESH_SUFFIXES})")
     if not path.parent.exists():
         raise FileNotFoundError(f"save_mesh: directory {path.parent} does not exist")
     from sana_world.render.open3d_import import import_open3d

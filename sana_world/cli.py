@@ -1,0 +1,249 @@
+"""The ``sana-world`` command line: generate and verify datasets, render ground-truth trajectories to video.
+
+    sana-world data generate --out DIR --trajectories N --steps T --size 128 --shard-size S --seed S
+    sana-world data verify DIR
+    sana-world render --seed S --steps T --size 128 --out outputs/gt.mp4 [--policy keys] [--layout rgb,depth]
+    sana-world render --shard DIR/shard-00000.safetensors --index 0 --out outputs/stored.mp4
+
+This is the layer that may import :mod:`sana_world.controllers` (through the data generation driver).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LIVE_COLUMNS = ("rgb", "depth", "normal")
+STORED_COLUMNS = ("rgb", "depth")
+COLUMN_TITLES = {"rgb": "RGB", "depth": "depth", "normal": "normal"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def _fov(text: str) -> float:
+    value = _positive_float(text)
+    if not 1.0 <= value < 179.0:
+        raise argparse.ArgumentTypeError(f"field of view must lie in [1, 179) degrees, got {text}")
+    return value
+
+
+def _add_world_args(p: argparse.ArgumentParser) -> None:
+    """Options of a new trajectory (``render --shard`` ignores them: a stored trajectory has its own)."""
+    p.add_argument("--steps", type=_positive_int, default=120,
+                   help="actions per trajectory (frames = steps + 1)")
+    p.add_argument("--size", type=_positive_int, default=128, help="square frame size in pixels")
+    p.add_argument("--policy", choices=("explore", "keys"), default="explore",
+                   help="camera policy: random exploration or scripted key presses")
+    p.add_argument("--world", choices=("any", "single", "multi"), default="any",
+                   help="room layouts the scene sampler may produce")
+    p.add_argument("--fov", type=_fov, default=90.0, help="horizontal field of view in degrees, in [1, 179)")
+    p.add_argument("--device", default="cpu", help="torch device for the renderer (cpu, cuda, cuda:1 ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sana-world", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,render}")
+
+    # data generate / data verify
+    data = sub.add_parser("data", help="generate or verify a trajectory dataset")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{generate,verify}")
+    gen = dsub.add_parser("generate", help="render trajectories into checksummed shards")
+    gen.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    gen.add_argument("--trajectories", type=_positive_int, required=True, help="number of trajectories")
+    gen.add_argument("--shard-size", type=_positive_int, default=32, help="trajectories per shard file")
+    gen.add_argument("--seed", type=_nonneg_int, default=0, help="trajectory i uses scene seed SEED + i")
+    _add_world_args(gen)
+    gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ver = dsub.add_parser("verify", help="check a dataset's manifest, sizes and sha256 checksums")
+    ver.add_argument("dir", type=Path, help="dataset directory (holds manifest.json)")
+    ver.add_argument("--no-checksums", action="store_true", help="check sizes and headers only (fast)")
+
+    # render
+    ren = sub.add_parser("render", help="render a ground-truth trajectory (or a stored one) to a video")
+    ren.add_argument("--out", required=True, type=Path, help="output video, .mp4 or .gif")
+    ren.add_argument("--seed", type=_nonneg_int, default=None, help="scene seed of a new trajectory")
+    ren.add_argument("--shard", type=Path, default=None,
+                     help="render a stored trajectory from this shard file")
+    ren.add_argument("--index", type=_nonneg_int, default=0, help="trajectory index within --shard")
+    _add_world_args(ren)
+    ren.add_argument("--layout", default="rgb,depth",
+                     help=f"comma separated columns: {', '.join(LIVE_COLUMNS)} ({', '.join(STORED_COLUMNS)} "
+                          "for --shard)")
+    ren.add_argument("--fps", type=_positive_float, default=15.0, help="frames per second of the video")
+    ren.add_argument("--max-depth", type=_positive_float, default=None,
+                     help="depth colour scale in metres (default: the clip's farthest hit)")
+    ren.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet here")
+    ren.add_argument("--sheet-frames", type=_positive_int, default=12, help="frames on the contact sheet")
+    ren.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ren.set_defaults(subparser=ren)  # errors found after parsing print the render usage
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _world(args: argparse.Namespace) -> Any:
+    from sana_world.worlds import WorldConfig
+
+    return WorldConfig(layout=args.world)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from sana_world.data.generate import generate
+
+    t0 = time.perf_counter()
+    m = generate(args.out, args.trajectories, args.steps, height=args.size, width=args.size,
+                 shard_size=args.shard_size, seed=args.seed, policy=args.policy, world=_world(args),
+                 device=args.device, progress=not args.no_progress, fov_deg=args.fov,
+                 overwrite=args.overwrite)
+    dt = time.perf_counter() - t0
+    n = m["num_trajectories"]
+    print(f"wrote {n} trajectories in {len(m['shards'])} shard(s) to {args.out} in {dt:.1f} s "
+          f"({n / dt:.3g} trajectories/s, {n * (args.steps + 1) / dt:.3g} frames/s)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from sana_world.data.shards import verify
+
+    m = verify(args.dir, checksums=not args.no_checksums)
+    what = "sizes and headers" if args.no_checksums else "sha256 checksums"
+    print(f"ok: {m['num_trajectories']} trajectories in {len(m['shards'])} shard(s), "
+          f"{m['steps']} steps at {m['height']}x{m['width']} ({what} verified)")
+    return 0
+
+
+def _render_live(args: argparse.Namespace, columns: list[str]) -> dict[str, np.ndarray]:
+    """Plan and render trajectory ``args.seed``; returns the requested columns (T+1, H, W, ...)."""
+    import torch
+    from tqdm import tqdm
+
+    from sana_world.camera import intrinsics_from_fov
+    from sana_world.data.generate import TrajectoryConfig, default_renderer, plan_trajectory
+
+    cfg = TrajectoryConfig(steps=args.steps, policy=args.policy, world=_world(args))
+    plan = plan_trajectory(args.seed, cfg)
+    print(f"scene {args.seed}: {plan.caption}")
+    renderer = default_renderer(args.device)
+    K = intrinsics_from_fov(args.size, args.size, args.fov)
+    c2w = torch.from_numpy(plan.c2w)  # (T+1, 4, 4)
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    chunk = 16
+    bar = tqdm(total=c2w.shape[0], desc="render", unit="frame", disable=args.no_progress)
+    for a in range(0, c2w.shape[0], chunk):  # 1. render a chunk, 2. keep the requested columns
+        out = renderer.render(plan.spec, c2w[a:a + chunk], K, args.size, args.size)
+        bar.update(out.rgb.shape[0])
+        if "rgb" in parts:
+            parts["rgb"].append(out.rgb.cpu().numpy())
+        if "depth" in parts:
+            parts["depth"].append(out.depth.float().cpu().numpy())
+        if "normal" in parts:  # world normals in [-1, 1] -> uint8, black on miss
+            n = out.normal.float().cpu().numpy()  # (B, H, W, 3), zero on miss
+            img = np.clip((n * 0.5 + 0.5) * 255 + 0.5, 0, 255).astype(np.uint8)
+            img[(n == 0).all(axis=-1)] = 0
+            parts["normal"].append(img)
+    bar.close()
+    return {c: np.concatenate(v) for c, v in parts.items()}
+
+
+def _render_stored(args: argparse.Namespace, columns: list[str]) -> dict[str, np.ndarray]:
+    from sana_world.data.shards import read_shard
+
+    shard = read_shard(args.shard)
+    n = shard["rgb"].shape[0]
+    if args.index >= n:
+        raise IndexError(f"--index {args.index} is out of range: {args.shard} holds {n} trajectories")
+    i = args.index
+    print(f"{args.shard.name}[{i}] (scene {int(shard['seed'][i])}): {shard['captions'][i]}")
+    return {c: shard[c][i].astype(np.float32) if c == "depth" else shard[c][i] for c in columns}
+
+
+def cmd_render(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sana_world.video import colorize_depth, contact_sheet, grid, write_video
+
+    # 1. argument combinations argparse cannot express
+    if (args.seed is None) == (args.shard is None):
+        parser.error("render needs exactly one of --seed (a new trajectory) or --shard (a stored one)")
+    if args.out.suffix.lower() not in (".mp4", ".gif"):
+        parser.error(f"--out must end in .mp4 or .gif, got {args.out.name!r}")
+    if args.contact_sheet is not None and args.contact_sheet.suffix.lower() != ".png":
+        parser.error(f"--contact-sheet must end in .png, got {args.contact_sheet.name!r}")
+    allowed = STORED_COLUMNS if args.shard is not None else LIVE_COLUMNS
+    columns = [c.strip() for c in args.layout.split(",") if c.strip()]
+    bad = [c for c in columns if c not in allowed]
+    if not columns or bad or len(set(columns)) != len(columns):
+        parser.error(f"--layout {args.layout!r}: give distinct columns from {', '.join(allowed)}")
+    # 2. frames, 3. grid, 4. files
+    if args.shard is not None and not args.shard.is_file():
+        parser.error(f"--shard {args.shard} does not exist")
+    frames = _render_stored(args, columns) if args.shard is not None else _render_live(args, columns)
+    if "depth" in frames:
+        frames["depth"] = colorize_depth(frames["depth"], max_depth=args.max_depth)
+    video = grid({COLUMN_TITLES[c]: frames[c] for c in columns})  # (T+1, H, W_total, 3)
+    path = write_video(args.out, video, fps=args.fps)
+    print(f"wrote {path} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]})")
+    if args.contact_sheet is not None:
+        contact_sheet(video, args.sheet_frames, args.contact_sheet, columns=3)
+        print(f"wrote {args.contact_sheet}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sana-world`` console script; returns the exit status.
+
+    Bad arguments exit with argparse's usage message (status 2); failures while running (a corrupted
+    shard, an existing output) print ``sana-world: error: ...`` and return 1.
+    """
+    from sana_world.data.shards import ShardError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "data" and args.data_command == "generate":
+            return cmd_generate(args)
+        if args.command == "data" and args.data_command == "verify":
+            return cmd_verify(args)
+        return cmd_render(args, args.subparser)
+    except (ShardError, FileExistsError, FileNotFoundError, IndexError) as e:  # bugs keep their tracebacks
+        print(f"sana-world: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
