@@ -75,7 +75,14 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sana-world", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,render}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,data,render}")
+    demo = sub.add_parser("demo", help="the main job: an agent explores a held-out world, written to video")
+    demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    demo.add_argument("--steps", type=_positive_int, default=240, help="agent steps (default: 240)")
+    demo.add_argument("--size", type=_positive_int, default=128, help="frame side in pixels (default: 128)")
+    demo.add_argument("--seed", type=_nonneg_int, default=3, help="episode seed (default: 3)")
+    demo.add_argument("--renderer", choices=("torch", "open3d"), default="torch", help="GT renderer")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     # data generate / data verify
     data = sub.add_parser("data", help="generate or verify a trajectory dataset")
@@ -235,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "demo":
+            from sana_world.agents.demo import DemoConfig, run_demo
+
+            run_demo(DemoConfig(out=args.out, steps=args.steps, size=args.size, seed=args.seed,
+                                renderer=args.renderer, progress=not args.no_progress))
+            return 0
         if args.command == "data" and args.data_command == "generate":
             return cmd_generate(args)
         if args.command == "data" and args.data_command == "verify":

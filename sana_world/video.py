@@ -77,7 +77,7 @@ def _text_mask(text: str, width: int) -> np.ndarray:
     """Alpha mask (h, width) float32 in [0, 1] of ``text`` in PIL's default font, left aligned."""
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=11)  # the bundled FreeType font (Pillow >= 10.1)
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
     h = int(bottom - min(top, 0)) + 2 * _BANNER_PAD
