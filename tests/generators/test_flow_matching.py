@@ -1,0 +1,253 @@
+"""Flow-matching trainer: CPU smoke run, exact resume, checkpoint files and errors, the sigma sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from sana_world.generators.image.dit import PRESETS
+from sana_world.generators.train.common import (
+    EMA,
+    CheckpointError,
+    DistInfo,
+    TrainState,
+    autocast,
+    grad_clip,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    warmup_constant,
+)
+from sana_world.generators.train.flow_matching import (
+    FlowMatchingConfig,
+    ShardFrames,
+    StreamFrames,
+    build_parser,
+    sample_sigmas,
+    shift_sigma,
+    train,
+)
+
+RES = 16
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """4 GT trajectories of 8 frames at 16x16 (32 frames), rendered by the torch caster."""
+    from sana_world.data import generate
+
+    root = tmp_path_factory.mktemp("gt") / "ds"
+    generate(root, num_trajectories=4, steps=7, height=RES, width=RES, shard_size=2, seed=0, progress=False)
+    return root
+
+
+def _config(dataset, out_dir, **kw) -> FlowMatchingConfig:
+    # the tiny preset with pixel latents (3 ch), procedural captions (256-d) and patch 2: 64 tokens
+    model = dataclasses.replace(PRESETS["tiny"](), in_channels=3, caption_channels=256, patch_size=2,
+                                sample_size=RES)
+    base = dict(model=model, data_dir=str(dataset), resolution=RES, batch_size=8, lr=2e-3, warmup_steps=2,
+                grad_clip=1.0, ema_decay=0.9, out_dir=str(out_dir), progress=False, log_every=5, seed=0)
+    return FlowMatchingConfig(**{**base, **kw})
+
+
+def _weights(ckpt, name):
+    return load_file(str(ckpt / name))
+
+
+def test_smoke_loss_falls(dataset, tmp_path) -> None:
+    result = train(_config(dataset, tmp_path / "run", steps=30, ckpt_every=100, sample_every=30,
+                           sample_steps=2, num_samples=2))
+    losses = np.array(result.losses)
+    first, last = losses[:5].mean(), losses[-5:].mean()
+    print(f"smoke: first-5 mean {first:.4f}, last-5 mean {last:.4f}")
+    assert len(losses) == 30 and np.isfinite(losses).all()
+    assert last < 0.5 * first, (first, last)
+    assert result.step == 30 and result.checkpoint.name == "step-00000030"
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_exact_resume(dataset, tmp_path) -> None:
+    n = 4
+    straight = train(_config(dataset, tmp_path / "a", steps=2 * n, ckpt_every=n))
+    first = train(_config(dataset, tmp_path / "b", steps=n, ckpt_every=n))  # "killed" after step n
+    second = train(_config(dataset, tmp_path / "b", steps=2 * n, ckpt_every=n, resume=True))
+    resumed = np.array(first.losses + second.losses)
+    ref = np.array(straight.losses)
+    print(f"resume: max relative loss difference {np.max(np.abs(resumed - ref) / np.abs(ref)):.3e}")
+    np.testing.assert_allclose(resumed, ref, rtol=1e-6, atol=0)
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a, b = _weights(straight.checkpoint, name), _weights(second.checkpoint, name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    # a config change that would break exactness is refused; so is mixing a fresh run into old checkpoints
+    with pytest.raises(ValueError, match="lr"):
+        train(_config(dataset, tmp_path / "b", steps=3 * n, lr=1e-3, resume=True))
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(_config(dataset, tmp_path / "b", steps=3 * n))
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        train(_config(dataset, tmp_path / "empty", steps=n, resume=True))
+
+
+def test_data_order_is_a_function_of_step_and_rank(dataset) -> None:
+    ranks = [ShardFrames(str(dataset), 5, 4, DistInfo(rank=r, world_size=2), verify=False) for r in (0, 1)]
+    n = ranks[0].num_frames  # 32 frames: 4 steps x 2 ranks x 4 images per epoch
+    epoch0 = [i for step in range(1, 5) for frames in ranks for i in frames.indices(step)]
+    assert sorted(epoch0) == list(range(n))  # every frame once per epoch, ranks disjoint
+    epoch1 = [i for step in range(5, 9) for frames in ranks for i in frames.indices(step)]
+    assert sorted(epoch1) == list(range(n)) and epoch1 != epoch0  # a new permutation each epoch
+    fresh = ShardFrames(str(dataset), 5, 4, DistInfo(rank=1, world_size=2), verify=False)
+    rgb, captions = fresh.batch_at(7)  # no iterator state: a resumed run reads the same frames
+    torch.testing.assert_close(rgb, ranks[1].batch_at(7)[0])
+    assert rgb.shape == (4, RES, RES, 3) and rgb.dtype == torch.uint8 and len(captions) == 4
+    # the on-device stream: batch (n - 1) * W + r of the GPUStream, the same for the same step
+    cfg = _config(dataset, "unused", data="stream", stream_steps=2, batch_size=4)
+    a, b = StreamFrames(cfg, DistInfo()), StreamFrames(cfg, DistInfo())
+    (ra, ca), (rb, cb) = a.batch_at(2), b.batch_at(2)
+    assert torch.equal(ra, rb) and ca == cb and ra.shape == (4, RES, RES, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoint files (common.py), on a small MLP
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _state(seed: int = 0) -> TrainState:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    return TrainState(model=model, optimizer=opt, scheduler=warmup_constant(opt, 3), ema=EMA(model, 0.5))
+
+
+def _step(state: TrainState) -> None:
+    loss = state.model(torch.randn(5, 4)).square().mean()
+    state.optimizer.zero_grad()
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    state.ema.update(state.model)
+    state.step += 1
+
+
+def test_checkpoint_files_round_trip_and_pruning(tmp_path) -> None:
+    state = _state()
+    for _ in range(5):
+        _step(state)
+        save_checkpoint(tmp_path, state, {"lr": 1e-2, "name": "mlp"}, keep_last=2)
+    ckpt = latest_checkpoint(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000004", "step-00000005"]
+    assert ckpt.name == "step-00000005"
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names == ["config.json", "ema.safetensors", "model.safetensors", "optimizer.safetensors",
+                     "rng-rank00000.safetensors", "trainer_state.json"]
+    for name in names:
+        if name.endswith(".safetensors"):
+            with safe_open(str(ckpt / name), framework="pt") as f:  # real safetensors files
+                assert f.metadata()["step"] == "5"
+    assert json.loads((ckpt / "config.json").read_text()) == {"lr": 1e-2, "name": "mlp"}
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 5
+    # exact restore: weights, EMA, optimizer, scheduler, RNG
+    expected_rand = torch.rand(3)
+    other = _state(seed=1)
+    load_checkpoint(ckpt, other)
+    assert torch.equal(torch.rand(3), expected_rand)
+    assert other.step == 5 and other.scheduler.last_epoch == state.scheduler.last_epoch
+    for a, b in zip(state.model.state_dict().values(), other.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(state.ema.model.parameters(), other.ema.model.parameters()):
+        assert torch.equal(a, b)
+    a, b = state.optimizer.state_dict(), other.optimizer.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys()
+    for pid, st in a["state"].items():
+        assert st.keys() == b["state"][pid].keys()
+        assert all(torch.equal(v, b["state"][pid][k]) for k, v in st.items())
+
+
+def test_corrupted_or_missing_checkpoint_raises(tmp_path) -> None:
+    state = _state()
+    _step(state)
+    ckpt = save_checkpoint(tmp_path, state, {})
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "step-00000099", _state())
+    # one flipped byte: the hash catches it
+    path = ckpt / "model.safetensors"
+    blob = bytearray(path.read_bytes())
+    blob[-3] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="model.safetensors: sha256 mismatch"):
+        load_checkpoint(ckpt, _state())
+    # truncation: the size check names the file
+    path.write_bytes(bytes(blob[:100]))
+    with pytest.raises(CheckpointError, match="model.safetensors: 100 bytes"):
+        load_checkpoint(ckpt, _state())
+    # without verification, the unreadable file itself is reported
+    (ckpt / "trainer_state.json").write_text(json.dumps(
+        {**json.loads((ckpt / "trainer_state.json").read_text()), "files": {}}))
+    with pytest.raises(CheckpointError, match="model.safetensors: unreadable safetensors"):
+        load_checkpoint(ckpt, _state(), verify=False)
+    (ckpt / "optimizer.safetensors").unlink()
+    (ckpt / "trainer_state.json").unlink()
+    with pytest.raises(CheckpointError, match="incomplete checkpoint"):
+        load_checkpoint(ckpt, _state())
+    assert latest_checkpoint(tmp_path) is None  # an incomplete directory is never picked for resume
+    # a model of another shape
+    ckpt = save_checkpoint(tmp_path / "b", state, {})
+    wrong = _state()
+    wrong.model[2] = torch.nn.Linear(8, 3)
+    with pytest.raises(CheckpointError, match="(?s)does not fit Sequential.*size mismatch"):
+        load_checkpoint(ckpt, wrong)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pieces of the objective and helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("s", [1.0, 3.0, 4.0])
+def test_logit_normal_shift_sampler(s: float) -> None:
+    assert float(shift_sigma(torch.tensor(0.5), s)) == pytest.approx(s / (1 + s))
+    sig = torch.linspace(0, 1, 11)
+    torch.testing.assert_close(shift_sigma(sig, s), s * sig / (1 + (s - 1) * sig))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    drawn = sample_sigmas(20_000, 0.2, 0.8, s, g1)
+    u = torch.randn(20_000, generator=g2) * 0.8 + 0.2
+    torch.testing.assert_close(drawn, s * torch.sigmoid(u) / (1 + (s - 1) * torch.sigmoid(u)))
+    # the shift is monotone, so it maps the median sigmoid(mean) to shift(sigmoid(mean))
+    median = float(drawn.median())
+    want = s * (1 / (1 + math.exp(-0.2))) / (1 + (s - 1) / (1 + math.exp(-0.2)))
+    assert median == pytest.approx(want, abs=0.01)
+    assert 0 < float(drawn.min()) and float(drawn.max()) < 1
+
+
+def test_ema_clip_autocast_helpers() -> None:
+    model = torch.nn.Linear(3, 1)
+    ema = EMA(model, decay=0.75)
+    old = ema.model.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.model.weight, 0.75 * old + 0.25 * model.weight)
+    model.weight.grad = torch.full_like(model.weight, 4.0)
+    model.bias.grad = torch.zeros_like(model.bias)
+    norm = grad_clip(model.parameters(), 1.0)
+    assert norm == pytest.approx(4.0 * math.sqrt(3))
+    assert float(model.weight.grad.norm()) == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="only supported on CUDA"):
+        autocast(torch.device("cpu"), bf16=True)
+
+
+def test_cli_parses_into_config(tmp_path) -> None:
+    argv = ["--preset", "tiny", "--steps", "7", "--data-dir", "x", "--no-progress",
+            "--adam-betas", "0.8", "0.9"]
+    args = vars(build_parser().parse_args(argv))
+    cfg = FlowMatchingConfig(**{**args, "adam_betas": tuple(args["adam_betas"])})
+    assert cfg.model == "tiny" and cfg.steps == 7 and cfg.progress is False and cfg.adam_betas == (0.8, 0.9)
+    assert cfg.cfg_dropout == 0.1 and cfg.bf16 is False
+    with pytest.raises(ValueError, match="needs data_dir"):
+        FlowMatchingConfig()
