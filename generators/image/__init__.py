@@ -1,4 +1,4 @@
-"""Image generators: the SANA linear DiT and its diffusers interop."""
+"""Image generators: the SANA linear DiT, its diffusers interop and the text → image pipeline."""
 
 from .dit import (
     PRESETS,
@@ -14,9 +14,12 @@ from .dit import (
     sprint_1600m,
     tiny,
 )
+from .pipeline import ImagePipeline, ImagePipelineConfig
 from .interop import config_from_diffusers, config_to_diffusers, from_diffusers, to_diffusers
 
 __all__ = [
+    "ImagePipeline",
+    "ImagePipelineConfig",
     "PRESETS",
     "SanaBlock",
     "SanaDiT",

@@ -306,18 +306,15 @@ def sample_images(model: nn.Module, codec: nn.Module, text: Any, captions: list[
                   config: FlowMatchingConfig, latent_shape: tuple[int, int, int],
                   device: torch.device) -> torch.Tensor:
     """(N, 3, H, W) in [0, 1]: Flow-Euler with CFG from fixed noise (same at every call)."""
-    from sana_world.samplers import FlowEulerSampler, cfg_denoiser
+    from sana_world.generators.image.pipeline import ImagePipeline, ImagePipelineConfig
 
-    cond, null = text.encode(captions).to(device), text.null_embedding().to(device).expand(len(captions))
-
-    def denoiser(emb: Any) -> Any:
-        return lambda x, s: model(x, 1000.0 * s, emb.hidden, emb.mask)
-
+    pipe = ImagePipeline(model, text, codec, ImagePipelineConfig(
+        sampler="euler", num_steps=config.sample_steps, shift=config.shift, guidance_scale=config.sample_guidance))
     gen = torch.Generator(device).manual_seed(rank_seed(config.seed, _SAMPLE_TAG))
     noise = torch.randn(len(captions), *latent_shape, generator=gen, device=device)  # (N, C, h, w)
-    sampler = FlowEulerSampler(num_steps=config.sample_steps, shift=config.shift)
-    z = sampler.sample(cfg_denoiser((denoiser(null), denoiser(cond)), config.sample_guidance), noise)
-    return ((codec.decode(z).float().clamp(-1, 1) + 1) / 2).cpu()
+    f = codec.downsample_factor
+    images = pipe(captions, latent_shape[1] * f, latent_shape[2] * f, noise=noise, output="float")
+    return ((images + 1) / 2).cpu()
 
 
 def train(config: FlowMatchingConfig) -> TrainResult:

@@ -1,0 +1,99 @@
+"""Text → image with a SANA linear DiT: text encoder + denoiser + sampler + latent codec, in one call.
+
+The same class drives a flow-matching model (Flow-Euler or Flow-DPM-Solver, with classifier-free
+guidance) and a SANA-Sprint student (TrigFlow few-step sampler; the guidance scale is fed to the
+model's guidance embedding instead of a second pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sana_world.samplers import FlowDPMSolverSampler, FlowEulerSampler, TrigFlowSampler, cfg_denoiser
+
+
+@dataclass(frozen=True)
+class ImagePipelineConfig:
+    """How images are sampled."""
+
+    sampler: str = "dpm"  # "euler" | "dpm" | "trigflow" (Sprint checkpoints)
+    num_steps: int = 20
+    shift: float = 3.0
+    guidance_scale: float = 4.5
+    sigma_data: float = 0.5  # TrigFlow only
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("euler", "dpm", "trigflow"):
+            raise ValueError(f"sampler must be 'euler', 'dpm' or 'trigflow', got {self.sampler!r}")
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+
+
+class ImagePipeline:
+    """``pipe(prompts, generator=g) -> uint8 images (B, H, W, 3)``.
+
+    ``model`` is a :class:`~sana_world.generators.image.SanaDiT` (timestep = 1000·σ for flow models, the
+    TrigFlow angle for Sprint students), ``text_encoder`` anything with ``encode`` / ``null_embedding``
+    (:mod:`sana_world.generators.text_encoders`), ``codec`` a latent codec with ``decode`` and
+    ``latent_channels`` / ``downsample_factor`` (:class:`~sana_world.generators.autoencoder.LatentCodec`).
+    """
+
+    def __init__(self, model: nn.Module, text_encoder: Any, codec: Any,
+                 config: ImagePipelineConfig = ImagePipelineConfig()) -> None:
+        self.model, self.text_encoder, self.codec, self.config = model, text_encoder, codec, config
+
+    def _sampler(self):
+        c = self.config
+        if c.sampler == "euler":
+            return FlowEulerSampler(num_steps=c.num_steps, shift=c.shift)
+        if c.sampler == "dpm":
+            return FlowDPMSolverSampler(num_steps=c.num_steps, shift=c.shift)
+        return TrigFlowSampler(num_steps=c.num_steps, sigma_data=c.sigma_data)
+
+    def denoiser(self, prompts: list[str], device: torch.device):
+        """The sampler's denoiser for ``prompts``: CFG over (null, prompt) for flow models."""
+        c = self.config
+        cond = self.text_encoder.encode(prompts).to(device)
+        if c.sampler == "trigflow":
+            guidance = torch.full((len(prompts),), c.guidance_scale, device=device)
+            return lambda x, t: self.model(x, t, cond.hidden, cond.mask, guidance=guidance)
+        null = self.text_encoder.null_embedding().to(device).expand(len(prompts))
+
+        def branch(emb: Any):
+            return lambda x, s: self.model(x, 1000.0 * s, emb.hidden, emb.mask)
+
+        return cfg_denoiser((branch(null), branch(cond)), c.guidance_scale)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str] | str, height: int, width: int, generator: torch.Generator | None = None,
+                 noise: torch.Tensor | None = None, output: str = "uint8") -> torch.Tensor:
+        """Images for ``prompts``: uint8 (B, H, W, 3), or float (B, 3, H, W) in [-1, 1] with ``output="float"``."""
+        # 1. inputs
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("prompts must not be empty")
+        f = self.codec.downsample_factor
+        if height % f or width % f:
+            raise ValueError(f"height and width must be multiples of the codec's factor {f}, got {height}x{width}")
+        if output not in ("uint8", "float"):
+            raise ValueError(f"output must be 'uint8' or 'float', got {output!r}")
+        device = next(self.model.parameters()).device
+        shape = (len(prompts), self.codec.latent_channels, height // f, width // f)
+        # 2. noise, 3. sampling, 4. decoding
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=device)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        sampler = self._sampler()
+        kwargs = {"generator": generator} if self.config.sampler == "trigflow" else {}
+        z = sampler.sample(self.denoiser(prompts, device), noise, **kwargs)  # (B, C, h, w)
+        images = self.codec.decode(z).float().clamp(-1, 1)  # (B, 3, H, W)
+        if output == "float":
+            return images
+        return ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
