@@ -1,0 +1,273 @@
+"""Frame-wise gated DeltaNet (GDN), the linear-attention recurrence of SANA-WM.
+
+The state is updated once per *frame*, from all S tokens of that frame at once. Per head, with keys
+k (after ReLU and key scaling), rotated keys k̃ (after RoPE; k̃ = k without RoPE), values v, a per-token
+gate β and a per-frame decay g_t:
+
+    W_t = g_t (I − Σ_s β_s k̃_s k̃_sᵀ)        U_t = Σ_s β_s v_s k̃_sᵀ
+    S_t = S_{t−1} W_t + U_t                  (numerator state, D_v × D_k)
+    W^z_t = g_t (I − Σ_s β_s k_s k_sᵀ)       u_t = Σ_s β_s k_s
+    z_t = W^z_t z_{t−1} + u_t                (normaliser state, D_k)
+
+A token s of frame t reads num = S_t q̃_s and den = z_tᵀ q_s. The bidirectional form adds an
+*inclusive* forward scan (frames 0..t) and an *exclusive* backward scan (frames t+1..T−1), then
+divides: out = (num_fwd + num_bwd) / (den_fwd + den_bwd + eps). The camera branch uses the numerator
+alone. Scans always run in fp32.
+
+Pieces:
+- `bidirectional_short_conv` / `TemporalShortConv`: depthwise temporal conv made non-causal (a causal
+  conv on the sequence plus one on its time reverse, minus the centre tap both count).
+- `GDNGates`: β = sigmoid(beta_proj(x)) per token, g = exp(−exp(A_log)·softplus(gate_proj(x̄_t) + dt_bias))
+  per frame and head from the frame mean x̄_t.
+- `gdn_forward_scan` (with `initial_state`, returning the final state, for chunked/streaming use),
+  `gdn_backward_scan`, `bidirectional_gdn`.
+
+Tensors of the scans are laid out per frame: (B, H, T, S, D).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "GDNGates",
+    "GDNState",
+    "TemporalShortConv",
+    "bidirectional_gdn",
+    "bidirectional_short_conv",
+    "gdn_backward_scan",
+    "gdn_forward_scan",
+    "gdn_transitions",
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Short temporal convolution
+# ---------------------------------------------------------------------------------------------------
+
+
+def bidirectional_short_conv(x: torch.Tensor, weight: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Depthwise temporal conv of tokens x (B, T·S, C) with a causal kernel `weight` (C, 1, K).
+
+    y[t] = Σ_j w_j x[t−K+1+j]  +  Σ_j w_j x[t+K−1−j]  −  w_{K−1} x[t]   (per channel, per spatial site)
+
+    i.e. the causal conv plus the causal conv of the time-reversed sequence, with the centre tap w_{K−1}
+    counted once. It is computed as one conv with the symmetric kernel [w_0 … w_{K−1} … w_0].
+    """
+    B, N, C = x.shape
+    if N % num_frames != 0:
+        raise ValueError(f"{N} tokens do not split into {num_frames} frames")
+    S, K = N // num_frames, weight.shape[-1]
+    kernel = torch.cat([weight, weight[..., :-1].flip(-1)], dim=-1).to(x.dtype)  # (C, 1, 2K-1)
+    seq = x.reshape(B, num_frames, S, C).permute(0, 2, 3, 1).reshape(B * S, C, num_frames)  # (B·S, C, T)
+    out = F.conv1d(seq, kernel, padding=K - 1, groups=C)  # (B·S, C, T)
+    return out.view(B, S, C, num_frames).permute(0, 3, 1, 2).reshape(B, N, C)
+
+
+class TemporalShortConv(nn.Module):
+    """Bidirectional depthwise short conv over frames; parameter `weight` (C, 1, K) as fla's ShortConvolution.
+
+    Initialised to the identity (centre tap 1, others 0), so a fresh layer passes its input through.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 4) -> None:
+        super().__init__()
+        if kernel_size < 1:
+            raise ValueError(f"TemporalShortConv.kernel_size must be >= 1, got {kernel_size}")
+        self.weight = nn.Parameter(torch.zeros(channels, 1, kernel_size))
+        with torch.no_grad():
+            self.weight[:, 0, -1] = 1.0
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """(B, T·S, C) -> (B, T·S, C)."""
+        return bidirectional_short_conv(x, self.weight, num_frames)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gates
+# ---------------------------------------------------------------------------------------------------
+
+
+class GDNGates(nn.Module):
+    """Per-token β and per-frame decay g for each of `heads` heads.
+
+    Parameters: beta_proj, gate_proj (Linear dim -> heads), A_log, dt_bias (heads,), Mamba-style init
+    (A ~ U(0, 16), dt log-uniform in [1e-3, 1e-1], dt_bias = softplus⁻¹(dt)).
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.beta_proj = nn.Linear(dim, heads)
+        self.gate_proj = nn.Linear(dim, heads)
+        self.A_log = nn.Parameter(torch.empty(heads))
+        self.dt_bias = nn.Parameter(torch.empty(heads))
+        self.reset_gate_parameters()
+
+    @torch.no_grad()
+    def reset_gate_parameters(self) -> None:
+        if self.A_log.is_meta:
+            return
+        self.A_log.copy_(torch.empty_like(self.A_log).uniform_(0, 16).log())
+        log_dt = torch.rand_like(self.dt_bias) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)
+        dt = log_dt.exp().clamp(min=1e-4)
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T·S, C) -> beta (B, H, T, S) in x's dtype, decay (B, H, T) in fp32."""
+        B, N, C = x.shape
+        S = N // num_frames
+        beta = self.beta_proj(x).sigmoid().reshape(B, num_frames, S, self.heads).permute(0, 3, 1, 2)
+        frame_mean = x.reshape(B, num_frames, S, C).mean(dim=2)  # (B, T, C)
+        gate = self.gate_proj(frame_mean).float()  # (B, T, H)
+        rate = self.A_log.float().exp()  # (H,)
+        decay = torch.exp(-rate * F.softplus(gate + self.dt_bias.float()))  # (B, T, H)
+        return beta, decay.transpose(1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recurrences
+# ---------------------------------------------------------------------------------------------------
+
+
+class GDNState(NamedTuple):
+    """Recurrent state after a frame: kv (B, H, D_v, D_k) and the normaliser z (B, H, D_k) or None."""
+
+    kv: torch.Tensor
+    z: torch.Tensor | None
+
+
+def gdn_transitions(
+    k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, decay: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame W_t = g_t (I − Σ_s β k kᵀ) (B, H, T, D_k, D_k) and U_t = Σ_s β v kᵀ (B, H, T, D_v, D_k).
+
+    k (B, H, T, S, D_k), v (B, H, T, S, D_v), beta (B, H, T, S), decay (B, H, T); all fp32.
+    """
+    eye = torch.eye(k.shape[-1], device=k.device, dtype=k.dtype)
+    k_beta = k * beta[..., None]  # (B, H, T, S, D_k)
+    W = decay[..., None, None] * (eye - k_beta.transpose(-1, -2) @ k)  # (B, H, T, D_k, D_k)
+    U = (v * beta[..., None]).transpose(-1, -2) @ k  # (B, H, T, D_v, D_k)
+    return W, U
+
+
+def gdn_forward_scan(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    decay: torch.Tensor,
+    *,
+    q_rot: torch.Tensor | None = None,
+    k_rot: torch.Tensor | None = None,
+    initial_state: GDNState | None = None,
+    denominator: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, GDNState]:
+    """Inclusive forward GDN scan over frames, in fp32.
+
+    Args:
+        q, k: (B, H, T, S, D_k) queries/keys feeding the normaliser (and the numerator if no rotation).
+        v: (B, H, T, S, D_v).
+        beta: (B, H, T, S) per-token gate.  decay: (B, H, T) per-frame decay g.
+        q_rot, k_rot: rotated queries/keys for the numerator; None means q, k.
+        initial_state: state before frame 0 (zeros if None), e.g. the final state of a previous chunk.
+        denominator: also run the normaliser recurrence (False for the camera branch).
+
+    Returns:
+        num (B, H, T, S, D_v): S_t q̃; den (B, H, T, S) = z_tᵀ q or None; the state after the last frame.
+    """
+    f32 = torch.float32
+    q, k, v, beta, decay = (t.to(f32) for t in (q, k, v, beta, decay))
+    q_num = q if q_rot is None else q_rot.to(f32)
+    k_num = k if k_rot is None else k_rot.to(f32)
+    B, H, T, _, Dk = k.shape
+    Dv = v.shape[-1]
+    W, U = gdn_transitions(k_num, v, beta, decay)  # (B, H, T, Dk, Dk), (B, H, T, Dv, Dk)
+    if initial_state is None:
+        s_kv = q.new_zeros(B, H, Dv, Dk)
+        s_z = q.new_zeros(B, H, Dk) if denominator else None
+    else:
+        s_kv = initial_state.kv.to(f32)
+        s_z = None if initial_state.z is None else initial_state.z.to(f32)
+        if denominator and s_z is None:
+            raise ValueError("initial_state has no normaliser z but denominator=True")
+    # 1. Numerator: S_t = S_{t-1} W_t + U_t, one frame at a time.
+    states = []
+    for t in range(T):
+        s_kv = s_kv @ W[:, :, t] + U[:, :, t]  # (B, H, Dv, Dk)
+        states.append(s_kv)
+    num = q_num @ torch.stack(states, dim=2).transpose(-1, -2)  # (B, H, T, S, Dv)
+    if not denominator:
+        return num, None, GDNState(s_kv, None)
+    # 2. Normaliser: z_t = W^z_t z_{t-1} + u_t with the unrotated keys.
+    W_z = W if k_rot is None else gdn_transitions(k, v[..., :1], beta, decay)[0]  # (B, H, T, Dk, Dk)
+    u_z = (k * beta[..., None]).sum(dim=3)  # (B, H, T, Dk)
+    zs = []
+    for t in range(T):
+        s_z = (W_z[:, :, t] @ s_z[..., None])[..., 0] + u_z[:, :, t]  # (B, H, Dk)
+        zs.append(s_z)
+    den = (q * torch.stack(zs, dim=2)[:, :, :, None, :]).sum(-1)  # (B, H, T, S)
+    return num, den, GDNState(s_kv, s_z)
+
+
+def _flip_shift(x: torch.Tensor, fill: float) -> torch.Tensor:
+    """Reverse the frame axis (dim 2) and delay by one frame: [x0 … x_{T−1}] -> [fill, x_{T−1} … x1]."""
+    flipped = x.flip(2)
+    pad = torch.full_like(flipped[:, :, :1], fill)
+    return torch.cat([pad, flipped[:, :, :-1]], dim=2)
+
+
+def gdn_backward_scan(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    decay: torch.Tensor,
+    *,
+    q_rot: torch.Tensor | None = None,
+    k_rot: torch.Tensor | None = None,
+    denominator: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Exclusive backward scan: frame t reads the state built from frames T−1 down to t+1.
+
+    Runs `gdn_forward_scan` on reversed time with keys, values and β delayed by one frame (padded with
+    0) and decay delayed likewise (padded with 1), then reverses the outputs. Same shapes as the forward.
+    """
+    q_b, qr_b = q.flip(2), None if q_rot is None else q_rot.flip(2)
+    k_b, v_b = _flip_shift(k, 0.0), _flip_shift(v, 0.0)
+    kr_b = None if k_rot is None else _flip_shift(k_rot, 0.0)
+    num, den, _ = gdn_forward_scan(
+        q_b, k_b, v_b, _flip_shift(beta, 0.0), _flip_shift(decay, 1.0),
+        q_rot=qr_b, k_rot=kr_b, denominator=denominator,
+    )  # fmt: skip
+    return num.flip(2), None if den is None else den.flip(2)
+
+
+def bidirectional_gdn(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    decay: torch.Tensor,
+    *,
+    q_rot: torch.Tensor | None = None,
+    k_rot: torch.Tensor | None = None,
+    eps: float = 1e-8,
+    denominator: bool = True,
+) -> torch.Tensor:
+    """Forward (inclusive) + backward (exclusive) scans; fp32 (B, H, T, S, D_v).
+
+    With `denominator` the summed numerators are divided by the summed normalisers + eps; without, the
+    summed numerators are returned (the camera branch's "single path" rule).
+    """
+    kwargs = dict(q_rot=q_rot, k_rot=k_rot, denominator=denominator)
+    num_f, den_f, _ = gdn_forward_scan(q, k, v, beta, decay, **kwargs)
+    num_b, den_b = gdn_backward_scan(q, k, v, beta, decay, **kwargs)
+    if not denominator:
+        return num_f + num_b
+    return (num_f + num_b) / (den_f + den_b + eps)[..., None]
