@@ -44,6 +44,7 @@ class GTConfig:
     clearance: float = 0.25  # the camera is a sphere of this radius
     shadows: bool = True
     renderer: str = "torch"  # "torch" | "open3d" (CPU)
+    compile_renderer: bool = False  # torch.compile the ray caster (CUDA: ~15x faster after a ~2 min warm-up)
     device: str = "cpu"
     max_depth: float = 100.0  # depth observations are clipped here (inf on a miss becomes this)
     task_cfg: TaskConfig = field(default_factory=TaskConfig)
@@ -79,7 +80,7 @@ def _make_renderer(cfg: GTConfig):
     if cfg.renderer == "torch":
         from sana_world.render.torch_caster import TorchRenderer
 
-        return TorchRenderer(device=cfg.device, shadows=cfg.shadows)
+        return TorchRenderer(device=cfg.device, shadows=cfg.shadows, compile=cfg.compile_renderer)
     if cfg.device != "cpu":
         raise ValueError("the open3d renderer runs on the CPU only; use renderer='torch' on other devices")
     from sana_world.render.open3d_backend import Open3DRenderer
@@ -141,7 +142,7 @@ class GTWorld:
         if self.cfg.renderer == "torch":
             from sana_world.render.torch_caster import pack_scenes
 
-            self._packed = pack_scenes(specs, self.device)
+            self._packed = pack_scenes(specs, self.device, pad_multiple=8 if self.cfg.compile_renderer else 1)
 
     # ---------------------------------------------------------------------------------------------------
     def c2w(self) -> torch.Tensor:

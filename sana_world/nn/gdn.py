@@ -232,18 +232,33 @@ def gdn_backward_scan(
     q_rot: torch.Tensor | None = None,
     k_rot: torch.Tensor | None = None,
     denominator: bool = True,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Exclusive backward scan: frame t reads the state built from frames T−1 down to t+1.
 
     Runs `gdn_forward_scan` on reversed time with keys, values and β delayed by one frame (padded with
     0) and decay delayed likewise (padded with 1), then reverses the outputs. Same shapes as the forward.
+
+    With `chunk_size` k the scan restarts in every chunk of k frames (SANA-WM's `_chunk_causal` teacher):
+    frame t reads frames t+1 .. (end of its chunk) − 1 only. The reset is a mask, not a branch: where the
+    delayed input is the first frame of the next chunk, its β and the decay are set to 0, so that step's
+    transition W = 0·(I − 0) and update U = 0 zero the state.
     """
     q_b, qr_b = q.flip(2), None if q_rot is None else q_rot.flip(2)
     k_b, v_b = _flip_shift(k, 0.0), _flip_shift(v, 0.0)
     kr_b = None if k_rot is None else _flip_shift(k_rot, 0.0)
+    beta_b, decay_b = _flip_shift(beta, 0.0), _flip_shift(decay, 1.0)
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        T = q.shape[2]
+        # Reversed position j reads original frame t = T−1−j; reset where t is the last of its chunk.
+        t = torch.arange(T - 1, -1, -1, device=q.device)  # (T,)
+        keep = ((t + 1) % chunk_size != 0).to(decay_b.dtype)  # (T,)
+        beta_b = beta_b * keep.to(beta_b.dtype)[:, None]
+        decay_b = decay_b * keep
     num, den, _ = gdn_forward_scan(
-        q_b, k_b, v_b, _flip_shift(beta, 0.0), _flip_shift(decay, 1.0),
-        q_rot=qr_b, k_rot=kr_b, denominator=denominator,
+        q_b, k_b, v_b, beta_b, decay_b, q_rot=qr_b, k_rot=kr_b, denominator=denominator,
     )  # fmt: skip
     return num.flip(2), None if den is None else den.flip(2)
 

@@ -40,12 +40,18 @@ from sana_world.nn import (
 )
 
 from .attention import CameraAttentionConfig, GDNCameraAttention, SoftmaxCameraAttention
+from .causal import (
+    BLOCK_NORM_EPS,
+    BlockInputs,
+    CausalContext,
+    ChunkCausalConfig,
+    causal_block_forward,
+    rope_tables_at,
+)
 from .config import SanaWMConfig
 from .ucpe import UcpeTransforms, prepare_ucpe
 
 __all__ = ["GLUMBConvTemp", "SanaWM", "SanaWMBlock", "image_conditioned_timesteps", "param_count"]
-
-BLOCK_NORM_EPS = 1e-6
 
 
 def image_conditioned_timesteps(timestep: torch.Tensor, clean_mask: torch.Tensor) -> torch.Tensor:
@@ -200,7 +206,7 @@ class SanaWM(nn.Module):
         t = timestep.expand(batch, frames).long().float()  # deliberate truncation: 500.7 -> 500
         return self.t_embed(t.reshape(-1)).view(batch, frames, -1)
 
-    def forward(
+    def prepare_inputs(
         self,
         hidden_states: torch.Tensor,
         timestep: torch.Tensor,
@@ -208,7 +214,13 @@ class SanaWM(nn.Module):
         encoder_attention_mask: torch.Tensor | None = None,
         camera_conditions: torch.Tensor | None = None,
         chunk_plucker: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        frame_offset: int = 0,
+    ) -> BlockInputs:
+        """Everything the blocks read: tokens, modulation, caption, position tables and camera tensors.
+
+        `frame_offset` shifts the temporal RoPE positions (absolute frame index of the first latent frame,
+        for streaming); 0 reproduces the plain forward.
+        """
         cfg = self.cfg
         B, _, F_, H, W = hidden_states.shape
         _, ph, pw = cfg.patch_size
@@ -225,7 +237,10 @@ class SanaWM(nn.Module):
         attn_bias = None  # (B, 1, 1, L) additive, or None
         if encoder_attention_mask is not None:
             attn_bias = key_padding_bias(encoder_attention_mask, x.dtype)
-        rope = self.rope(grid, device=x.device)  # 2 × (N, head_dim)
+        if frame_offset == 0:
+            rope = self.rope(grid, device=x.device)  # 2 × (N, head_dim)
+        else:
+            rope = rope_tables_at(self.rope.cfg, grid, frame_offset, x.device)
         # 2. Camera conditioning: UCPE ray transforms and the Plücker embedding.
         ucpe = None
         if camera_conditions is not None:
@@ -237,19 +252,53 @@ class SanaWM(nn.Module):
                     f"chunk_plucker has {chunk_plucker.shape[1]} channels, expected {cfg.plucker_channels}"
                 )
             plucker = self.plucker_embed(chunk_plucker.to(x.dtype)).flatten(2).transpose(1, 2)  # (B, N, D)
+        return BlockInputs(x, temb, t0, context, attn_bias, grid, rope, ucpe, plucker)
+
+    def output_head(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        """Per-frame output head and unpatchify: tokens (B, N, D) -> (B, C, T, H, W)."""
+        cfg = self.cfg
+        _, ph, pw = cfg.patch_size
+        T, h, w = inputs.grid
+        B = x.shape[0]
+        out = self.final(x.reshape(B * T, h * w, -1), inputs.temb.reshape(B * T, -1))  # (B·T, h·w, ph·pw·C)
+        out = out.view(B, T, h, w, ph, pw, cfg.in_channels)
+        out = out.permute(0, 6, 1, 2, 4, 3, 5)  # (B, C, T, h, ph, w, pw)
+        return out.reshape(B, cfg.in_channels, T, h * ph, w * pw)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        camera_conditions: torch.Tensor | None = None,
+        chunk_plucker: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        causal: ChunkCausalConfig | None = None,
+    ) -> torch.Tensor:
+        """chunk_size None: bidirectional (diffusers parity). chunk_size k: the chunk-causal mode of the same
+        weights (see `causal.py`), with the softmax window of `causal` (default `ChunkCausalConfig()`)."""
+        inp = self.prepare_inputs(
+            hidden_states, timestep, encoder_hidden_states, encoder_attention_mask, camera_conditions,
+            chunk_plucker,
+        )  # fmt: skip
+        x = inp.x
+        if chunk_size is not None:
+            # 3'. Chunk-causal blocks: empty stream state, chunks separated by masks.
+            causal = causal or ChunkCausalConfig()
+            ctx = CausalContext.full_sequence(inp.grid[0], chunk_size, causal, x.device)
+            for block in self.blocks:
+                x, _ = causal_block_forward(block, x, inp, ctx, None)
+            return self.output_head(x, inp)
         # 3. Blocks.
         for block in self.blocks:
-            args = (x, context, attn_bias, t0, grid, rope, ucpe, plucker)
+            args = (x, inp.context, inp.attn_bias, inp.t0, inp.grid, inp.rope, inp.ucpe, inp.plucker)
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
                 x = block(*args)
         # 4. Per-frame output head and unpatchify.
-        T, h, w = grid
-        out = self.final(x.reshape(B * T, h * w, -1), temb.reshape(B * T, -1))  # (B·T, h·w, ph·pw·C)
-        out = out.view(B, T, h, w, ph, pw, cfg.in_channels)
-        out = out.permute(0, 6, 1, 2, 4, 3, 5)  # (B, C, T, h, ph, w, pw)
-        return out.reshape(B, cfg.in_channels, T, H, W)
+        return self.output_head(x, inp)
 
 
 def param_count(cfg: SanaWMConfig) -> int:

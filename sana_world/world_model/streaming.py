@@ -1,0 +1,314 @@
+"""Streaming SANA-WM: chunk-by-chunk generation on an explicit, constant-size stream state.
+
+One chunk of latent frames at a time (SANA-WM `_streaming`: 3 latent frames per block):
+
+    state = engine.init_state(batch, latent_size)
+    clean = engine.denoise_chunk(state, noise, text, camera, first_frame=img)   # state is only read
+    state = engine.advance(state, clean, text, camera)                          # one pass at t = 0
+
+Every pass is `causal.causal_block_forward` over the chunk from the state (see `causal.py` for the
+semantics), so running a sequence chunk by chunk equals one chunk-causal pass over the whole sequence.
+The state (`WMStreamState`) is a list of per-block states of fixed shapes (GDN forward-scan states, conv
+left contexts, a softmax KV window of sink + recent frames) plus the absolute index of the next frame
+(a Python int: it sets RoPE positions and window slots without touching the device). Passes never write
+into a state; `advance` returns a new one, so states can be kept, cloned and branched freely.
+
+Camera inputs per chunk are the chunk's slice of `WMCameraInputs` (poses relative to the stream's first
+frame, see `cameras.prepare_camera_inputs`); a stream must give them for every chunk or for none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from sana_world.sampler_schedules import model_timestep
+from sana_world.samplers import Sampler, TrigFlowSampler, cfg_denoiser, flow_to_trigflow
+
+from .causal import (
+    BlockState,
+    CausalContext,
+    ChunkCausalConfig,
+    GDNBlockState,
+    SoftmaxBlockState,
+    causal_block_forward,
+    map_block_state,
+)
+from .cameras import WMCameraInputs
+from .model import SanaWM, image_conditioned_timesteps
+
+__all__ = ["WMStreamConfig", "WMStreamEngine", "WMStreamState", "WMText"]
+
+_FRAME_KEY = "frame"
+
+
+class WMText(NamedTuple):
+    """Caption embeddings (B, L, caption_channels) and their mask (B, L) or None."""
+
+    hidden_states: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+
+    def repeat_for_cfg(self, negative: WMText) -> WMText:
+        """[negative; self] along the batch (unconditional first, the SANA pipelines' layout)."""
+        mask = None
+        if self.attention_mask is not None or negative.attention_mask is not None:
+            ones = [torch.ones(t.hidden_states.shape[:2], dtype=torch.long, device=t.hidden_states.device)
+                    for t in (negative, self)]  # fmt: skip
+            pairs = zip((negative, self), ones)
+            m = [t.attention_mask if t.attention_mask is not None else o for t, o in pairs]
+            mask = torch.cat(m)
+        return WMText(torch.cat([negative.hidden_states, self.hidden_states]), mask)
+
+
+@dataclass
+class WMStreamState:
+    """Stream state after `frame` latent frames: one `GDNBlockState` / `SoftmaxBlockState` per block, all
+    tensors with leading batch dim B and fixed shapes; `has_camera` (None before the first advance)."""
+
+    blocks: list[BlockState]
+    frame: int = 0
+    has_camera: bool | None = None
+
+    # 1. Generic tensor plumbing.
+    def _map(self, fn) -> WMStreamState:
+        return WMStreamState([map_block_state(b, fn) for b in self.blocks], self.frame, self.has_camera)
+
+    def clone(self) -> WMStreamState:
+        """An independent copy (branching futures)."""
+        return self._map(torch.clone)
+
+    def index(self, i: int) -> WMStreamState:
+        """Env i as a batch-1 state."""
+        return self._map(lambda t: t[i : i + 1].clone())
+
+    def repeat(self, n: int) -> WMStreamState:
+        """The batch repeated n times as [s; s; ...] (CFG shares one history between branches)."""
+        return self._map(lambda t: torch.cat([t] * n))
+
+    @staticmethod
+    def stack(states: list[WMStreamState]) -> WMStreamState:
+        """Concatenate states along the batch; all must be at the same frame with the same camera use."""
+        if not states:
+            raise ValueError("stack() needs at least one state")
+        frames = {s.frame for s in states}
+        cams = {s.has_camera for s in states} - {None}
+        if len(frames) != 1 or len(cams) > 1:
+            raise ValueError(f"cannot stack states at frames {sorted(frames)} / camera use {cams}")
+        blocks = []
+        for parts in zip(*(s.blocks for s in states)):
+            names = [f.name for f in dataclasses.fields(parts[0])]
+            blocks.append(type(parts[0])(**{n: torch.cat([getattr(p, n) for p in parts]) for n in names}))
+        return WMStreamState(blocks, states[0].frame, next(iter(cams), None))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.blocks[0].ffn.shape[0])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Flat `blocks.{i}.{field}` -> tensor (views, not copies)."""
+        out = {}
+        for i, b in enumerate(self.blocks):
+            for f in dataclasses.fields(b):
+                out[f"blocks.{i}.{f.name}"] = getattr(b, f.name)
+        return out
+
+    def nbytes(self) -> int:
+        """Total bytes of the state's tensors."""
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+    # 2. Save / restore: flat contiguous tensors, safetensors-compatible.
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        sd = {k: v.detach().contiguous().clone() for k, v in self.tensors().items()}
+        sd[_FRAME_KEY] = torch.tensor(self.frame, dtype=torch.int64)
+        cam = -1 if self.has_camera is None else int(self.has_camera)
+        sd["has_camera"] = torch.tensor(cam, dtype=torch.int64)
+        return sd
+
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        """Restore in place from `state_dict()` output; keys and shapes must match this state's layout
+        (e.g. a fresh `engine.init_state` of the same batch and latent size)."""
+        mine = self.tensors()
+        expected = set(mine) | {_FRAME_KEY, "has_camera"}
+        if set(sd) != expected:
+            raise ValueError(f"state_dict keys differ: missing {sorted(expected - set(sd))}, "
+                             f"unexpected {sorted(set(sd) - expected)}")  # fmt: skip
+        for k, t in mine.items():
+            if sd[k].shape != t.shape:
+                got, want = tuple(sd[k].shape), tuple(t.shape)
+                raise ValueError(f"state_dict[{k!r}] has shape {got}, expected {want}")
+        blocks = []
+        for i, b in enumerate(self.blocks):
+            blocks.append(dataclasses.replace(b, **{
+                f.name: sd[f"blocks.{i}.{f.name}"].to(getattr(b, f.name)) for f in dataclasses.fields(b)
+            }))  # fmt: skip
+        self.blocks = blocks
+        self.frame = int(sd[_FRAME_KEY])
+        cam = int(sd["has_camera"])
+        self.has_camera = None if cam < 0 else bool(cam)
+
+
+@dataclass(frozen=True)
+class WMStreamConfig:
+    """Attributes:
+    causal: softmax attention sink and window (SANA-WM streaming: 1 sink + 10 recent frames).
+    guidance_scale: CFG weight; != 1 needs `negative` text in `denoise_chunk`. Both branches read the same
+        stream state (built by `advance` from the conditional text).
+    """
+
+    causal: ChunkCausalConfig = ChunkCausalConfig()
+    guidance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.causal.window_frames is None:
+            raise ValueError(
+                "WMStreamConfig.causal.window_frames must be set: a stream needs a bounded window"
+            )
+
+
+class WMStreamEngine:
+    """Chunk-by-chunk sampling of a `SanaWM` on a `WMStreamState` with a pluggable sampler.
+
+    Flow samplers (Euler, DPM) get the velocity model directly; a `TrigFlowSampler` gets it through
+    `flow_to_trigflow`. Schedules may be per frame (diffusion forcing): (N + 1, B, T) in the sampler's
+    time units.
+    """
+
+    def __init__(self, model: SanaWM, sampler: Sampler, config: WMStreamConfig = WMStreamConfig()) -> None:
+        self.model = model
+        self.sampler = sampler
+        self.config = config
+
+    # 1. State.
+    def init_state(
+        self, batch: int, latent_size: tuple[int, int], device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> WMStreamState:  # fmt: skip
+        """An empty stream (frame 0) for `batch` envs on a latent grid (H, W)."""
+        cfg = self.model.cfg
+        H, W = latent_size
+        S = (H // cfg.patch_size[1]) * (W // cfg.patch_size[2])
+        B, C, h, d = batch, cfg.dim, cfg.heads, cfg.head_dim
+        slots = self.config.causal.sink_frames + self.config.causal.window_frames
+        p = cfg.t_kernel_size // 2
+
+        def z(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, device=device, dtype=dtype)
+
+        blocks: list[BlockState] = []
+        for block in self.model.blocks:
+            ffn = z(B, C, p, S)  # (B, C, p, S)
+            if block.is_softmax:
+                blocks.append(SoftmaxBlockState(*(z(B, slots, S, h, d) for _ in range(4)), ffn=ffn))
+            else:
+                K = cfg.conv_kernel_size
+                blocks.append(GDNBlockState(
+                    kv=z(B, h, d, d), z=z(B, h, d), cam_kv=z(B, h, d, d),
+                    conv_k=z(B, K - 1, S, C), conv_k_cam=z(B, K - 1, S, C), ffn=ffn,
+                ))  # fmt: skip
+        return WMStreamState(blocks)
+
+    # 2. One pass over a chunk.
+    def _pass(
+        self, state: WMStreamState, latents: torch.Tensor, timesteps: torch.Tensor, text: WMText,
+        camera: WMCameraInputs | None,
+    ) -> tuple[torch.Tensor, WMStreamState]:  # fmt: skip
+        """Model output (B, C, T, H, W) for the chunk appended to `state`, and the state after it."""
+        B, T = latents.shape[0], latents.shape[2]
+        if B != state.batch_size:
+            raise ValueError(f"chunk batch {B} != state batch {state.batch_size}")
+        has_cam = camera is not None
+        if state.has_camera is not None and state.has_camera != has_cam:
+            raise ValueError(
+                f"camera inputs given={has_cam} but the stream was built with {state.has_camera}"
+            )
+        if camera is not None and camera.num_latent_frames != T:
+            raise ValueError(f"camera inputs cover {camera.num_latent_frames} frames, chunk has {T}")
+        inp = self.model.prepare_inputs(
+            latents, timesteps, text.hidden_states, text.attention_mask,
+            None if camera is None else camera.camera_conditions,
+            None if camera is None else camera.chunk_plucker,
+            frame_offset=state.frame,
+        )  # fmt: skip
+        ctx = CausalContext.build(T, T, state.frame, self.config.causal, True, latents.device)
+        x, blocks = inp.x, []
+        for block, bs in zip(self.model.blocks, state.blocks):
+            x, new = causal_block_forward(block, x, inp, ctx, bs)
+            blocks.append(new)
+        return self.model.output_head(x, inp), WMStreamState(blocks, state.frame + T, has_cam)
+
+    def forward_chunk(
+        self, state: WMStreamState, latents: torch.Tensor, timesteps: torch.Tensor, text: WMText,
+        camera: WMCameraInputs | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """The model's prediction for a chunk (B, C, T, H, W) at per-frame timesteps (B, T) (model units,
+        0..1000), appended to `state`, which is not changed."""
+        return self._pass(state, latents, timesteps, text, camera)[0]
+
+    def advance(
+        self, state: WMStreamState, clean: torch.Tensor, text: WMText, camera: WMCameraInputs | None = None,
+        timesteps: torch.Tensor | None = None,
+    ) -> WMStreamState:  # fmt: skip
+        """The state after appending the chunk `clean` (B, C, T, H, W): one pass at `timesteps` (default 0,
+        i.e. clean context)."""
+        if timesteps is None:
+            timesteps = clean.new_zeros(clean.shape[0], clean.shape[2])
+        return self._pass(state, clean, timesteps, text, camera)[1]
+
+    # 3. Sampling a chunk.
+    def denoise_chunk(
+        self,
+        state: WMStreamState,
+        noise: torch.Tensor,
+        text: WMText,
+        camera: WMCameraInputs | None = None,
+        *,
+        first_frame: torch.Tensor | None = None,
+        negative: WMText | None = None,
+        schedule: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sample the next chunk (B, C, T, H, W) from standard normal `noise` without changing `state`.
+
+        first_frame (B, C, H, W): the stream's anchor image latent; only at frame 0, where the chunk's first
+        frame is pinned to it (timestep min(t, 1000·(1 − mask)) = 0, so every sampler step keeps it).
+        schedule: (N + 1, B, T) per-frame times in the sampler's units (None: the built-in schedule for
+        all frames). No host syncs: the schedule is not validated here.
+        """
+        B, C, T, H, W = noise.shape
+        dtype = torch.promote_types(noise.dtype, torch.float32)
+        x = noise.to(dtype)
+        sched = self.sampler.schedule(x.device, dtype)[:, None, None].expand(-1, B, T) if schedule is None \
+            else schedule.to(device=x.device, dtype=dtype)  # (N + 1, B, T)  # fmt: skip
+        # 1. Anchor: the first frame of the stream is given and stays clean (time 0 in every row).
+        clean_mask = torch.zeros(B, T, device=x.device, dtype=dtype)  # (B, T), 1 = given frame
+        if first_frame is not None:
+            if state.frame != 0:
+                raise ValueError(f"first_frame anchors frame 0, the stream is at frame {state.frame}")
+            clean_mask[:, 0] = 1.0
+            sched = sched * (1.0 - clean_mask)
+            x = torch.cat([first_frame.to(dtype)[:, :, None], x[:, :, 1:]], dim=2)
+        sched = sched[:, :, None, :, None, None]  # (N + 1, B, 1, T, 1, 1) against (B, C, T, H, W)
+        # 2. The flow denoiser: sigma (B, 1, T, 1, 1) -> velocity, from the (possibly doubled) state.
+        guided = self.config.guidance_scale != 1.0
+        if guided and negative is None:
+            raise ValueError("guidance_scale != 1 needs negative text")
+        run_state = state.repeat(2) if guided else state
+        run_text = text.repeat_for_cfg(negative) if guided else text
+        run_cam = camera.repeat_for_cfg() if guided and camera is not None else camera
+        run_mask = torch.cat([clean_mask, clean_mask]) if guided else clean_mask  # (B', T)
+
+        def velocity(xt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            t = model_timestep(sigma.expand(xt.shape[0], 1, T, 1, 1).reshape(xt.shape[0], T))  # (B', T)
+            t = image_conditioned_timesteps(t, run_mask)  # min(t, 1000·(1 − mask))
+            return self.forward_chunk(run_state, xt, t, run_text, run_cam)
+
+        denoise = cfg_denoiser(velocity, self.config.guidance_scale) if guided else velocity
+        if isinstance(self.sampler, TrigFlowSampler):
+            denoise = flow_to_trigflow(denoise)
+        # 3. The sampler loop (Sampler._run: `sample` would validate a custom schedule with a host sync).
+        steps = range(sched.shape[0] - 1)
+        return self.sampler._run(denoise, x, sched, generator, steps)
+
