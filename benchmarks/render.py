@@ -41,6 +41,7 @@ class BenchConfig:
     only: str = "all"  # "cpu" | "cuda" | "all"
     out: str = "benchmarks/results"
     compile_mode: str = "max-autotune-no-cudagraphs"
+    cpu_threads: int = 1  # torch threads for the CPU rows (1 is steady on a shared machine)
 
     @property
     def cpu_reps(self) -> int:
@@ -59,9 +60,10 @@ class Row:
     batch: int
     shadows: bool
     compile: bool
-    ms_per_call: float
-    frames_per_s: float
+    ms_per_call: float  # median
+    frames_per_s: float  # from the median
     note: str = ""
+    ms_per_call_min: float = float("nan")
 
 
 def cameras(spec: SceneSpec, n: int) -> torch.Tensor:
@@ -71,13 +73,14 @@ def cameras(spec: SceneSpec, n: int) -> torch.Tensor:
         r = spec.rooms[i % len(spec.rooms)]
         cx, cz = (r.x0 + r.x1) / 2, (r.z0 + r.z1) / 2
         a = 2 * math.pi * (i / max(n, 1)) + 0.3
-        eye = torch.tensor([cx + 0.35 * (r.x1 - r.x0) * math.cos(a), -1.5, cz + 0.35 * (r.z1 - r.z0) * math.sin(a)])
+        ex, ez = cx + 0.35 * (r.x1 - r.x0) * math.cos(a), cz + 0.35 * (r.z1 - r.z0) * math.sin(a)
+        eye = torch.tensor([ex, -1.5, ez])
         poses.append(look_at(eye, torch.tensor([cx, -1.2, cz])))
     return torch.stack(poses)
 
 
-def timed(fn: Callable[[], Any], reps: int, cuda: bool, warmup: int = 2) -> float:
-    """Median seconds of one call."""
+def timed(fn: Callable[[], Any], reps: int, cuda: bool, warmup: int = 2) -> tuple[float, float]:
+    """(median, min) seconds of one call; on a shared CPU the min is the steadier number."""
     for _ in range(warmup):
         fn()
     if cuda:
@@ -89,7 +92,7 @@ def timed(fn: Callable[[], Any], reps: int, cuda: bool, warmup: int = 2) -> floa
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def hardware_tag() -> str:
@@ -100,6 +103,15 @@ def hardware_tag() -> str:
 
 
 def bench_cpu(cfg: BenchConfig, rows: list[Row]) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.cpu_threads)
+    try:
+        _bench_cpu(cfg, rows)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bench_cpu(cfg: BenchConfig, rows: list[Row]) -> None:
     specs = [sample_scene(s) for s in SEEDS[: 4 if cfg.quick else 8]]
     sizes = (64, 128) if cfg.quick else (64, 128, 256)
     renderers: list[tuple[str, Any]] = [("torch", TorchRenderer("cpu", shadows=True)),
@@ -117,13 +129,16 @@ def bench_cpu(cfg: BenchConfig, rows: list[Row]) -> None:
                 if name == "torch-brute" and (size > 128 or batch > 1):
                     continue  # the brute-force path is the GPU's; on CPU it is only a reference point
                 # 1. each scene in turn (its packed form / mesh is built once and cached by the renderer)
-                per = []
+                med, best = [], []
                 for spec in specs:
                     c2w = cameras(spec, batch)
-                    per.append(timed(lambda: r.render(spec, c2w, K, size, size), max(1, cfg.cpu_reps // 2), False, 1))
-                sec = statistics.mean(per)
+                    m, b = timed(lambda: r.render(spec, c2w, K, size, size), cfg.cpu_reps, False, 1)
+                    med.append(m)
+                    best.append(b)
+                sec = statistics.mean(med)
                 rows.append(Row(name, "cpu", size, batch, True, False, 1e3 * sec, batch / sec,
-                                f"mean over {len(specs)} scenes"))
+                                f"mean over {len(specs)} scenes, {cfg.cpu_threads} torch thread(s)",
+                                1e3 * statistics.mean(best)))
                 print(_fmt(rows[-1]), flush=True)
                 save(cfg, rows)
 
@@ -142,8 +157,10 @@ def check_cuda(specs: list[SceneSpec], rows: list[Row]) -> None:
         fin = torch.isfinite(a.depth) & torch.isfinite(b.depth)
         depth_err = max(depth_err, float((a.depth[fin] - b.depth[fin]).abs().max()))
         rgb_err = max(rgb_err, float((a.rgb.float() - b.rgb.float()).abs().mean()))
-    note = f"cuda vs cpu: ids agree {same / total:.5f}, max |depth| diff {depth_err:.2e}, mean |rgb| diff {rgb_err:.3f}"
-    rows.append(Row("check", torch.cuda.get_device_name(0), 64, 16, True, False, float("nan"), float("nan"), note))
+    note = (f"cuda vs cpu: ids agree {same / total:.5f}, max |depth| diff {depth_err:.2e}, "
+            f"mean |rgb| diff {rgb_err:.3f}")
+    nan = float("nan")
+    rows.append(Row("check", torch.cuda.get_device_name(0), 64, 16, True, False, nan, nan, note))
     print(note, flush=True)
 
 
@@ -153,6 +170,7 @@ def bench_cuda(cfg: BenchConfig, rows: list[Row]) -> None:
     check_cuda(specs, rows)
     packed = pack_scenes(specs, dev)
     size = 128
+    gpu = torch.cuda.get_device_name(0)
     K = intrinsics_from_fov(size, size, 90.0).to(dev)
     batches = (256,) if cfg.quick else (256, 1024)
     for compile_ in (False, True):
@@ -166,22 +184,24 @@ def bench_cuda(cfg: BenchConfig, rows: list[Row]) -> None:
                 r.render_packed(packed, index, c2w, K, size, size)  # compiles here when compile_
                 torch.cuda.synchronize()
                 first = time.perf_counter() - t0
-                sec = timed(lambda: r.render_packed(packed, index, c2w, K, size, size), cfg.gpu_reps, True)
-                rows.append(Row("torch", torch.cuda.get_device_name(0), size, batch, shadows, compile_, 1e3 * sec,
-                                batch / sec, f"{len(specs)} packed scenes; first call {first:.1f} s"))
+                call = lambda: r.render_packed(packed, index, c2w, K, size, size)  # noqa: E731
+                sec, best = timed(call, cfg.gpu_reps, True)
+                rows.append(Row("torch", gpu, size, batch, shadows, compile_, 1e3 * sec, batch / sec,
+                                f"{len(specs)} packed scenes; first call {first:.1f} s", 1e3 * best))
                 print(_fmt(rows[-1]), flush=True)
                 save(cfg, rows)
     # single-scene render() of one camera: the latency an env step sees on the GPU
     r = TorchRenderer(dev, shadows=True)
     c2w = cameras(specs[0], 1).to(dev)
-    sec = timed(lambda: r.render(specs[0], c2w, K, size, size), cfg.gpu_reps, True)
-    rows.append(Row("torch", torch.cuda.get_device_name(0), size, 1, True, False, 1e3 * sec, 1 / sec, "render()"))
+    sec, best = timed(lambda: r.render(specs[0], c2w, K, size, size), cfg.gpu_reps, True)
+    rows.append(Row("torch", gpu, size, 1, True, False, 1e3 * sec, 1 / sec, "render()", 1e3 * best))
     print(_fmt(rows[-1]), flush=True)
 
 
 def _fmt(r: Row) -> str:
     return (f"{r.renderer:12s} {r.device[:24]:24s} {r.size:4d}^2 B={r.batch:<5d} shadows={int(r.shadows)} "
-            f"compile={int(r.compile)} {r.ms_per_call:9.2f} ms/call {r.frames_per_s:10.1f} frames/s  {r.note}")
+            f"compile={int(r.compile)} {r.ms_per_call:9.2f} ms/call (min {r.ms_per_call_min:8.2f}) "
+            f"{r.frames_per_s:10.1f} frames/s  {r.note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer sizes, scenes and repetitions")
     ap.add_argument("--only", choices=("cpu", "cuda", "all"), default="all")
     ap.add_argument("--out", default="benchmarks/results", help="directory for the JSON results")
-    ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode for CUDA rows")
+    ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
+                    help="torch.compile mode for the CUDA rows")
+    ap.add_argument("--cpu-threads", type=int, default=1, help="torch threads for the CPU rows")
     args = ap.parse_args(argv)
-    cfg = BenchConfig(args.quick, args.only, args.out, args.compile_mode)
+    cfg = BenchConfig(args.quick, args.only, args.out, args.compile_mode, args.cpu_threads)
     rows: list[Row] = []
     if cfg.only in ("cpu", "all"):
         bench_cpu(cfg, rows)

@@ -149,8 +149,8 @@ def albedo(position: Tensor, normal: Tensor, prim_index: Tensor, table: Primitiv
     other codes are skipped, which saves time but changes nothing else.
     """
     idx = prim_index.clamp(0, max(table.num_primitives - 1, 0)).long()
-    return albedo_from(position, normal, table.rgb[idx], table.rgb2[idx], table.texture[idx], table.scale[idx],
-                       codes)
+    return albedo_from(position, normal, table.rgb[idx], table.rgb2[idx], table.texture[idx],
+                       table.scale[idx], codes)
 
 
 def albedo_from(position: Tensor, normal: Tensor, c1: Tensor, c2: Tensor, code: Tensor, scale: Tensor,
@@ -179,9 +179,11 @@ def albedo_from(position: Tensor, normal: Tensor, c1: Tensor, c2: Tensor, code: 
         mortar = ((bfu < 0.035) | (bfv < 0.07)).to(u.dtype)
         is_brick = is_code("brick")
         m = torch.lerp(m, mortar, is_brick)
-        k = torch.lerp(k, torch.lerp(0.82 + 0.18 * _hash(torch.floor(bu), row), torch.ones_like(u), mortar), is_brick)
+        brick_k = torch.lerp(0.82 + 0.18 * _hash(torch.floor(bu), row), torch.ones_like(u), mortar)
+        k = torch.lerp(k, brick_k, is_brick)
     if T["wood"] in want:  # planks one unit wide along u, grain lines along v with a noisy wobble
-        g = 0.5 + 0.5 * torch.sin((2.0 * math.pi) * (5.0 * fu + 1.2 * _value_noise(1.5 * u, 0.35 * v + 7.0 * iu)))
+        wobble = 1.2 * _value_noise(1.5 * u, 0.35 * v + 7.0 * iu)
+        g = 0.5 + 0.5 * torch.sin((2.0 * math.pi) * (5.0 * fu + wobble))
         is_wood = is_code("wood")
         m = torch.lerp(m, 0.55 * g * g * g, is_wood)
         seam = 1.0 - 0.45 * (fu < 0.02).to(u.dtype)
@@ -190,7 +192,8 @@ def albedo_from(position: Tensor, normal: Tensor, c1: Tensor, c2: Tensor, code: 
         grout = ((fu < 0.045) | (fv < 0.045)).to(u.dtype)
         is_tile = is_code("tiles")
         m = torch.lerp(m, grout, is_tile)
-        k = torch.lerp(k, torch.lerp(0.93 + 0.07 * _hash(iu + 101.0, iv + 57.0), torch.ones_like(u), grout), is_tile)
+        tile_k = torch.lerp(0.93 + 0.07 * _hash(iu + 101.0, iv + 57.0), torch.ones_like(u), grout)
+        k = torch.lerp(k, tile_k, is_tile)
     if T["dots"] in want:
         du, dv = fu - 0.5, fv - 0.5
         m = torch.lerp(m, ((du * du + dv * dv) < 0.09).to(u.dtype), is_code("dots"))
@@ -241,7 +244,8 @@ def shade_lit(position: Tensor, normal: Tensor, base: Tensor, hit_mask: Tensor, 
     lz = light_pos[..., 2] - position[..., 2].unsqueeze(-1)
     d2 = lx * lx + ly * ly + lz * lz
     ndotl = lx * normal[..., 0:1] + ly * normal[..., 1:2] + lz * normal[..., 2:3]
-    w = ndotl.clamp_min(0.0) * torch.rsqrt(d2.clamp_min(1e-12)) * light_visibility / (1.0 + config.falloff * d2)
+    lambert = ndotl.clamp_min(0.0) * torch.rsqrt(d2.clamp_min(1e-12))
+    w = lambert * light_visibility / (1.0 + config.falloff * d2)
     irradiance = ambient.unsqueeze(-1) + (w.unsqueeze(-1) * light_rgb).sum(-2)  # (..., 3)
     rgb = tone_map(base * irradiance, config)
     miss = torch.tensor(MISS_RGB, dtype=rgb.dtype, device=rgb.device)

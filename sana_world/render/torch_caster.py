@@ -17,8 +17,8 @@ from sana_world.camera import pixel_grid
 from sana_world.render.base import RenderOutput
 from sana_world.render.shading import SHADOW_OFFSET
 from sana_world.render.torch_cull import render_culled
-from sana_world.render.torch_geometry import (PackedScenes, any_hit, camera_rays_uv, finish_pixels, hit_surface,
-                                             nearest_hit, pack_scenes, pad_packed)
+from sana_world.render.torch_geometry import any_hit, camera_rays_uv, finish_pixels, hit_surface, nearest_hit
+from sana_world.render.torch_packing import PackedScenes, pack_scenes, pad_packed
 from sana_world.worlds.spec import SceneSpec
 
 Tensor = torch.Tensor
@@ -30,18 +30,26 @@ def render_chunk(p: PackedScenes, scene_index: Tensor, c2w: Tensor, K: Tensor, u
                  shadows: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Brute-force render of pixels ``uv`` (n, 2) of cameras c2w (b, 4, 4), K (b, 3, 3) in scenes
     ``scene_index`` (b,). Returns rgb (b, n, 3) uint8, depth (b, n), normal (b, n, 3), ids (b, n) int32.
+
+    Under ``torch.compile`` the graph breaks split it into three graphs, so that per-ray directions and
+    their reciprocals are stored once instead of recomputed for every (ray, primitive) pair.
     """
-    # 1. camera rays (camera-z = 1, so t is z-depth), nearest primitive, surface
+    # 1. camera rays (camera-z = 1, so t is z-depth)
     o, d = camera_rays_uv(c2w, K, uv)  # (b, 3), (b, n, 3)
-    t, prim = nearest_hit(p, (scene_index,), o, d)  # (b, n)
+    inv = 1.0 / d
+    torch._dynamo.graph_break()
+    # 2. nearest primitive and its surface
+    t, prim = nearest_hit(p, (scene_index,), o, d, inv)  # (b, n)
     hit, pos, n, cols, base = hit_surface(p, scene_index, o, d, t, prim)
-    # 2. shadow segments cast from each light towards the normal-offset surface point
-    vis = None
-    if shadows:
-        light_pos = p.table.light_pos[scene_index]  # (b, L, 3)
-        seg = (pos + SHADOW_OFFSET * n).unsqueeze(1) - light_pos.unsqueeze(2)  # (b, L, n, 3)
-        blocked = any_hit(p, (scene_index.unsqueeze(1),), light_pos, seg)  # (b, L, n)
-        vis = (~blocked).to(pos.dtype).transpose(1, 2)  # (b, n, L)
+    if not shadows:
+        return finish_pixels(p, scene_index, t, hit, pos, n, cols, base, None)
+    # 3. shadow segments cast from each light towards the normal-offset surface point
+    light_pos = p.table.light_pos[scene_index]  # (b, L, 3)
+    seg = (pos + SHADOW_OFFSET * n).unsqueeze(1) - light_pos.unsqueeze(2)  # (b, L, n, 3)
+    inv_seg = 1.0 / seg
+    torch._dynamo.graph_break()
+    blocked = any_hit(p, (scene_index.unsqueeze(1),), light_pos, seg, inv_seg)  # (b, L, n)
+    vis = (~blocked).to(pos.dtype).transpose(1, 2)  # (b, n, L)
     return finish_pixels(p, scene_index, t, hit, pos, n, cols, base, vis)
 
 
@@ -57,23 +65,27 @@ class TorchRendererConfig:
     device: str = "cpu"
     shadows: bool = True
     chunk_rays: int | None = None  # rays per chunk; None: pair_budget // (primitive slots per ray)
-    pair_budget: int | None = None  # ray x primitive pairs per chunk; None: 2**18 on CPU, 2**26 on CUDA
+    pair_budget: int | None = None  # ray x primitive pairs per chunk; None: 2**18 CPU, 2**26 / 2**28 CUDA
     compile: bool = False  # torch.compile the per-chunk renderer (pads chunks to one shape)
     compile_mode: str = "max-autotune-no-cudagraphs"
     cull: bool | None = None  # tile-culled path (torch_cull); None: on CPU unless compiling
     cull_rays: int = 2**16  # rays per call of the culled path
 
     def use_cull(self) -> bool:
-        return (torch.device(self.device).type == "cpu" and not self.compile) if self.cull is None else self.cull
+        if self.cull is None:
+            return torch.device(self.device).type == "cpu" and not self.compile
+        return self.cull
 
 
 class TorchRenderer:
     """Analytic ray caster implementing :class:`sana_world.render.base.Renderer`."""
 
-    def __init__(self, device: torch.device | str = "cpu", shadows: bool = True, chunk_rays: int | None = None,
-                 compile: bool = False, compile_mode: str = "max-autotune-no-cudagraphs",
-                 pair_budget: int | None = None, cull: bool | None = None) -> None:
-        self.config = TorchRendererConfig(str(device), shadows, chunk_rays, pair_budget, compile, compile_mode, cull)
+    def __init__(self, device: torch.device | str = "cpu", shadows: bool = True,
+                 chunk_rays: int | None = None, compile: bool = False,
+                 compile_mode: str = "max-autotune-no-cudagraphs", pair_budget: int | None = None,
+                 cull: bool | None = None) -> None:
+        self.config = TorchRendererConfig(str(device), shadows, chunk_rays, pair_budget, compile,
+                                          compile_mode, cull)
         self.device = torch.device(device)
         if chunk_rays is not None and chunk_rays <= 0:
             raise ValueError(f"chunk_rays must be positive, got {chunk_rays}")
@@ -114,13 +126,16 @@ class TorchRenderer:
             raise ValueError(f"K must have shape (3, 3) or (B, 3, 3) with B = {B}, got {tuple(K.shape)}")
         if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
             raise ValueError(f"height and width must be positive ints, got {height!r} x {width!r}")
-        scene_index = torch.as_tensor(scene_index, device=self.device).long()
+        scene_index = torch.as_tensor(scene_index)
         if scene_index.shape != (B,):
             raise ValueError(f"scene_index must have shape ({B},), got {tuple(scene_index.shape)}")
+        if scene_index.device.type == "cpu":  # (a device tensor is not checked: that would cost a sync)
+            if bool(((scene_index < 0) | (scene_index >= packed.num_scenes)).any()):
+                raise ValueError(f"scene_index must lie in [0, {packed.num_scenes}), "
+                                 f"got {scene_index.tolist()}")
+        scene_index = scene_index.to(self.device, torch.int64)
         if packed.device.type != self.device.type or self.device.index not in (None, packed.device.index):
             raise ValueError(f"packed scenes live on {packed.device}, the renderer on {self.device}")
-        if bool(((scene_index < 0) | (scene_index >= packed.num_scenes)).any()):
-            raise ValueError(f"scene_index must lie in [0, {packed.num_scenes}), got {scene_index.tolist()}")
         if self.config.use_cull():
             return self._render_culled(packed, scene_index, c2w, K, height, width)
         if self.config.compile:  # a few fixed shapes, so new scene batches rarely recompile
@@ -145,7 +160,8 @@ class TorchRenderer:
             b1 = min(b0 + cams, Bp)
             for n0 in range(0, Np, pix):
                 n1 = min(n0 + pix, Np)
-                out = self._chunk_fn(packed, scene_index[b0:b1], c2w[b0:b1], K[b0:b1], uv[n0:n1], self.config.shadows)
+                out = self._chunk_fn(packed, scene_index[b0:b1], c2w[b0:b1], K[b0:b1], uv[n0:n1],
+                                     self.config.shadows)
                 rgb[b0:b1, n0:n1], depth[b0:b1, n0:n1], normal[b0:b1, n0:n1], ids[b0:b1, n0:n1] = out
         return RenderOutput(
             rgb=rgb[:B, :HW].reshape(B, height, width, 3),
@@ -175,7 +191,9 @@ class TorchRenderer:
         """(cameras, pixels) per chunk so that rays x primitive slots stays within the budget."""
         rays = self.config.chunk_rays
         if rays is None:
-            budget = self.config.pair_budget or (2**26 if self.device.type == "cuda" else 2**18)
+            # compiled kernels keep (ray, primitive) terms in registers, so they take far bigger chunks
+            default = (2**28 if self.config.compile else 2**26) if self.device.type == "cuda" else 2**18
+            budget = self.config.pair_budget or default
             slots = sum(int(t.shape[1]) for t in (packed.aabb_lo, packed.obox_center, packed.ell_center,
                                                   packed.cyl_center, packed.cone_center))
             rays = max(256, budget // max(slots, 1))

@@ -1,11 +1,13 @@
 """CPU path of the torch ray caster: test only the (ray tile, primitive) pairs whose bounds overlap.
 
 The image is cut into 8x8 pixel tiles. A primitive is tested against the rays of a tile only when its
-bounding box, clipped to the near plane and projected, overlaps the tile; a shadow bundle (the segments
-from one light to the hit points of one tile) is tested only against primitives whose world AABB
-overlaps the bundle's AABB and whose bounding sphere meets the bundle's cone. The surviving pairs are
-evaluated by the same closed-form tests as the brute-force path, so the images match it; but the pair
-lists depend on the data (``nonzero``), which suits the CPU and not a compiled GPU graph.
+bounding box, clipped to the near plane and projected, overlaps the tile. A shadow bundle (the segments
+from one light to the hit points of one tile) is tested only when some of its points face the light,
+and only against primitives whose world AABB overlaps the bundle's AABB and whose bounding sphere meets
+the bundle's cone; a bundle that one wall box blocks entirely (lights in other rooms) skips the per-ray
+tests. The surviving pairs go through the same closed-form tests as the brute-force path, so the images
+are the same (the tests check bit equality); but the pair lists depend on the data (``nonzero``), which
+suits eager CPU work and not a compiled GPU graph.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import torch
 
 from sana_world.render.shading import SHADOW_OFFSET
-from sana_world.render.torch_geometry import (EPS_SHADOW, EPS_T, GROUPS, INF, PackedScenes, _group_test, camera_rays_uv,
-                                              finish_pixels, hit_surface)
+from sana_world.render.torch_geometry import (EPS_SHADOW, EPS_T, INF, camera_rays_uv, finish_pixels,
+                                              group_test, hit_surface)
+from sana_world.render.torch_packing import GROUPS, PackedScenes
 
 Tensor = torch.Tensor
 
@@ -62,10 +65,17 @@ def screen_rects(corners: Tensor, c2w: Tensor, K: Tensor) -> tuple[Tensor, Tenso
             torch.where(ok, v, INF).amin(-1), torch.where(ok, v, -INF).amax(-1))
 
 
-def _group_pairs(p: PackedScenes, group: str, scene_index: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
-    """Nonzero entries of ``mask`` (B, ..., Pmax) restricted to one group's slots: (b, ..., slot) indices."""
+def _group_pairs(p: PackedScenes, group: str, scene_index: Tensor, mask: Tensor,
+                 shadow: bool = False) -> tuple[Tensor, ...]:
+    """Nonzero entries of ``mask`` (B, ..., Pmax) restricted to one group's slots: (b, ..., slot) indices.
+
+    ``shadow`` drops the slabs that cast no shadow."""
+    if p.group_sizes[GROUPS.index(group)] == 0:  # no scene has this shape: no pairs
+        return tuple(torch.zeros(0, dtype=torch.int64, device=mask.device) for _ in range(mask.ndim))
     idx = getattr(p, _GROUP_INDEX[group])[scene_index]  # (B, Pg)
     valid = getattr(p, _GROUP_VALID[group])[scene_index]
+    if shadow and group == "aabb":
+        valid = valid & p.aabb_caster[scene_index]
     view = (idx.shape[0],) + (1,) * (mask.ndim - 2) + (idx.shape[1],)
     m = torch.gather(mask, -1, idx.view(view).expand(*mask.shape[:-1], idx.shape[1])) & valid.view(view)
     return m.nonzero(as_tuple=True)
@@ -73,7 +83,7 @@ def _group_pairs(p: PackedScenes, group: str, scene_index: Tensor, mask: Tensor)
 
 def render_culled(p: PackedScenes, scene_index: Tensor, c2w: Tensor, K: Tensor, height: int, width: int,
                   shadows: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Render B cameras; returns rgb (B, H, W, 3) uint8, depth (B, H, W), normal (B, H, W, 3), ids (B, H, W)."""
+    """Render B cameras: rgb (B, H, W, 3) uint8, depth (B, H, W), normal (B, H, W, 3), ids (B, H, W)."""
     B, dev = c2w.shape[0], c2w.device
     ty, tx = -(-height // TILE), -(-width // TILE)
     T, R = ty * tx, TILE * TILE
@@ -96,7 +106,7 @@ def render_culled(p: PackedScenes, scene_index: Tensor, c2w: Tensor, K: Tensor, 
             continue
         sel = (scene_index[b].unsqueeze(1), slot.unsqueeze(1))
         dd = d[b, t]  # (M, 64, 3)
-        near, far, ok, index = _group_test(group, p, sel, o[b], dd, 1.0 / dd)  # (M, 64, 1), (M, 1)
+        near, far, ok, index = group_test(group, p, sel, o[b], dd, 1.0 / dd)  # (M, 64, 1), (M, 1)
         tt = torch.where(near > EPS_T, near, far)
         tt = torch.where(ok & (tt > EPS_T), tt, INF)[..., 0]  # (M, 64), positive or inf
         key = (tt.view(torch.int32).to(torch.int64) << 32) | index
@@ -118,7 +128,8 @@ def render_culled(p: PackedScenes, scene_index: Tensor, c2w: Tensor, K: Tensor, 
     return untile(rgb), untile(depth), untile(normal), untile(ids)
 
 
-def _shadow_visibility(p: PackedScenes, scene_index: Tensor, target: Tensor, normal: Tensor, hit: Tensor) -> Tensor:
+def _shadow_visibility(p: PackedScenes, scene_index: Tensor, target: Tensor, normal: Tensor,
+                       hit: Tensor) -> Tensor:
     """Light visibility (B, T * 64, L) of normal-offset points ``target`` (B, T, 64, 3) where ``hit``.
 
     Only bundles with a point that faces the light are tested: the others get no light from it anyway.
@@ -167,13 +178,13 @@ def _shadow_visibility(p: PackedScenes, scene_index: Tensor, target: Tensor, nor
     for group in GROUPS:
         if group != "aabb":
             mask = mask & ~(occluded | ~facing).all(2).unsqueeze(-1)  # (B, T, L, P)
-        b, t, l, slot = _group_pairs(p, group, scene_index, mask)
+        b, t, l, slot = _group_pairs(p, group, scene_index, mask, shadow=True)
         if b.numel() == 0:
             continue
         sel = (scene_index[b].unsqueeze(1), slot.unsqueeze(1))
         lo = light[b, l]  # (M, 3)
         seg = target[b, t] - lo.unsqueeze(1)  # (M, 64, 3)
-        near, far, ok, _ = _group_test(group, p, sel, lo, seg, 1.0 / seg)
+        near, far, ok, _ = group_test(group, p, sel, lo, seg, 1.0 / seg)
         blocked = (ok & (far > EPS_SHADOW) & (near < 1.0))[..., 0]  # (M, 64)
         flat = ((b * T + t).unsqueeze(1) * R + lane) * L + l.unsqueeze(1)  # (M, 64)
         occluded.view(-1)[flat[blocked]] = True
@@ -190,7 +201,7 @@ def _full_occluders(p: PackedScenes, scene_index: Tensor, mask: Tensor, light: T
     """
     B, T, L, _ = mask.shape
     full = torch.zeros((B, T, L), dtype=torch.bool, device=mask.device)
-    b, t, l, slot = _group_pairs(p, "aabb", scene_index, mask)
+    b, t, l, slot = _group_pairs(p, "aabb", scene_index, mask, shadow=True)
     if b.numel() == 0:
         return full
     s = scene_index[b]

@@ -1,9 +1,9 @@
-"""Geometry of the torch ray caster: packed scenes, closed-form ray/primitive tests and hit normals.
+"""Geometry of the torch ray caster: closed-form ray/primitive tests, hit normals and the pixel stages.
 
-Primitives are split into five groups with their own test: axis-aligned boxes (walls, floors, ceilings
-and boxes whose yaw is a multiple of 90 degrees), oriented boxes (slab test in the local yaw frame),
-ellipsoids and spheres (unit-sphere transform), vertical capped cylinders and capped cones (both circular
-with radius ``size[0]``; their yaw does not matter).
+Each primitive group of :class:`~sana_world.render.torch_packing.PackedScenes` has its own test:
+axis-aligned boxes (slab test), oriented boxes (slab test in the local yaw frame), ellipsoids and spheres
+(unit-sphere transform), vertical capped cylinders and capped cones (both circular with radius
+``size[0]``; their yaw does not matter).
 
 Tests work on *bundles* of rays that share an origin: every ray of a camera starts at the camera, and
 shadow rays are cast from each light towards the normal-offset surface point with t in (0, 1), so the
@@ -13,257 +13,18 @@ multiply-adds. Nothing here syncs with the host or branches on data, so it runs 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 
 from sana_world.render.base import ID_MISS
-from sana_world.render.shading import PrimitiveTable, albedo_from, primitive_table, shade_lit
-from sana_world.worlds.palette import SHAPES
-from sana_world.worlds.spec import SceneSpec
+from sana_world.render.shading import albedo_from, shade_lit
+from sana_world.render.torch_packing import (COL_CENTER, COL_CS, COL_HALF, COL_OBJ, COL_RGB, COL_RGB2,
+                                             COL_SCALE, COL_TEX, GROUPS, SURF_COLUMNS, PackedScenes)
 
 Tensor = torch.Tensor
 
 EPS_T = 1e-4  # primary hits closer than this to the camera are ignored
 EPS_SHADOW = 1e-6  # shadow segments from the light start at this fraction of the way
 INF = float("inf")
-GROUPS = ("aabb", "obox", "ellipsoid", "cylinder", "cone")
-
-# ---------------------------------------------------------------------------------------------------------
-# Packed scenes
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PackedScenes:
-    """S scenes padded to common per-group sizes; ``*_valid`` marks real entries, ``*_index`` maps a
-    group slot to its primitive's index in ``SceneSpec.primitives()``.
-
-    ``table`` holds the shading fields of all scenes flattened to (S * prims_max, ...): primitive p of
-    scene s sits at ``s * prims_max + p``; its light fields carry a scene axis: ``light_pos`` (S, L, 3),
-    ``light_rgb`` (S, L, 3) (zero for padded lights), ``ambient`` (S,).
-    """
-
-    aabb_lo: Tensor  # (S, Pa, 3) box min corner
-    aabb_hi: Tensor  # (S, Pa, 3)
-    aabb_valid: Tensor  # (S, Pa) bool
-    aabb_index: Tensor  # (S, Pa) int64
-    obox_center: Tensor  # (S, Po, 3)
-    obox_half: Tensor  # (S, Po, 3)
-    obox_cs: Tensor  # (S, Po, 2) cos(yaw), sin(yaw)
-    obox_valid: Tensor
-    obox_index: Tensor
-    ell_center: Tensor  # (S, Pe, 3)
-    ell_inv_radii: Tensor  # (S, Pe, 3)
-    ell_cs: Tensor  # (S, Pe, 2)
-    ell_valid: Tensor
-    ell_index: Tensor
-    cyl_center: Tensor  # (S, Pc, 3)
-    cyl_size: Tensor  # (S, Pc, 2) radius, half height
-    cyl_valid: Tensor
-    cyl_index: Tensor
-    cone_center: Tensor  # (S, Pk, 3)
-    cone_size: Tensor  # (S, Pk, 2) base radius, half height
-    cone_valid: Tensor
-    cone_index: Tensor
-    prim_corners: Tensor  # (S, Pmax, 8, 3) world corners of each primitive's bounding box (for culling)
-    prim_lo: Tensor  # (S, Pmax, 3) world axis-aligned bounds
-    prim_hi: Tensor  # (S, Pmax, 3)
-    prim_radius: Tensor  # (S, Pmax) bounding-sphere radius around table.center
-    prim_valid: Tensor  # (S, Pmax) bool
-    surf: Tensor  # (S * Pmax, SURF_COLUMNS) per-primitive values the pixel stages gather in one go
-    table: PrimitiveTable
-    prims_max: int
-    num_scenes: int
-    texture_codes: tuple[int, ...]  # texture codes used by any of the scenes
-
-    @property
-    def device(self) -> torch.device:
-        return self.aabb_lo.device
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return max(multiple, -(-n // multiple) * multiple)
-
-
-def pack_scenes(scenes: list[SceneSpec], device: torch.device | str = "cpu", pad_multiple: int = 1) -> PackedScenes:
-    """Pad the primitives of ``scenes`` into per-group tensors on ``device``.
-
-    ``pad_multiple`` rounds every padded size up (use e.g. 8 with ``torch.compile`` so that different
-    scene batches share compiled shapes).
-    """
-    if not scenes:
-        raise ValueError("pack_scenes: need at least one scene")
-    tables = [primitive_table(s, "cpu") for s in scenes]
-    S = len(scenes)
-    groups: dict[str, list[list[int]]] = {g: [[] for _ in range(S)] for g in GROUPS}
-    for s, tab in enumerate(tables):
-        # 1. sort each scene's primitives into the five groups
-        for p in range(tab.num_primitives):
-            shape = int(tab.shape[p])
-            if shape == SHAPES["box"]:
-                yaw = float(tab.yaw[p])
-                k = round(yaw / (math.pi / 2))
-                groups["aabb" if abs(yaw - k * math.pi / 2) < 1e-6 else "obox"][s].append(p)
-            elif shape in (SHAPES["sphere"], SHAPES["ellipsoid"]):
-                groups["ellipsoid"][s].append(p)
-            elif shape == SHAPES["cylinder"]:
-                groups["cylinder"][s].append(p)
-            elif shape == SHAPES["cone"]:
-                groups["cone"][s].append(p)
-            else:
-                raise ValueError(f"pack_scenes: scene {s} primitive {p} has unknown shape code {shape}")
-    sizes = {g: _round_up(max(len(lst) for lst in groups[g]), pad_multiple) for g in GROUPS}
-
-    def gather(g: str, values: list[Tensor], fill: float) -> tuple[Tensor, Tensor, Tensor]:
-        # 2. pad one group's per-primitive values (S, Pg, k) plus its valid mask and index map
-        P = sizes[g]
-        k = values[0].shape[-1]
-        out = torch.full((S, P, k), fill, dtype=torch.float32)
-        valid = torch.zeros((S, P), dtype=torch.bool)
-        index = torch.zeros((S, P), dtype=torch.int64)
-        for s in range(S):
-            idx = groups[g][s]
-            n = len(idx)
-            if n:
-                out[s, :n] = values[s][idx]
-                valid[s, :n] = True
-                index[s, :n] = torch.tensor(idx, dtype=torch.int64)
-        return out, valid, index
-
-    def cs(t: PrimitiveTable) -> Tensor:
-        return torch.stack([torch.cos(t.yaw), torch.sin(t.yaw)], dim=-1)  # (P, 2)
-
-    def aabb_half(t: PrimitiveTable) -> Tensor:
-        odd = (torch.round(t.yaw / (math.pi / 2)).to(torch.int64) % 2) == 1
-        h = t.size.clone()
-        h[odd] = h[odd][:, [2, 1, 0]]
-        return h
-
-    aabb_lo, aabb_valid, aabb_index = gather("aabb", [t.center - aabb_half(t) for t in tables], 0.0)
-    aabb_hi, _, _ = gather("aabb", [t.center + aabb_half(t) for t in tables], 0.0)
-    obox_center, obox_valid, obox_index = gather("obox", [t.center for t in tables], 0.0)
-    obox_half, _, _ = gather("obox", [t.size for t in tables], 1.0)
-    obox_cs, _, _ = gather("obox", [cs(t) for t in tables], 0.0)
-    ell_center, ell_valid, ell_index = gather("ellipsoid", [t.center for t in tables], 0.0)
-    ell_inv, _, _ = gather("ellipsoid", [1.0 / t.size for t in tables], 1.0)
-    ell_cs, _, _ = gather("ellipsoid", [cs(t) for t in tables], 0.0)
-    cyl_center, cyl_valid, cyl_index = gather("cylinder", [t.center for t in tables], 0.0)
-    cyl_size, _, _ = gather("cylinder", [t.size[:, :2] for t in tables], 1.0)
-    cone_center, cone_valid, cone_index = gather("cone", [t.center for t in tables], 0.0)
-    cone_size, _, _ = gather("cone", [t.size[:, :2] for t in tables], 1.0)
-
-    # 3. the flattened shading table and padded lights
-    pmax = max(t.num_primitives for t in tables)
-    lmax = max(1, max(t.num_lights for t in tables))
-
-    def flat(name: str, fill: float | int) -> Tensor:
-        ref = getattr(tables[0], name)
-        out = torch.full((S, pmax, *ref.shape[1:]), fill, dtype=ref.dtype)
-        for s, t in enumerate(tables):
-            out[s, : t.num_primitives] = getattr(t, name)
-        return out.reshape(S * pmax, *ref.shape[1:])
-
-    light_pos = torch.zeros((S, lmax, 3))
-    light_rgb = torch.zeros((S, lmax, 3))
-    for s, t in enumerate(tables):
-        light_pos[s, : t.num_lights] = t.light_pos
-        light_rgb[s, : t.num_lights] = t.light_rgb
-    table = PrimitiveTable(
-        rgb=flat("rgb", 0.0), rgb2=flat("rgb2", 0.0), texture=flat("texture", 0), scale=flat("scale", 1.0),
-        object_id=flat("object_id", ID_MISS), shape=flat("shape", 0), center=flat("center", 0.0),
-        size=flat("size", 1.0), yaw=flat("yaw", 0.0), light_pos=light_pos, light_rgb=light_rgb,
-        ambient=torch.stack([t.ambient for t in tables]),
-    )
-    corners, lo, hi, radius, valid = _bounds(table, S, pmax, [t.num_primitives for t in tables])
-    surf = _surface_table(table)
-    d = torch.device(device)
-    return PackedScenes(
-        aabb_lo.to(d), aabb_hi.to(d), aabb_valid.to(d), aabb_index.to(d),
-        obox_center.to(d), obox_half.to(d), obox_cs.to(d), obox_valid.to(d), obox_index.to(d),
-        ell_center.to(d), ell_inv.to(d), ell_cs.to(d), ell_valid.to(d), ell_index.to(d),
-        cyl_center.to(d), cyl_size.to(d), cyl_valid.to(d), cyl_index.to(d),
-        cone_center.to(d), cone_size.to(d), cone_valid.to(d), cone_index.to(d),
-        corners.to(d), lo.to(d), hi.to(d), radius.to(d), valid.to(d), surf.to(d), table.to(d), pmax, S,
-        tuple(sorted({int(c) for t in tables for c in t.texture.tolist()})),
-    )
-
-
-def _pad(x: Tensor, shape: tuple[int, ...], value: float) -> Tensor:
-    """``x`` grown to ``shape`` (same rank, no smaller), new entries = ``value``."""
-    if tuple(x.shape) == shape:
-        return x
-    out = torch.full(shape, value, dtype=x.dtype, device=x.device)
-    out[tuple(slice(0, n) for n in x.shape)] = x
-    return out
-
-
-def pad_packed(p: PackedScenes, multiple: int = 16, scene_multiple: int = 8) -> PackedScenes:
-    """``p`` with every primitive-slot size (per group and ``prims_max``) rounded up to ``multiple``, the scene
-    count to ``scene_multiple`` and at least 4 light slots: a few fixed shapes for ``torch.compile``."""
-    S = _round_up(p.num_scenes, scene_multiple)
-    P = _round_up(p.prims_max, multiple)
-    kw: dict = {}
-    for name in ("aabb", "obox", "ell", "cyl", "cone"):
-        fields_ = [f for f in PackedScenes.__dataclass_fields__ if f.startswith(name + "_")]
-        Pg = _round_up(getattr(p, name + "_valid").shape[1], multiple)
-        for f in fields_:
-            x = getattr(p, f)
-            fill = 0 if x.dtype in (torch.bool, torch.int64) else 1.0
-            kw[f] = _pad(x, (S, Pg, *x.shape[2:]), fill)
-    for f in ("prim_corners", "prim_lo", "prim_hi", "prim_radius", "prim_valid"):
-        x = getattr(p, f)
-        kw[f] = _pad(x, (S, P, *x.shape[2:]), 0 if x.dtype == torch.bool else 1.0)
-
-    def flat(x: Tensor, fill: float) -> Tensor:
-        x = x.reshape(p.num_scenes, p.prims_max, *x.shape[1:])
-        return _pad(x, (S, P, *x.shape[2:]), fill).reshape(S * P, *x.shape[2:])
-
-    t = p.table
-    L = max(4, t.light_pos.shape[1])
-    table = PrimitiveTable(
-        rgb=flat(t.rgb, 0.0), rgb2=flat(t.rgb2, 0.0), texture=flat(t.texture, 0), scale=flat(t.scale, 1.0),
-        object_id=flat(t.object_id, ID_MISS), shape=flat(t.shape, 0), center=flat(t.center, 0.0),
-        size=flat(t.size, 1.0), yaw=flat(t.yaw, 0.0), light_pos=_pad(t.light_pos, (S, L, 3), 0.0),
-        light_rgb=_pad(t.light_rgb, (S, L, 3), 0.0), ambient=_pad(t.ambient, (S,), 0.0))
-    return PackedScenes(**kw, surf=flat(p.surf, 1.0), table=table, prims_max=P, num_scenes=S,
-                        texture_codes=p.texture_codes)
-
-
-# columns of PackedScenes.surf
-_C_SHAPE, _C_CENTER, _C_HALF, _C_CS, _C_RGB, _C_RGB2, _C_SCALE, _C_TEX, _C_OBJ = 0, 4, 7, 10, 12, 15, 18, 19, 20
-SURF_COLUMNS = 21
-
-
-def _surface_table(table: PrimitiveTable) -> Tensor:
-    """(P, SURF_COLUMNS): shape one-hot (box, ellipsoid/sphere, cylinder, cone), centre, half sizes
-    (circular shapes with z = radius), cos/sin yaw, rgb, rgb2, pattern scale, texture code, object id."""
-    sh = table.shape
-    onehot = torch.stack([sh == SHAPES["box"], (sh == SHAPES["sphere"]) | (sh == SHAPES["ellipsoid"]),
-                          sh == SHAPES["cylinder"], sh == SHAPES["cone"]], dim=-1).float()
-    half = table.size.clone()
-    round_ = (sh == SHAPES["cylinder"]) | (sh == SHAPES["cone"])
-    half[round_, 2] = half[round_, 0]
-    return torch.cat([onehot, table.center, half, torch.cos(table.yaw)[:, None], torch.sin(table.yaw)[:, None],
-                      table.rgb, table.rgb2, table.scale[:, None], table.texture[:, None].float(),
-                      table.object_id[:, None].float()], dim=-1)
-
-
-def _bounds(table: PrimitiveTable, S: int, pmax: int, counts: list[int]) -> tuple[Tensor, ...]:
-    """World bounding-box corners (S, P, 8, 3), AABB lo/hi (S, P, 3), sphere radius (S, P), valid (S, P)."""
-    size = table.size.clone()  # (S * P, 3)
-    round_ = (table.shape == SHAPES["cylinder"]) | (table.shape == SHAPES["cone"])
-    size[round_, 2] = size[round_, 0]  # cylinders and cones are circular with radius size[0]
-    bits = torch.tensor([[(i >> a) & 1 for a in range(3)] for i in range(8)], dtype=torch.float32) * 2 - 1
-    local = bits * size.unsqueeze(1)  # (S * P, 8, 3)
-    c, s = torch.cos(table.yaw).unsqueeze(1), torch.sin(table.yaw).unsqueeze(1)
-    world = torch.stack([c * local[..., 0] + s * local[..., 2], local[..., 1],
-                         -s * local[..., 0] + c * local[..., 2]], dim=-1) + table.center.unsqueeze(1)
-    valid = torch.arange(pmax).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)  # (S, P)
-    corners = world.reshape(S, pmax, 8, 3)
-    return corners, corners.amin(2), corners.amax(2), size.norm(dim=-1).reshape(S, pmax), valid
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Ray / primitive tests. Bundles of rays share an origin ``o`` (..., 3); ``d`` (..., N, 3) are the ray
@@ -297,8 +58,8 @@ def _hit_obox(o: Tensor, d: Tensor, inv: Tensor, center: Tensor, half: Tensor, c
     c, s = cs[..., 0], cs[..., 1]  # (..., P)
     rel = o.unsqueeze(-2) - center  # (..., P, 3) origin in the box frame, before rotation
     ox, oy, oz = c * rel[..., 0] - s * rel[..., 2], rel[..., 1], s * rel[..., 0] + c * rel[..., 2]
-    lo = [(-half[..., 0] - ox).unsqueeze(-2), (-half[..., 1] - oy).unsqueeze(-2), (-half[..., 2] - oz).unsqueeze(-2)]
-    hi = [(half[..., 0] - ox).unsqueeze(-2), (half[..., 1] - oy).unsqueeze(-2), (half[..., 2] - oz).unsqueeze(-2)]
+    lo = [(-half[..., a] - o_a).unsqueeze(-2) for a, o_a in enumerate((ox, oy, oz))]  # (..., 1, P)
+    hi = [(half[..., a] - o_a).unsqueeze(-2) for a, o_a in enumerate((ox, oy, oz))]
     c, s = c.unsqueeze(-2), s.unsqueeze(-2)  # (..., 1, P)
     dx, dz = d[..., 0:1], d[..., 2:3]  # (..., N, 1)
     inv_l = [1.0 / (c * dx - s * dz), inv[..., 1:2], 1.0 / (s * dx + c * dz)]
@@ -375,54 +136,90 @@ def _slab_1d(lo: Tensor, hi: Tensor, inv: Tensor) -> tuple[Tensor, Tensor]:
     return torch.minimum(t0, t1), torch.maximum(t0, t1)
 
 
-def _group_test(group: str, p: PackedScenes, sel: tuple, o: Tensor, d: Tensor,
-                inv: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(near, far, ok, index map) of one group for bundles ``o`` (..., 3), ``d`` (..., N, 3).
+def group_test(group: str, p: PackedScenes, sel: tuple, o: Tensor, d: Tensor, inv: Tensor,
+                slots: slice = slice(None), shadow: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(near, far, ok, index map) of one group's ``slots`` for bundles ``o`` (..., 3), ``d`` (..., N, 3).
 
-    ``sel`` indexes the packed per-scene tensors so that they broadcast against the bundle dims.
+    ``sel`` indexes the packed per-scene tensors so that they broadcast against the bundle dims;
+    ``shadow`` leaves out the slabs that cast no shadow.
     """
+    def g(name: str) -> Tensor:
+        return getattr(p, name)[:, slots][sel]
+
     if group == "aabb":
-        return (*_hit_aabb(o, inv, p.aabb_lo[sel], p.aabb_hi[sel], p.aabb_valid[sel]), p.aabb_index[sel])
+        valid = g("aabb_valid") & g("aabb_caster") if shadow else g("aabb_valid")
+        return (*_hit_aabb(o, inv, g("aabb_lo"), g("aabb_hi"), valid), g("aabb_index"))
     if group == "obox":
-        return (*_hit_obox(o, d, inv, p.obox_center[sel], p.obox_half[sel], p.obox_cs[sel], p.obox_valid[sel]),
-                p.obox_index[sel])
+        return (*_hit_obox(o, d, inv, g("obox_center"), g("obox_half"), g("obox_cs"), g("obox_valid")),
+                g("obox_index"))
     if group == "ellipsoid":
-        return (*_hit_ellipsoid(o, d, p.ell_center[sel], p.ell_inv_radii[sel], p.ell_cs[sel], p.ell_valid[sel]),
-                p.ell_index[sel])
+        return (*_hit_ellipsoid(o, d, g("ell_center"), g("ell_inv_radii"), g("ell_cs"), g("ell_valid")),
+                g("ell_index"))
     if group == "cylinder":
-        return (*_hit_cylinder(o, d, inv, p.cyl_center[sel], p.cyl_size[sel], p.cyl_valid[sel]), p.cyl_index[sel])
-    return (*_hit_cone(o, d, inv, p.cone_center[sel], p.cone_size[sel], p.cone_valid[sel]), p.cone_index[sel])
+        return (*_hit_cylinder(o, d, inv, g("cyl_center"), g("cyl_size"), g("cyl_valid")), g("cyl_index"))
+    return (*_hit_cone(o, d, inv, g("cone_center"), g("cone_size"), g("cone_valid")), g("cone_index"))
 
 
-def nearest_hit(p: PackedScenes, sel: tuple, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    """Nearest hit parameter t (..., N) (inf on miss) and the hit primitive's index in its scene."""
-    inv = 1.0 / d
+_VALID = {"aabb": "aabb_valid", "obox": "obox_valid", "ellipsoid": "ell_valid", "cylinder": "cyl_valid",
+          "cone": "cone_valid"}
+
+
+def _slot_chunks(p: PackedScenes, group: str, shadow: bool = False) -> list[slice]:
+    """The group's slots in one piece, or (``split_pow2``) in power-of-two pieces, which compile to
+    reductions without masked lanes; shadow rays skip the trailing aabb slots that cast no shadow."""
+    n = getattr(p, _VALID[group]).shape[1] if p.group_sizes[GROUPS.index(group)] else 0
+    if shadow and group == "aabb":
+        n = p.aabb_casters
+    if not p.split_pow2:
+        return [slice(0, n)] if n else []
+    out, start = [], 0
+    for bit in reversed(range(n.bit_length())):
+        if n & (1 << bit):
+            out.append(slice(start, start + (1 << bit)))
+            start += 1 << bit
+    return out
+
+
+def nearest_hit(p: PackedScenes, sel: tuple, o: Tensor, d: Tensor,
+                inv: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Nearest hit parameter t (..., N) (inf on miss) and the hit primitive's index in its scene.
+
+    ``inv`` = 1 / d when the caller has it (under ``torch.compile`` a precomputed one saves a division
+    per ray and primitive).
+    """
+    inv = 1.0 / d if inv is None else inv
     best_t: Tensor | None = None
     best_i: Tensor | None = None
-    for group in GROUPS:  # 1. nearest hit inside each group, 2. keep the nearest over groups
-        near, far, ok, index = _group_test(group, p, sel, o, d, inv)
-        t = torch.where(near > EPS_T, near, far)
-        t = torch.where(ok & (t > EPS_T), t, INF)
-        t_g, arg = t.min(dim=-1)  # (..., N)
-        i_g = torch.gather(index.unsqueeze(-2).expand(*arg.shape, index.shape[-1]), -1, arg.unsqueeze(-1))[..., 0]
-        if best_t is None or best_i is None:
-            best_t, best_i = t_g, i_g
-        else:
-            closer = t_g < best_t
-            best_t, best_i = torch.where(closer, t_g, best_t), torch.where(closer, i_g, best_i)
-    assert best_t is not None and best_i is not None
+    for group in GROUPS:  # 1. nearest hit inside each group piece, 2. keep the nearest over pieces
+        for slots in _slot_chunks(p, group):
+            near, far, ok, index = group_test(group, p, sel, o, d, inv, slots)
+            t = torch.where(near > EPS_T, near, far)
+            t = torch.where(ok & (t > EPS_T), t, INF)
+            t_g, arg = t.min(dim=-1)  # (..., N)
+            full_index = index.unsqueeze(-2).expand(*arg.shape, index.shape[-1])
+            i_g = torch.gather(full_index, -1, arg.unsqueeze(-1))[..., 0]
+            if best_t is None or best_i is None:
+                best_t, best_i = t_g, i_g
+            else:
+                closer = t_g < best_t
+                best_t, best_i = torch.where(closer, t_g, best_t), torch.where(closer, i_g, best_i)
+    if best_t is None or best_i is None:  # a scene without primitives
+        best_t = torch.full(d.shape[:-1], INF, dtype=d.dtype, device=d.device)
+        best_i = torch.zeros(d.shape[:-1], dtype=torch.int64, device=d.device)
     return best_t, best_i
 
 
-def any_hit(p: PackedScenes, sel: tuple, o: Tensor, d: Tensor) -> Tensor:
+def any_hit(p: PackedScenes, sel: tuple, o: Tensor, d: Tensor, inv: Tensor | None = None) -> Tensor:
     """Whether each segment o + t d, t in (0, 1), touches any primitive: bool (..., N)."""
-    inv = 1.0 / d
+    inv = 1.0 / d if inv is None else inv
     blocked: Tensor | None = None
     for group in GROUPS:
-        near, far, ok, _ = _group_test(group, p, sel, o, d, inv)
-        b_g = (ok & (far > EPS_SHADOW) & (near < 1.0)).any(dim=-1)
-        blocked = b_g if blocked is None else blocked | b_g
-    assert blocked is not None
+        for slots in _slot_chunks(p, group, shadow=True):
+            near, far, ok, _ = group_test(group, p, sel, o, d, inv, slots, shadow=True)
+            b_g = (ok & (far > EPS_SHADOW) & (near < 1.0)).any(dim=-1)
+            blocked = b_g if blocked is None else blocked | b_g
+    if blocked is None:  # nothing can cast a shadow
+        blocked = torch.zeros(d.shape[:-1], dtype=torch.bool, device=d.device)
     return blocked
 
 
@@ -438,11 +235,11 @@ def surface_normals(cols: Tensor, pos: Tensor, d: Tensor) -> Tensor:
     Each shape's local normal is blended in with its 0/1 shape weight (no ``where``: that is slow on CPU).
     """
     is_box, is_ell, is_cyl, is_cone = cols[0], cols[1], cols[2], cols[3]
-    cy, sy = cols[_C_CS], cols[_C_CS + 1]
-    hx, hy, hz = cols[_C_HALF], cols[_C_HALF + 1], cols[_C_HALF + 2]
-    px = pos[..., 0] - cols[_C_CENTER]
-    qy = pos[..., 1] - cols[_C_CENTER + 1]
-    pz = pos[..., 2] - cols[_C_CENTER + 2]
+    cy, sy = cols[COL_CS], cols[COL_CS + 1]
+    hx, hy, hz = cols[COL_HALF], cols[COL_HALF + 1], cols[COL_HALF + 2]
+    px = pos[..., 0] - cols[COL_CENTER]
+    qy = pos[..., 1] - cols[COL_CENTER + 1]
+    pz = pos[..., 2] - cols[COL_CENTER + 2]
     qx, qz = cy * px - sy * pz, sy * px + cy * pz  # local frame
     f = pos.dtype
     # 1. box: the face whose slab the point is closest to; cylinder / cone: cap or side, whichever is closer
@@ -460,7 +257,8 @@ def surface_normals(cols: Tensor, pos: Tensor, d: Tensor) -> Tensor:
     side_k = is_cone * (1.0 - cone_cap)
     sx = is_box * bx.to(f) + is_ell * inv_r2 + is_cyl * (1.0 - cyl_cap) + side_k * (2.0 * inv_r2)
     sz = is_box * bz + is_ell / (hz * hz) + is_cyl * (1.0 - cyl_cap) + side_k * (2.0 * inv_r2)
-    ny = qy * (is_box * by.to(f) + is_ell / (hy * hy) + is_cyl * cyl_cap) + is_cone * cone_cap - side_k * w / hy
+    ny = qy * (is_box * by.to(f) + is_ell / (hy * hy) + is_cyl * cyl_cap)
+    ny = ny + is_cone * cone_cap - side_k * w / hy
     lx, lz = qx * sx, qz * sz
     nx, nz = cy * lx + sy * lz, -sy * lx + cy * lz
     inv_len = torch.rsqrt((nx * nx + ny * ny + nz * nz).clamp_min(1e-20))
@@ -500,8 +298,8 @@ def hit_surface(p: PackedScenes, scene_index: Tensor, o: Tensor, d: Tensor, t: T
     cols = p.surf.index_select(0, fi.reshape(-1)).T.contiguous().view(SURF_COLUMNS, *fi.shape)
     n = surface_normals(cols, pos, d)
     codes = p.texture_codes if only_used_textures else None
-    base = albedo_from(pos, n, cols[_C_RGB : _C_RGB + 3].movedim(0, -1), cols[_C_RGB2 : _C_RGB2 + 3].movedim(0, -1),
-                       cols[_C_TEX], cols[_C_SCALE], codes)
+    c1, c2 = cols[COL_RGB : COL_RGB + 3].movedim(0, -1), cols[COL_RGB2 : COL_RGB2 + 3].movedim(0, -1)
+    base = albedo_from(pos, n, c1, c2, cols[COL_TEX], cols[COL_SCALE], codes)
     return hit, pos, n, cols, base
 
 
@@ -518,5 +316,5 @@ def finish_pixels(p: PackedScenes, scene_index: Tensor, t: Tensor, hit: Tensor, 
                     p.table.ambient[scene_index].unsqueeze(1), vis)  # (b, n, 3)
     rgb8 = (rgb * 255.0 + 0.5).to(torch.uint8)
     hit_f = hit.to(pos.dtype)
-    ids = ((cols[_C_OBJ] - ID_MISS) * hit_f + ID_MISS).round().to(torch.int32)
+    ids = ((cols[COL_OBJ] - ID_MISS) * hit_f + ID_MISS).round().to(torch.int32)
     return rgb8, t, n * hit_f.unsqueeze(-1), ids

@@ -1,4 +1,4 @@
-"""The torch ray caster against closed-form geometry, and its brute-force and culled paths against each other."""
+"""The torch ray caster against closed-form geometry; its brute-force and culled paths against each other."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def _random_cameras(spec: SceneSpec, n: int, seed: int) -> torch.Tensor:
     for i in range(n):
         r = spec.rooms[i % len(spec.rooms)]
         u = torch.rand(6, generator=g)
-        pos = torch.tensor([r.x0 + 0.3 + u[0] * (r.x1 - r.x0 - 0.6), -0.3 - 2.0 * u[1], r.z0 + 0.3 + u[2] * (r.z1 - r.z0 - 0.6)])
+        x = r.x0 + 0.3 + u[0] * (r.x1 - r.x0 - 0.6)
+        z = r.z0 + 0.3 + u[2] * (r.z1 - r.z0 - 0.6)
+        pos = torch.tensor([x, -0.3 - 2.0 * u[1], z])
         R = euler_to_rotation(u[3] * 2 * math.pi, (u[4] - 0.5) * 2.6, (u[5] - 0.5) * 0.6)
         poses.append(make_pose(R, pos))
     return torch.stack(poses)
@@ -51,8 +53,9 @@ def _random_cameras(spec: SceneSpec, n: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("cull", PATHS)
 def test_wall_depth_id_and_normal(cull: bool) -> None:
     spec = _room()
-    out = TorchRenderer(shadows=True, cull=cull).render(spec, _forward_pose((3.0, -1.5, 2.0)), _centred_K(33), 33, 33)
-    # the far wall's inner face is at z = 6 - WALL_T / 2; with camera-z = 1 rays every wall pixel has that z-depth
+    out = TorchRenderer(shadows=True, cull=cull).render(spec, _forward_pose((3.0, -1.5, 2.0)), _centred_K(33),
+                                                        33, 33)
+    # the far wall's inner face is at z = 6 - WALL_T / 2; camera-z = 1 rays give every wall pixel that z-depth
     centre = out.depth[0, 12:21, 12:21]
     assert torch.allclose(centre, torch.full_like(centre, 6.0 - WALL_T / 2 - 2.0), atol=1e-4)
     assert (out.ids[0, 12:21, 12:21] == ID_STRUCTURE).all()
@@ -64,9 +67,9 @@ def test_wall_depth_id_and_normal(cull: bool) -> None:
 def test_sphere_depth_and_silhouette(cull: bool) -> None:
     ball = SceneObject("ball", (Primitive("sphere", (3.0, -1.5, 4.0), (0.5, 0.5, 0.5), Material("red")),))
     spec = _room(objects=(ball,))
-    size, eye = 41, torch.tensor([3.0, -1.5, 2.0])
+    size = 41
     K = _centred_K(size)
-    out = TorchRenderer(shadows=False, cull=cull).render(spec, _forward_pose(tuple(eye.tolist())), K, size, size)
+    out = TorchRenderer(shadows=False, cull=cull).render(spec, _forward_pose((3.0, -1.5, 2.0)), K, size, size)
     mid = size // 2
     assert out.depth[0, mid, mid].item() == pytest.approx(4.0 - 0.5 - 2.0, abs=1e-4)
     assert int(out.ids[0, mid, mid]) == 0
@@ -93,11 +96,12 @@ SHAPE_CASES = [  # (shape, half size, yaw, expected z-depth from z = 1 along +z)
 
 
 @pytest.mark.parametrize("cull", PATHS)
-@pytest.mark.parametrize("shape,size,yaw,expected", SHAPE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(SHAPE_CASES)])
+@pytest.mark.parametrize("shape,size,yaw,expected", SHAPE_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(SHAPE_CASES)])
 def test_primitive_depth(shape: str, size: tuple, yaw: float, expected: float, cull: bool) -> None:
     obj = SceneObject("crate", (Primitive(shape, CENTRE, size, Material("blue"), yaw),))
-    out = TorchRenderer(shadows=False, cull=cull).render(_room(objects=(obj,)), _forward_pose((3.0, -1.0, 1.0)),
-                                                         _centred_K(21, 40.0), 21, 21)
+    r = TorchRenderer(shadows=False, cull=cull)
+    out = r.render(_room(objects=(obj,)), _forward_pose((3.0, -1.0, 1.0)), _centred_K(21, 40.0), 21, 21)
     assert int(out.ids[0, 10, 10]) == 0
     assert out.depth[0, 10, 10].item() == pytest.approx(expected, abs=1e-4)
     if shape in ("box", "ellipsoid", "cylinder") and yaw in (0.0, 0.3, math.pi / 2):
@@ -231,8 +235,8 @@ def test_every_texture_makes_a_pattern() -> None:
     # and a rendered wall shows it
     K = intrinsics_from_fov(32, 32, 60.0)
     plain = TorchRenderer().render(_room(), _forward_pose((3.0, -1.5, 3.0)), K, 32, 32)
-    brick = TorchRenderer().render(_room(wall=Material("white", "brick", "black", 0.5)), _forward_pose((3.0, -1.5, 3.0)),
-                                   K, 32, 32)
+    brick_room = _room(wall=Material("white", "brick", "black", 0.5))
+    brick = TorchRenderer().render(brick_room, _forward_pose((3.0, -1.5, 3.0)), K, 32, 32)
     assert (plain.rgb.float() - brick.rgb.float()).abs().mean() > 5.0
 
 
