@@ -51,11 +51,11 @@ def bench_single(renderer: str, layout: str, size: int, shadows: bool, steps: in
             "layout": layout, "size": size, "shadows": shadows, "num_envs": 1, "steps_per_s": steps / dt}
 
 
-def bench_vector(device: str, num_envs: int, size: int, shadows: bool, steps: int) -> dict:
+def bench_vector(device: str, num_envs: int, size: int, shadows: bool, steps: int, compile: bool = False) -> dict:
     from sana_world.envs.vector import GTVectorEnv
 
     envs = GTVectorEnv(num_envs=num_envs, width=size, height=size, shadows=shadows, device=device,
-                       return_torch=True)
+                       return_torch=True, compile_renderer=compile)
     envs.reset(seed=0)
     g = torch.Generator(device=device).manual_seed(0)
     act = lambda: torch.rand(num_envs, 6, device=device, generator=g) * 2 - 1  # noqa: E731
@@ -69,7 +69,8 @@ def bench_vector(device: str, num_envs: int, size: int, shadows: bool, steps: in
     if device == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"kind": "vector", "device": device, "renderer": "torch", "layout": "any", "size": size,
+    return {"kind": "vector", "device": device, "renderer": "torch+compile" if compile else "torch", "layout": "any",
+            "size": size,
             "shadows": shadows, "num_envs": num_envs, "steps_per_s": num_envs * steps / dt}
 
 
@@ -79,6 +80,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="results folder")
     p.add_argument("--no-cpu", action="store_true", help="skip the single-env CPU rows")
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024], help="GPU vector env sizes")
+    p.add_argument("--compile", action="store_true", help="GPU rows: torch.compile the ray caster")
+    p.add_argument("--shadows", choices=("both", "on", "off"), default="both", help="GPU rows: shadow settings")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -93,9 +96,10 @@ def main() -> None:
                         rows.append({"kind": "single", "renderer": renderer, "error": str(e)})
                     print(rows[-1], flush=True)
     if torch.cuda.is_available():  # 2. the batched env on the GPU
+        shadow_opts = {"both": (True, False), "on": (True,), "off": (False,)}[args.shadows]
         for n in args.batches:
-            for shadows in (True, False):
-                rows.append(bench_vector("cuda", n, 128, shadows, 10 if args.quick else 30))
+            for shadows in shadow_opts:
+                rows.append(bench_vector("cuda", n, 128, shadows, 10 if args.quick else 30, args.compile))
                 print(rows[-1], flush=True)
     result = {"benchmark": "env_speed", "date": date.today().isoformat(), "hardware": hardware_tag(),
               "platform": platform.platform(), "torch": torch.__version__, "rows": rows}
