@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sana_world.envs.tasks import BatchedTask, TaskConfig
-from sana_world.camera import TwistLimits, euler_to_rotation, intrinsics_from_fov
+from sana_world.camera import TwistLimits, intrinsics_from_fov
 from sana_world.render.base import RenderOutput
 from sana_world.worlds.collision import PackedSDF, free_positions
 from sana_world.worlds.sampler import WorldConfig, sample_scene
@@ -107,6 +107,8 @@ class GTWorld:
         self._packed = None
         self._dirs_cam: tuple[int, torch.Tensor] | None = None
         self._c2w: torch.Tensor | None = None
+        self._c2w32: torch.Tensor | None = None
+        self._up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64, device=self.device)
         limits = cfg.step_limits()
         self._scale = torch.as_tensor(limits.scale(), **f64)  # (6,)
         self._pitch_limit = math.radians(limits.pitch_limit_deg)
@@ -131,7 +133,7 @@ class GTWorld:
             self.angles[i] = torch.tensor([yaw, 0.0, 0.0], dtype=torch.float64)
             # 3. the task
             self.task.reset_slot(i, spec, pos, rng)
-        self._c2w = None
+        self._c2w = self._c2w32 = None
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -149,13 +151,26 @@ class GTWorld:
         """(N, 4, 4) float64 camera-to-world (cached until the cameras move)."""
         if self._c2w is not None:
             return self._c2w
-        R = euler_to_rotation(self.angles[:, 0], self.angles[:, 1], self.angles[:, 2])
-        out = torch.zeros(self.n, 4, 4, dtype=torch.float64, device=self.device)
-        out[:, :3, :3] = R
-        out[:, :3, 3] = self.position
-        out[:, 3, 3] = 1.0
+        cs, sn = torch.cos(self.angles), torch.sin(self.angles)  # (N, 3) each: yaw, pitch, roll
+        cy, cp, cr = cs.unbind(-1)
+        sy, sp, sr = sn.unbind(-1)
+        x, y, z = self.position.unbind(-1)
+        zero, one = torch.zeros_like(cy), torch.ones_like(cy)
+        # R = Ry(-yaw) Rx(pitch) Rz(roll) written out (see camera.euler_to_rotation)
+        out = torch.stack([
+            cy * cr - sy * sp * sr, -cy * sr - sy * sp * cr, -sy * cp, x,
+            cp * sr, cp * cr, -sp, y,
+            sy * cr + cy * sp * sr, -sy * sr + cy * sp * cr, cy * cp, z,
+            zero, zero, zero, one,
+        ], dim=-1).reshape(self.n, 4, 4)
         self._c2w = out
         return out
+
+    def c2w32(self) -> torch.Tensor:
+        """(N, 4, 4) float32 camera-to-world (cached until the cameras move)."""
+        if self._c2w32 is None:
+            self._c2w32 = self.c2w().to(torch.float32)
+        return self._c2w32
 
     def move(self, twist: torch.Tensor, keys_mode: bool) -> torch.Tensor:
         """Apply normalised twists (N, 6); returns the collision flags (N,).
@@ -179,8 +194,7 @@ class GTWorld:
         heading = new_yaw if keys_mode else yaw
         fwd = torch.stack([-torch.sin(heading), torch.zeros_like(heading), torch.cos(heading)], dim=-1)
         right = torch.stack([torch.cos(heading), torch.zeros_like(heading), torch.sin(heading)], dim=-1)
-        up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64, device=self.device)
-        new_pos = self.position + d[:, :1] * fwd + d[:, 1:2] * right + d[:, 2:3] * up
+        new_pos = self.position + d[:, :1] * fwd + d[:, 1:2] * right + d[:, 2:3] * self._up
         if self._sdf is None:
             raise RuntimeError("reset before step")
         moved = (new_pos - self.position).norm(dim=-1) > 0
@@ -188,12 +202,12 @@ class GTWorld:
         collided = moved & ~ok
         self.position = torch.where(ok[:, None], new_pos, self.position)
         self.angles = torch.stack([new_yaw, new_pitch, new_roll], dim=-1)
-        self._c2w = None
+        self._c2w = self._c2w32 = None
         return collided
 
     def render(self) -> RenderOutput:
         """Frames for every env from its current camera."""
-        c2w = self.c2w().to(torch.float32)
+        c2w = self.c2w32()
         if self._packed is not None:
             idx = torch.arange(self.n, device=self.device)
             return self.renderer.render_packed(self._packed, idx, c2w, self.K, self.cfg.height, self.cfg.width)
@@ -208,9 +222,8 @@ class GTWorld:
 
             eye = torch.eye(4, device=self.device)
             _, dirs = camera_rays(eye, self.K, self.cfg.height, self.cfg.width)  # (H, W, 3), camera z = 1
-            self._dirs_cam = (stride, dirs[::stride, ::stride].reshape(-1, 3).to(torch.float64))  # (M, 3)
+            self._dirs_cam = (stride, dirs[::stride, ::stride].reshape(-1, 3))  # (M, 3)
         dirs = self._dirs_cam[1]
-        c2w = self.c2w()
-        d = depth[:, ::stride, ::stride].reshape(self.n, -1, 1).to(torch.float64)  # (N, M, 1)
-        pts_cam = dirs[None] * d  # (N, M, 3)
-        return (pts_cam @ c2w[:, :3, :3].transpose(1, 2) + c2w[:, None, :3, 3]).to(torch.float32)
+        c2w = self.c2w32()
+        d = depth[:, ::stride, ::stride].reshape(self.n, -1, 1)  # (N, M, 1)
+        return torch.baddbmm(c2w[:, None, :3, 3], dirs[None] * d, c2w[:, :3, :3].transpose(1, 2))  # (N, M, 3)

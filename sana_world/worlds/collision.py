@@ -116,6 +116,7 @@ class PackedSDF:
         self.cyl = pad([s._cyl for s in sdfs], 5, [far, far, far, 0.1, 0.1])  # (S, Pc, 5)
         rooms = [np.array([[r.x0, r.x1, r.z0, r.z1] for r in s.rooms], dtype=np.float64) for s in specs]
         self.rooms = pad(rooms, 4, [far, far, far, far])  # (S, R, 4)
+        self._box_cs = (torch.cos(self.boxes[..., 6]), torch.sin(self.boxes[..., 6]))  # (S, Pb) each
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance (S,) of points (S, 3), one per scene."""
@@ -123,7 +124,7 @@ class PackedSDF:
         # 1. oriented boxes
         b = self.boxes
         d = p[:, None, :] - b[..., :3]  # (S, Pb, 3)
-        c, s = torch.cos(b[..., 6]), torch.sin(b[..., 6])
+        c, s = self._box_cs
         lx = c * d[..., 0] - s * d[..., 2]
         lz = s * d[..., 0] + c * d[..., 2]
         q = torch.stack([lx, d[..., 1], lz], dim=-1).abs() - b[..., 3:6]

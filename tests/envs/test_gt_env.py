@@ -151,3 +151,20 @@ def test_keys_mode_reproduces_the_dsl_trajectory():
         assert not info["collision"]
         rel = start_inv @ info["c2w"].astype(np.float64)
         np.testing.assert_allclose(rel, expected[t + 1], atol=2e-5)
+
+
+def test_pose_matches_camera_geometry():
+    """The env's closed-form c2w equals camera.euler_to_rotation of its heading angles."""
+    import torch
+
+    from sana_world.camera import euler_to_rotation
+
+    env = gym.make("SanaWorld/Rooms-v0", **SMALL)
+    env.reset(seed=4)
+    for a in np.random.default_rng(0).uniform(-1, 1, (5, 6)).astype(np.float32):
+        _, _, _, _, info = env.step(a)
+    w = env.unwrapped.world
+    R = euler_to_rotation(*w.angles[0].unbind(-1))
+    np.testing.assert_allclose(info["c2w"][:3, :3], R.numpy(), atol=1e-6)
+    np.testing.assert_allclose(info["c2w"][:3, 3], w.position[0].numpy(), atol=1e-6)
+    assert abs(float(w.angles[0, 2])) > 0  # roll was exercised
