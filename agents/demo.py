@@ -21,7 +21,7 @@ class DemoConfig:
     size: int = 128
     seed: int = 3
     fps: int = 16
-    renderer: str = "torch"
+    renderer: str = "auto"
     progress: bool = True
 
     def __post_init__(self) -> None:

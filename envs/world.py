@@ -43,7 +43,7 @@ class GTConfig:
     eye_height: float = 1.5
     clearance: float = 0.25  # the camera is a sphere of this radius
     shadows: bool = True
-    renderer: str = "torch"  # "torch" | "open3d" (CPU)
+    renderer: str = "auto"  # "auto" | "torch" | "open3d" (CPU); auto: open3d (+numba) on CPU if importable
     compile_renderer: bool = False  # torch.compile the ray caster (CUDA: ~15x faster after a ~2 min warm-up)
     device: str = "cpu"
     max_depth: float = 100.0  # depth observations are clipped here (inf on a miss becomes this)
@@ -54,8 +54,8 @@ class GTConfig:
             raise ValueError(f"action_mode must be 'twist' or 'keys', got {self.action_mode!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
-        if self.renderer not in ("torch", "open3d"):
-            raise ValueError(f"renderer must be 'torch' or 'open3d', got {self.renderer!r}")
+        if self.renderer not in ("auto", "torch", "open3d"):
+            raise ValueError(f"renderer must be 'auto', 'torch' or 'open3d', got {self.renderer!r}")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"image size must be at least 16x16, got {self.width}x{self.height}")
 
@@ -76,8 +76,24 @@ def scene_seed(split: str, rng: np.random.Generator) -> int:
     return HELDOUT_START + int(rng.integers(0, 1_000))
 
 
+def resolve_renderer(cfg: GTConfig) -> str:
+    """The renderer ``cfg`` asks for; "auto" is open3d (Embree + numba shading) on the CPU when it imports,
+    else the torch ray caster (always on CUDA). Both agree on depth within 1 % on >= 99.99 % of pixels."""
+    if cfg.renderer != "auto":
+        return cfg.renderer
+    if torch.device(cfg.device).type != "cpu":
+        return "torch"
+    try:
+        from sana_world.render.open3d_import import import_open3d
+
+        import_open3d()
+    except ImportError:
+        return "torch"
+    return "open3d"
+
+
 def _make_renderer(cfg: GTConfig):
-    if cfg.renderer == "torch":
+    if resolve_renderer(cfg) == "torch":
         from sana_world.render.torch_caster import TorchRenderer
 
         return TorchRenderer(device=cfg.device, shadows=cfg.shadows, compile=cfg.compile_renderer)
@@ -98,6 +114,7 @@ class GTWorld:
         self.device = torch.device(cfg.device)
         self.K = intrinsics_from_fov(cfg.width, cfg.height, cfg.fov_deg).to(self.device)  # (3, 3)
         self.renderer = _make_renderer(cfg)
+        self.renderer_name = resolve_renderer(cfg)
         self.task = BatchedTask(cfg.task, num_envs, cfg.task_cfg, self.device)
         f64 = dict(dtype=torch.float64, device=self.device)
         self.position = torch.zeros(num_envs, 3, **f64)  # (N, 3) world
@@ -141,7 +158,7 @@ class GTWorld:
         if len(specs) != self.n:
             return
         self._sdf = PackedSDF(specs, self.device)
-        if self.cfg.renderer == "torch":
+        if self.renderer_name == "torch":
             from sana_world.render.torch_caster import pack_scenes
 
             self._packed = pack_scenes(specs, self.device, pad_multiple=8 if self.cfg.compile_renderer else 1)

@@ -1,7 +1,7 @@
 """Conversion between `SanaDiT` and diffusers' `SanaTransformer2DModel`.
 
 diffusers is imported lazily inside the functions that need it; loading a diffusers-format directory
-(config.json + *.safetensors, sharded or not) needs only safetensors.
+(config.json + *.safetensors, sharded or not; :mod:`sana_world.checkpoints`) needs only safetensors.
 
 Parameter names differ in three ways: ours fuse the linear attention's q/k/v into one `qkv` Linear
 and the cross-attention's k/v into one `kv` Linear; the rest is a one-to-one rename.
@@ -9,12 +9,12 @@ and the cross-attention's k/v into one `kv` Linear; the rest is a one-to-one ren
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from sana_world.checkpoints import assert_materialized, build_on_meta, diffusers_source, take
 
 from .dit import SanaDiT, SanaDiTConfig
 
@@ -162,17 +162,11 @@ def _fused(cfg: SanaDiTConfig) -> list[tuple[str, list[str]]]:
     return groups
 
 
-def _take(sd: dict[str, torch.Tensor], key: str, side: str) -> torch.Tensor:
-    if key not in sd:
-        raise KeyError(f"{side} state dict lacks {key!r}")
-    return sd.pop(key)
-
-
 def state_dict_from_diffusers(sd: dict[str, torch.Tensor], cfg: SanaDiTConfig) -> dict[str, torch.Tensor]:
     sd = dict(sd)
-    out = {ours: _take(sd, theirs, "diffusers") for ours, theirs in _renames(cfg)}
+    out = {ours: take(sd, theirs, "diffusers") for ours, theirs in _renames(cfg)}
     for ours, parts in _fused(cfg):
-        out[ours] = torch.cat([_take(sd, k, "diffusers") for k in parts], dim=0)
+        out[ours] = torch.cat([take(sd, k, "diffusers") for k in parts], dim=0)
     if sd:
         raise ValueError(f"diffusers parameters with no counterpart in SanaDiT: {sorted(sd)[:10]}")
     return out
@@ -180,42 +174,13 @@ def state_dict_from_diffusers(sd: dict[str, torch.Tensor], cfg: SanaDiTConfig) -
 
 def state_dict_to_diffusers(sd: dict[str, torch.Tensor], cfg: SanaDiTConfig) -> dict[str, torch.Tensor]:
     sd = dict(sd)
-    out = {theirs: _take(sd, ours, "SanaDiT") for ours, theirs in _renames(cfg)}
+    out = {theirs: take(sd, ours, "SanaDiT") for ours, theirs in _renames(cfg)}
     for ours, parts in _fused(cfg):
-        for key, chunk in zip(parts, _take(sd, ours, "SanaDiT").chunk(len(parts), dim=0)):
+        for key, chunk in zip(parts, take(sd, ours, "SanaDiT").chunk(len(parts), dim=0)):
             out[key] = chunk.clone()
     if sd:
         raise ValueError(f"SanaDiT parameters with no diffusers counterpart: {sorted(sd)[:10]}")
     return out
-
-
-def _read_diffusers_dir(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """config.json and all safetensors weights of a diffusers model (or pipeline) directory."""
-    from safetensors.torch import load_file
-
-    if not (path / "config.json").is_file() and (path / "transformer" / "config.json").is_file():
-        path = path / "transformer"  # a pipeline directory
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no config.json in {path}")
-    config = json.loads((path / "config.json").read_text())
-    if config.get("_class_name", DIFFUSERS_CLASS) != DIFFUSERS_CLASS:
-        raise ValueError(f"_class_name={config['_class_name']!r} in {path}, expected {DIFFUSERS_CLASS!r}")
-    # 1. Pick the weight files: a sharded index if there is one, else a single .safetensors file.
-    indices = sorted(path.glob("*.safetensors.index.json"))
-    if len(indices) > 1:
-        raise ValueError(f"several safetensors indices in {path}: {[p.name for p in indices]}")
-    if indices:
-        weight_map = json.loads(indices[0].read_text())["weight_map"]
-        files = sorted({path / name for name in weight_map.values()})
-    else:
-        files = sorted(path.glob("*.safetensors"))
-        if len(files) != 1:
-            raise ValueError(f"expected one .safetensors file (or an index) in {path}, found {len(files)}")
-    # 2. Merge the shards.
-    sd: dict[str, torch.Tensor] = {}
-    for file in files:
-        sd.update(load_file(str(file)))
-    return config, sd
 
 
 def from_diffusers(
@@ -234,24 +199,13 @@ def from_diffusers(
             True gives NVlabs' integer-timestep behaviour with the same weights.
     """
     dtype = torch.float32 if dtype is None else dtype
-    if isinstance(obj_or_dir, (str, os.PathLike)):
-        config, sd = _read_diffusers_dir(Path(obj_or_dir))
-        copy = False
-    else:
-        from diffusers import SanaTransformer2DModel
-
-        if not isinstance(obj_or_dir, SanaTransformer2DModel):
-            raise TypeError(f"expected a {DIFFUSERS_CLASS} or a directory, got {type(obj_or_dir).__name__}")
-        config, sd, copy = dict(obj_or_dir.config), obj_or_dir.state_dict(), True
+    config, sd, copy = diffusers_source(obj_or_dir, DIFFUSERS_CLASS)
     cfg = config_from_diffusers(config, truncate_timesteps=truncate_timesteps)
     ours = state_dict_from_diffusers(sd, cfg)
     for key, value in ours.items():
         target = dtype if value.is_floating_point() else value.dtype
         ours[key] = value.detach().to(dtype=target, copy=copy)
-    with torch.device("meta"):
-        model = SanaDiT(cfg)
-    model.load_state_dict(ours, strict=True, assign=True)
-    return model
+    return build_on_meta(lambda: SanaDiT(cfg), ours)
 
 
 def to_diffusers(model: SanaDiT, *, drop_timestep_truncation: bool = False) -> SanaTransformer2DModel:
@@ -272,16 +226,12 @@ def to_diffusers(model: SanaDiT, *, drop_timestep_truncation: bool = False) -> S
         )
     kwargs = config_to_diffusers(cfg)
     theirs = state_dict_to_diffusers({k: v.detach().clone() for k, v in model.state_dict().items()}, cfg)
-    with torch.device("meta"):
-        dmodel = SanaTransformer2DModel(**kwargs)
-    dmodel.load_state_dict(theirs, strict=True, assign=True)
+    dmodel = build_on_meta(lambda: SanaTransformer2DModel(**kwargs), theirs)
     # 1. The only non-persistent buffer: the sin-cos table at the base grid, when position tables are on.
     if cfg.interpolation_scale is not None:
         base = cfg.sample_size // cfg.patch_size
         device = model.final.proj.weight.device
         table = sincos_pos_embed_2d(cfg.dim, base, base, base, cfg.interpolation_scale, device=device)
         dmodel.patch_embed.register_buffer("pos_embed", table[None], persistent=False)
-    left = [name for name, t in [*dmodel.named_parameters(), *dmodel.named_buffers()] if t.is_meta]
-    if left:
-        raise RuntimeError(f"tensors left unset after conversion: {left[:10]}")
+    assert_materialized(dmodel)
     return dmodel.train(model.training)

@@ -26,6 +26,7 @@ from torch import nn
 
 from sana_world.generators.train.common import DistInfo
 from sana_world.generators.train.flow_matching import to_model_images
+from sana_world.generators.train.run import EpochOrder
 from sana_world.samplers import FlowEulerSampler
 from sana_world.world_model import image_conditioned_timesteps
 from sana_world.world_model.cameras import WMCameraInputs, latent_num_frames, prepare_camera_inputs
@@ -67,22 +68,12 @@ class ShardClips:
 
         self.dataset = TrajectoryDataset(root, clip_len=clip_frames, clip_stride=spacing, verify=verify)
         self.num_clips = len(self.dataset)
-        self.seed, self.batch, self.info = seed, batch_size, info
-        self._perm: tuple[int, np.ndarray] | None = None
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_clips))
-        return self._perm[1]
+        self.info = info
+        self.order = EpochOrder(self.num_clips, seed, batch_size, info)
 
     def indices(self, step: int) -> list[int]:
         """Dataset items of this rank's part of step ``step`` (1-based)."""
-        first = (step - 1) * self.info.world_size * self.batch + self.info.rank * self.batch
-        out = []
-        for p in range(first, first + self.batch):
-            epoch, i = divmod(p, self.num_clips)
-            out.append(int(self._permutation(epoch)[i]))
-        return out
+        return self.order.indices(step)
 
     def batch_at(self, step: int) -> ClipBatch:
         items = [self.dataset[i] for i in self.indices(step)]

@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
-import json
 import logging
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,28 +36,11 @@ import torch
 from torch import nn
 
 from sana_world.generators.train import wm_data
-from sana_world.generators.train.common import (
-    EMA,
-    TensorBoard,
-    TrainState,
-    all_reduce_mean,
-    autocast,
-    cleanup_distributed,
-    grad_clip,
-    is_main_process,
-    latest_checkpoint,
-    load_checkpoint,
-    load_config,
-    rank_seed,
-    save_checkpoint,
-    seed_everything,
-    set_gradient_checkpointing,
-    setup_distributed,
-    unwrap,
-    warmup_constant,
-    wrap_ddp,
-)
-from sana_world.generators.train.flow_matching import build_codec, build_text_encoder, sample_sigmas
+from sana_world.generators.train.common import autocast, rank_seed, setup_distributed, unwrap, wrap_ddp
+from sana_world.generators.train.flow_matching import build_components, sample_sigmas
+from sana_world.generators.train import run as train_run
+from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
+from sana_world.generators.train.run import config_field as _f
 from sana_world.world_model import PRESETS, SanaWM, SanaWMConfig
 from sana_world.world_model.cameras import WMCameraInputs
 
@@ -68,18 +48,15 @@ log = logging.getLogger(__name__)
 
 _SAMPLE_TAG = 7  # seed word of the (fixed) dream noise, apart from any step number's
 # fields that may change between a run and its resume without breaking exactness
-_RUN_FIELDS = ("steps", "resume", "out_dir", "log_every", "ckpt_every", "sample_every", "keep_last",
-               "progress", "device", "num_samples", "sample_steps", "sample_mode", "sample_fps")
+_RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "sample_every", "num_samples", "sample_steps", "sample_mode",
+               "sample_fps")
 _OPTIONAL_INT = ("chunk_size", "temporal_stride", "clip_spacing")
-
-
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class WorldModelTrainConfig:
-    """One world-model run; sizes are per rank. AdamW stands in for CAME."""
+    """One world-model run; sizes are per rank. AdamW stands in for CAME. :meth:`from_flat` builds one
+    from flat keyword arguments (``lr=``, ``steps=``), as the CLI does."""
 
     model: str | SanaWMConfig = _f("tiny", "SanaWM preset (in/caption channels and plucker_stride adapted "
                                    "to codec, text encoder and temporal_stride) or a full SanaWMConfig "
@@ -103,11 +80,6 @@ class WorldModelTrainConfig:
                                 "3); None: bidirectional")
     anchor_frame: bool = _f(True, "keep latent frame 0 clean as the anchor (image conditioning), no loss "
                             "on it")
-    steps: int = _f(1000, "total optimizer steps")
-    lr: float = _f(1e-4, "peak learning rate")
-    warmup_steps: int = _f(1000, "linear warm-up steps, constant after")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    adam_betas: tuple[float, float] = _f((0.9, 0.999), "AdamW betas")
     logit_mean: float = _f(0.0, "mean of the logit-normal per-frame sigma distribution")
     logit_std: float = _f(1.0, "std of the logit-normal per-frame sigma distribution")
     shift: float = _f(3.0, "flow shift s: sigma' = s sigma / (1 + (s - 1) sigma) (SANA-WM 720p: 9.95)")
@@ -115,28 +87,19 @@ class WorldModelTrainConfig:
     self_forcing_prob: float = _f(0.0, "probability per step of training a chunk on the model's own "
                                   "generated context (needs chunk_size and >= 2 chunks)")
     self_forcing_steps: int = _f(2, "Flow-Euler steps per chunk of the self-forcing rollout")
-    ema_decay: float = _f(0.9999, "EMA decay per step")
-    grad_clip: float = _f(0.1, "global gradient-norm clip (<= 0: off)")
-    bf16: bool = _f(False, "bf16 autocast (CUDA only)")
-    grad_checkpointing: bool = _f(False, "recompute blocks in the backward pass")
-    seed: int = _f(0, "seed of the init, the data order and every step's noise")
-    out_dir: str = _f("runs/world_model", "checkpoints/, tb/ and samples/ go here")
-    device: str | None = _f(None, "None: cuda:<local rank> if available, else cpu")
-    resume: bool = _f(False, "continue from the latest checkpoint in out_dir/checkpoints (must exist)")
-    log_every: int = _f(10, "TensorBoard scalars every N steps")
-    ckpt_every: int = _f(1000, "checkpoint every N steps (and at the end)")
-    keep_last: int = _f(3, "checkpoints kept")
+    optim: OptimConfig = nested_field(lambda: OptimConfig(warmup_steps=1000),
+                                      "optimizer, LR schedule, EMA, numerics")
+    run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/world_model"),
+                                  "length, seed, output, logging, checkpoints")
     sample_every: int = _f(0, "EMA dream | GT videos to out_dir/samples every N steps (0: never)")
     num_samples: int = _f(2, "clips per sample video (the first clips of step 1, stacked vertically)")
     sample_steps: int = _f(4, "Flow-Euler steps per chunk when dreaming")
     sample_mode: str = _f("chunks", '"chunks" (chunk by chunk, earlier chunks clean, later ones noise) or '
                           '"clip" (every frame at once)')
     sample_fps: float = _f(4.0, "frame rate of the sample videos")
-    progress: bool = _f(True, "tqdm progress bar on the main process")
 
     def __post_init__(self) -> None:
-        for name in ("resolution", "batch_size", "steps", "log_every", "ckpt_every", "keep_last",
-                     "num_samples", "sample_steps", "self_forcing_steps"):
+        for name in ("resolution", "batch_size", "num_samples", "sample_steps", "self_forcing_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in _OPTIONAL_INT:
@@ -157,13 +120,13 @@ class WorldModelTrainConfig:
         if self.clip_frames < s + 1 or (self.clip_frames - 1) % s:
             raise ValueError(f"clip_frames must be temporal_stride * k + 1 with k >= 1 ({s + 1}, "
                              f"{2 * s + 1}, ...) for temporal stride {s}, got {self.clip_frames}")
-        for name in ("cfg_dropout", "ema_decay", "self_forcing_prob"):
+        for name in ("cfg_dropout", "self_forcing_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.shift <= 0 or self.logit_std <= 0 or self.lr <= 0 or self.sample_fps <= 0:
-            raise ValueError("shift, logit_std, lr and sample_fps must be > 0")
-        if self.warmup_steps < 0 or self.sample_every < 0:
-            raise ValueError("warmup_steps and sample_every must be >= 0")
+        if self.shift <= 0 or self.logit_std <= 0 or self.sample_fps <= 0:
+            raise ValueError("shift, logit_std and sample_fps must be > 0")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be >= 0, got {self.sample_every}")
         if self.sample_mode not in ("chunks", "clip"):
             raise ValueError(f'sample_mode must be "chunks" or "clip", got {self.sample_mode!r}')
         if self.chunk_size is None and (self.sample_mode == "chunks" or self.self_forcing_prob > 0):
@@ -171,6 +134,11 @@ class WorldModelTrainConfig:
         if self.self_forcing_prob > 0 and len(wm_data.chunk_bounds(self.latent_frames, self.chunk_size)) < 2:
             raise ValueError(f"self-forcing needs >= 2 chunks; {self.latent_frames} latent frames in chunks "
                              f"of {self.chunk_size} make one")
+
+    @classmethod
+    def from_flat(cls, **kwargs: Any) -> WorldModelTrainConfig:
+        """A config from flat keyword arguments (``lr=`` goes into ``optim``, ``steps=`` into ``run``)."""
+        return train_run.config_from_flat(cls, **kwargs)
 
     @property
     def latent_frames(self) -> int:
@@ -227,22 +195,8 @@ def chunk_kwargs(model: nn.Module, chunk_size: int | None) -> dict[str, int]:
 def resolved_config(config: WorldModelTrainConfig, model_cfg: SanaWMConfig,
                     chunk_causal: bool) -> dict[str, Any]:
     """The JSON written beside every checkpoint (diffusers-like ``config.json``)."""
-    d = dataclasses.asdict(config)
-    d["preset"] = config.model if isinstance(config.model, str) else None
-    d["model"] = dataclasses.asdict(model_cfg)
-    d["adam_betas"] = list(config.adam_betas)
-    d["temporal_stride"] = model_cfg.plucker_stride
-    d["chunk_causal"] = chunk_causal
-    d = {"_class_name": "SanaWM", "_trainer": "sana_world.generators.train.world_model", **d}
-    return json.loads(json.dumps(d))  # JSON types (tuples -> lists), as load_config gives them back
-
-
-def _check_resume(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    diff = sorted(k for k in set(saved) | set(current)
-                  if k not in _RUN_FIELDS and saved.get(k) != current.get(k))
-    if diff:
-        raise ValueError(f"cannot resume exactly from {path}: config differs in {diff} "
-                         f"(saved {[saved.get(k) for k in diff]}, now {[current.get(k) for k in diff]})")
+    return train_run.resolved_config(config, model_cfg, "SanaWM", "sana_world.generators.train.world_model",
+                                     temporal_stride=model_cfg.plucker_stride, chunk_causal=chunk_causal)
 
 
 # --- The objective and self-forcing ----------------------------------------------------------------------
@@ -270,7 +224,7 @@ def self_forcing_context(model: nn.Module, x0: torch.Tensor, sigma: torch.Tensor
     a, b = chunks[c]
     noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0.device)  # (B, C, T, h, w)
     anchor = x0[:, :, 0] if config.anchor_frame else None
-    with autocast(x0.device, config.bf16):
+    with autocast(x0.device, config.optim.bf16):
         rollout = wm_data.dream(model, anchor, noise, emb, cam, chunk_kw, chunks[:c],
                                 config.self_forcing_steps, config.shift)  # (B, C, T, h, w); < a generated
     x0 = torch.cat([rollout[:, :, :a], x0[:, :, a:]], dim=2)
@@ -293,14 +247,14 @@ def write_sample_video(model: nn.Module, codec: nn.Module, text: Any, batch: wm_
     1.. to GT."""
     s, dev = temporal_stride(config), batch.rgb.device
     images, K = wm_data.to_clip_images(batch.rgb, batch.K, config.resolution)  # (B, F, 3, R, R)
-    with autocast(dev, config.bf16):
+    with autocast(dev, config.optim.bf16):
         x0 = wm_data.encode_latent_frames(codec, images, s).float()  # (B, C, T, h, w)
     cam = wm_data.build_camera_inputs(batch.c2w, K, config.resolution, tuple(x0.shape[-2:]), s)
-    gen = torch.Generator(dev).manual_seed(rank_seed(config.seed, _SAMPLE_TAG))
+    gen = torch.Generator(dev).manual_seed(rank_seed(config.run.seed, _SAMPLE_TAG))
     noise = torch.randn(x0.shape, generator=gen, device=dev)  # (B, C, T, h, w)
     chunks = wm_data.chunk_bounds(x0.shape[2], config.chunk_size if config.sample_mode == "chunks" else None)
     anchor = x0[:, :, 0] if config.anchor_frame else None
-    with autocast(dev, config.bf16):
+    with autocast(dev, config.optim.bf16):
         z = wm_data.dream(model, anchor, noise, text.encode(batch.captions).to(dev), cam, chunk_kw, chunks,
                           config.sample_steps, config.shift)  # (B, C, T, h, w)
     return wm_data.write_dream_video(path, codec, z.float(), images, s, config.sample_fps)
@@ -310,76 +264,48 @@ def write_sample_video(model: nn.Module, codec: nn.Module, text: Any, batch: wm_
 
 
 def train(config: WorldModelTrainConfig) -> TrainResult:
-    """Train (or, with ``config.resume``, continue) a SanaWM world model; see the module doc."""
-    from tqdm import tqdm
-
+    """Train (or, with ``config.run.resume``, continue) a SanaWM world model; see the module doc."""
     from sana_world.generators.text_encoders import caption_dropout
 
-    info = setup_distributed(config.device)
+    run, optim = config.run, config.optim
+    info = setup_distributed(run.device)
     dev = info.device
-    out = Path(config.out_dir)
-    ckpt_root = out / "checkpoints"
+    out = Path(run.out_dir)
     s = temporal_stride(config)
     # 0. components; the init is identical on every rank (DDP also broadcasts rank 0's weights)
-    codec = build_codec(config.autoencoder, dev)
-    text = build_text_encoder(config.text_encoder, dev)
-    f = codec.downsample_factor
-    if config.resolution % f:
-        raise ValueError(f"resolution {config.resolution} is not divisible by the codec's factor {f}")
-    latent_size = (config.resolution // f, config.resolution // f)
+    codec, text, side = build_components(config, dev)
+    latent_size = (side, side)
     model_cfg = resolve_model_config(config, codec.latent_channels, text.dim)
     if latent_size[0] % model_cfg.patch_size[1] or latent_size[1] % model_cfg.patch_size[2]:
         raise ValueError(f"latent size {latent_size} is not divisible by patch_size {model_cfg.patch_size}")
-    torch.manual_seed(rank_seed(config.seed, 0, 0))
-    model = SanaWM(model_cfg).to(dev)
+    state = train_run.init_train_state(lambda: SanaWM(model_cfg), optim, run.seed, info)
+    model, ema = state.model, state.ema
     chunk_kw = chunk_kwargs(model, config.chunk_size)
-    if chunk_kw and config.grad_checkpointing:
+    if chunk_kw and optim.grad_checkpointing:
         log.warning("grad_checkpointing is on; SanaWM's chunk-causal forward may not checkpoint blocks")
-    set_gradient_checkpointing(model, config.grad_checkpointing)
-    seed_everything(config.seed, info.rank)
-    ema = EMA(model, config.ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas,
-                            weight_decay=config.weight_decay)
-    sched = warmup_constant(opt, config.warmup_steps)
-    state = TrainState(model=model, optimizer=opt, scheduler=sched, ema=ema)
     resolved = resolved_config(config, model_cfg, bool(chunk_kw))
     # 1. resume, or refuse to mix a fresh run into an old one
-    latest = latest_checkpoint(ckpt_root)
-    if config.resume:
-        if latest is None:
-            raise FileNotFoundError(f"resume=True but {ckpt_root} holds no complete checkpoint")
-        _check_resume(load_config(latest), resolved, latest)
-        load_checkpoint(latest, state, info)
-    elif latest is not None:
-        raise FileExistsError(f"{ckpt_root} already holds checkpoints ({latest.name}); pass resume=True "
-                              "or choose a new out_dir")
-    if state.step >= config.steps:
-        raise ValueError(f"checkpoint is at step {state.step}, nothing to do for steps={config.steps}")
+    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
     data: wm_data.ShardClips | wm_data.StreamClips = (
         wm_data.ShardClips(str(config.data_dir), config.clip_frames,
-                           config.clip_spacing or config.clip_frames, config.seed, config.batch_size, info,
+                           config.clip_spacing or config.clip_frames, run.seed, config.batch_size, info,
                            config.verify_data)
         if config.data == "shards" else
-        wm_data.StreamClips(config.clip_frames, config.resolution, config.seed, config.batch_size, info))
+        wm_data.StreamClips(config.clip_frames, config.resolution, run.seed, config.batch_size, info))
     null = text.null_embedding().to(dev)  # (1, L, D)
     fixed = data.batch_at(1).head(config.num_samples) if config.sample_every and info.is_main else None
     ddp = wrap_ddp(model, info)
     ddp.train()
-    tb = TensorBoard(out / "tb", enabled=info.is_main)
-    bar = tqdm(total=config.steps, initial=state.step, desc="world-model", unit="step",
-               disable=not (info.is_main and config.progress))
-    losses: list[float] = []
     samples: list[Path] = []
-    window_start, window_steps, window_loss, window_sf = time.perf_counter(), 0, 0.0, 0
-    final: Path | None = None
-    try:
-        while state.step < config.steps:
+    loop = train_run.RunLoop(run, state, resolved, info, desc="world-model", rate_name="clips_per_s")
+    with loop:
+        while state.step < run.steps:
             step = state.step + 1
-            gen = torch.Generator(dev).manual_seed(rank_seed(config.seed, step, info.rank))
+            gen = torch.Generator(dev).manual_seed(rank_seed(run.seed, step, info.rank))
             # 1. clip batch: GT frames, poses, intrinsics, captions
             batch = data.batch_at(step)  # rgb (B, F, H, W, 3) uint8, c2w (B, F, 4, 4), K (B, 3, 3)
             images, K = wm_data.to_clip_images(batch.rgb, batch.K, config.resolution)  # (B, F, 3, R, R)
-            with torch.no_grad(), autocast(dev, config.bf16):
+            with torch.no_grad(), autocast(dev, optim.bf16):
                 # 2. latents of raw frames 0, s, 2s, ... (frame by frame)
                 x0 = wm_data.encode_latent_frames(codec, images, s).float()  # (B, C, T, h, w)
                 emb = caption_dropout(text.encode(batch.captions).to(dev), null, config.cfg_dropout, gen)
@@ -401,83 +327,36 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
                 x0, sigma, loss_mask = self_forcing_context(model, x0, sigma, loss_mask, emb, cam, chunk_kw,
                                                             config, gen)
             # 5. chunk-causal forward (all chunks in one pass), v-target MSE over the non-anchor frames
-            with autocast(dev, config.bf16):
+            with autocast(dev, optim.bf16):
                 loss = diffusion_forcing_loss(ddp, x0, eps, sigma, clean, loss_mask, emb, cam, chunk_kw)
             # 6. backward, clip, optimizer and LR step, EMA
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = grad_clip(model.parameters(), config.grad_clip)
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            ema.update(model)
+            grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step
-            state.data_state = {"source": config.data, "seed": config.seed, "next_step": step + 1}
+            state.data_state = {"source": config.data, "seed": run.seed, "next_step": step + 1}
             # 7. log, checkpoint, sample videos
-            loss_value = float(all_reduce_mean(loss.detach(), info))
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at step {step}")
-            losses.append(loss_value)
-            window_steps, window_loss = window_steps + 1, window_loss + loss_value
-            window_sf += int(use_sf)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}")
-            if step % config.log_every == 0 or step == config.steps:
-                clips_per_s = window_steps * B * info.world_size / (time.perf_counter() - window_start)
-                tb.scalars({"train/loss": window_loss / window_steps, "train/lr": lr,
-                            "train/grad_norm": grad_norm, "train/clips_per_s": clips_per_s,
-                            "train/self_forcing": window_sf / window_steps}, step)
-                window_start, window_steps, window_loss, window_sf = time.perf_counter(), 0, 0.0, 0
-            if step % config.ckpt_every == 0 or step == config.steps:
-                final = save_checkpoint(ckpt_root, state, resolved, info, keep_last=config.keep_last)
+            loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=B,
+                          extra={"self_forcing": float(use_sf)})
             if fixed is not None and step % config.sample_every == 0:
                 path, db = write_sample_video(ema.model, codec, text, fixed, config, chunk_kw,
                                               out / "samples" / f"step-{step:08d}.mp4")
                 samples.append(path)
-                tb.scalars({"samples/psnr_db": db}, step)
-    finally:
-        bar.close()
-        tb.close()
-    assert final is not None  # the last step always checkpoints
-    return TrainResult(losses=losses, checkpoint=final, step=state.step, chunk_causal=bool(chunk_kw),
-                       samples=samples)
+                loop.tb.scalars({"samples/psnr_db": db}, step)
+    return TrainResult(losses=loop.losses, checkpoint=loop.checkpoint(), step=state.step,
+                       chunk_causal=bool(chunk_kw), samples=samples)
 
 
 # --- CLI -------------------------------------------------------------------------------------------------
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text.lower() == "none" else int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per config field (``--preset`` for ``model``), help text from the field metadata."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for fld in dataclasses.fields(WorldModelTrainConfig):
-        default, help_, flag = fld.default, fld.metadata["help"], f"--{fld.name.replace('_', '-')}"
-        if fld.name == "model":
-            p.add_argument("--preset", dest="model", default=default, choices=sorted(PRESETS), help=help_)
-        elif fld.name in _OPTIONAL_INT:
-            p.add_argument(flag, default=default, type=_optional_int, help=help_ + ' ("none" for None)')
-        elif isinstance(default, bool):
-            p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_)
-        elif isinstance(default, tuple):
-            p.add_argument(flag, default=default, type=float, nargs=len(default), help=help_)
-        else:
-            p.add_argument(flag, default=default, type=str if default is None else type(default), help=help_)
-    return p
+    """One flag per (flat) config field (``--preset`` for ``model``), help text from the field metadata."""
+    return train_run.build_parser(WorldModelTrainConfig, __doc__.split("\n\n")[0], PRESETS, _OPTIONAL_INT)
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = vars(build_parser().parse_args(argv))
-    args["adam_betas"] = tuple(args["adam_betas"])
-    try:
-        result = train(WorldModelTrainConfig(**args))
-        main_rank = is_main_process()
-    finally:
-        cleanup_distributed()
+    result, main_rank = train_run.run_cli(train, WorldModelTrainConfig.from_flat(**args))
     if main_rank:
         print(f"trained to step {result.step} (chunk-causal: {result.chunk_causal}); "
               f"checkpoint {result.checkpoint}")

@@ -3,8 +3,11 @@
 Procedural worlds (:class:`SceneSpec`) are tessellated by :func:`sana_world.worlds.mesh.spec_to_mesh`;
 every hit is mapped back to its primitive, gets the analytic normal of that primitive and is shaded by
 :mod:`sana_world.render.shading` exactly like the torch renderer, with shadow rays tested by
-``RaycastingScene.test_occlusions``. User meshes (:class:`MeshWorld`, from :func:`load_user_mesh`) carry
-vertex colours or a texture image and are lit by a simple Lambertian headlight.
+``RaycastingScene.test_occlusions``. With ``fast`` (the default when numba imports) the per-pixel work
+after the cast runs in the fused kernels of :mod:`sana_world.render.fast_shading`, which compute the same
+normals, ids and (to within rare 1/255 steps) colours as the torch shading path. User meshes
+(:class:`MeshWorld`, from :func:`load_user_mesh`) carry vertex colours or a texture image and are lit by
+a simple Lambertian headlight.
 
 Rays come from ``RaycastingScene.create_rays_pinhole(K, w2c, W, H)``: pixel centres at +0.5 and
 camera-space z = 1, so ``t_hit`` is z-depth (identical to :func:`sana_world.camera.camera_rays`).
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sana_world.render import fast_shading
 from sana_world.render.base import ID_MISS, ID_STRUCTURE, RenderOutput
 from sana_world.render.open3d_import import import_open3d
 from sana_world.render.shading import MISS_RGB, PrimitiveTable, primitive_table, shade, shadow_rays
@@ -37,6 +41,7 @@ class Open3DConfig:
     segments: int = 64  # tessellation of curved primitives
     cache_size: int = 4  # RaycastingScenes kept per renderer (keyed by object identity)
     headlight_ambient: float = 0.3  # user meshes: rgb = albedo * (ambient + (1 - ambient) * |n . v|)
+    fast: bool | None = None  # SceneSpec shading in numba kernels; None = when numba imports
 
     def __post_init__(self) -> None:
         if self.n_threads < 0:
@@ -45,6 +50,9 @@ class Open3DConfig:
             raise ValueError(f"cache_size must be >= 1, got {self.cache_size}")
         if not 0.0 <= self.headlight_ambient <= 1.0:
             raise ValueError(f"headlight_ambient must lie in [0, 1], got {self.headlight_ambient}")
+        if self.fast and not fast_shading.available():
+            raise ValueError("Open3DConfig(fast=True) needs numba (pip install numba); "
+                             "use fast=None to fall back to torch shading")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -173,6 +181,7 @@ class _SpecEntry:
     mesh: SceneMesh
     face_normals: np.ndarray  # (F, 3) float64 unit
     table: PrimitiveTable
+    fast: fast_shading.FastTables | None = None  # numpy tables of the fused kernels, built on first use
 
 
 @dataclass
@@ -210,10 +219,15 @@ def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
 class Open3DRenderer:
     """CPU ray caster on open3d's RaycastingScene; implements :class:`sana_world.render.base.Renderer`."""
 
-    def __init__(self, shadows: bool = True, n_threads: int = 0, config: Open3DConfig | None = None) -> None:
-        self.config = config or Open3DConfig(shadows=shadows, n_threads=n_threads)
+    def __init__(self, shadows: bool = True, n_threads: int = 0, config: Open3DConfig | None = None,
+                 fast: bool | None = None) -> None:
+        self.config = config or Open3DConfig(shadows=shadows, n_threads=n_threads, fast=fast)
         self._o3d = import_open3d()
         self._cache: list[tuple[object, Any]] = []  # (key object, entry), most recent last
+        # SceneSpec renders go through the fused numba kernels (see Open3DConfig.fast)
+        self.fast = fast_shading.available() if self.config.fast is None else self.config.fast
+        self.fast_frames = 0  # images shaded by the fused kernels so far
+        self._consts = fast_shading.shade_constants() if self.fast else None
 
     # --- caching ----------------------------------------------------------------------------------------
     def _lookup(self, key: object) -> Any | None:
@@ -284,6 +298,8 @@ class Open3DRenderer:
             raise TypeError(f"Open3DRenderer.render expects a SceneSpec, got {type(scene).__name__} "
                             "(use render_mesh for a MeshWorld)")
         entry = self._spec_entry(scene)
+        if self.fast:
+            return self._render_fast(entry, c2w, K, height, width)
         rays, hits = self._cast(entry.scene, c2w, K, height, width)
         B = rays.shape[0]
         # 1. hit mask, z-depth and hit triangles
@@ -320,6 +336,47 @@ class Open3DRenderer:
             depth=torch.from_numpy(t.astype(np.float32)).reshape(B, height, width),
             normal=normal.reshape(B, height, width, 3),
             ids=ids.reshape(B, height, width),
+        )
+
+    def _render_fast(self, entry: _SpecEntry, c2w: Any, K: Any, height: int, width: int) -> RenderOutput:
+        """:meth:`render` with the per-pixel work in :mod:`fast_shading` (same outputs)."""
+        if height <= 0 or width <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        if entry.fast is None:
+            entry.fast = fast_shading.fast_tables(entry.spec, entry.mesh, entry.face_normals)
+        tab, o3c, nthreads = entry.fast, self._o3d.core, self.config.n_threads
+        # 1. primary rays (create_rays_pinhole, so rays and depths equal the torch-shaded path) and hits
+        w2c, Ks = _batch(c2w, K)
+        B = w2c.shape[0]
+        cams = [entry.scene.create_rays_pinhole(o3c.Tensor(Ks[b]), o3c.Tensor(w2c[b]), width, height)
+                for b in range(B)]
+        rays_t = cams[0] if B == 1 else o3c.Tensor.from_numpy(np.stack([r.numpy() for r in cams]))
+        hits = entry.scene.cast_rays(rays_t, nthreads=nthreads)
+        rays = rays_t.numpy().reshape(-1, 6)  # (N, 6)
+        t = hits["t_hit"].numpy().reshape(-1)  # (N,)
+        tri = hits["primitive_ids"].numpy().reshape(-1)  # (N,) uint32
+        # 2. normals, ids and shadow rays of the hits, 3. light visibility, 4. colours
+        normal, ids, hit_index, pos, nrm, prim, slot, shadow = fast_shading.surface_kernel(
+            rays, t, tri, tab.tri_prim, tab.tri_surface, tab.tri_object, tab.face_normals, tab.center,
+            tab.size, tab.cos_yaw, tab.sin_yaw, tab.light_pos, ID_MISS)
+        if self.config.shadows and len(shadow) > 0:
+            occluded = entry.scene.test_occlusions(o3c.Tensor.from_numpy(shadow), tnear=0.0, tfar=1.0,
+                                                   nthreads=nthreads).numpy()
+            visible = ~occluded.reshape(-1)  # (S,) one per shadow ray
+        else:
+            visible = np.ones(len(shadow), dtype=np.bool_)
+        k = self._consts
+        assert k is not None
+        rgb = fast_shading.shade_kernel(hit_index, pos, nrm, prim, slot, visible, tab.rgb, tab.rgb2,
+                                        tab.texture, tab.inv_scale, tab.light_pos, tab.light_rgb, tab.ambient,
+                                        k.exposure, k.falloff, k.levels, k.coarse, k.miss,
+                                        t.shape[0])  # (N, 3) uint8
+        self.fast_frames += B
+        return RenderOutput(
+            rgb=torch.from_numpy(rgb).reshape(B, height, width, 3),
+            depth=torch.from_numpy(t.copy()).reshape(B, height, width),
+            normal=torch.from_numpy(normal).reshape(B, height, width, 3),
+            ids=torch.from_numpy(ids).reshape(B, height, width),
         )
 
     # --- user meshes ------------------------------------------------------------------------------------

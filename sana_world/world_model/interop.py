@@ -1,7 +1,7 @@
 """Conversion between `SanaWM` and diffusers' `SanaWMTransformer3DModel`.
 
 diffusers is imported lazily; loading a diffusers-format directory (config.json + *.safetensors, sharded
-or not, or a pipeline root with `transformer/`) needs only safetensors.
+or not, or a pipeline root with `transformer/`; :mod:`sana_world.checkpoints`) needs only safetensors.
 
 Names are a one-to-one rename (no fused or split tensors). The `recall_gate` buffers (always zero,
 never read) are dropped on the way in and recreated on the way out.
@@ -9,13 +9,12 @@ never read) are dropped on the way in and recreated on the way out.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checkpoints import assert_materialized, build_on_meta, diffusers_source, take
 from .config import SanaWMConfig
 from .model import SanaWM
 
@@ -159,15 +158,9 @@ def _recall_gates(cfg: SanaWMConfig) -> list[str]:
     return [f"blocks.{i}.attn.recall_gate" for i in range(cfg.num_layers)]
 
 
-def _take(sd: dict[str, torch.Tensor], key: str, side: str) -> torch.Tensor:
-    if key not in sd:
-        raise KeyError(f"{side} state dict lacks {key!r}")
-    return sd.pop(key)
-
-
 def state_dict_from_diffusers(sd: dict[str, torch.Tensor], cfg: SanaWMConfig) -> dict[str, torch.Tensor]:
     sd = dict(sd)
-    out = {ours: _take(sd, theirs, "diffusers") for ours, theirs in _renames(cfg)}
+    out = {ours: take(sd, theirs, "diffusers") for ours, theirs in _renames(cfg)}
     for key in _recall_gates(cfg):
         if key in sd and sd.pop(key).abs().max() != 0:
             raise ValueError(f"{key} is non-zero; SanaWM (like diffusers' forward) has no recall gate")
@@ -178,7 +171,7 @@ def state_dict_from_diffusers(sd: dict[str, torch.Tensor], cfg: SanaWMConfig) ->
 
 def state_dict_to_diffusers(sd: dict[str, torch.Tensor], cfg: SanaWMConfig) -> dict[str, torch.Tensor]:
     sd = dict(sd)
-    out = {theirs: _take(sd, ours, "SanaWM") for ours, theirs in _renames(cfg)}
+    out = {theirs: take(sd, ours, "SanaWM") for ours, theirs in _renames(cfg)}
     if sd:
         raise ValueError(f"SanaWM parameters with no diffusers counterpart: {sorted(sd)[:10]}")
     ref = out["final_layer.linear.weight"]
@@ -187,54 +180,18 @@ def state_dict_to_diffusers(sd: dict[str, torch.Tensor], cfg: SanaWMConfig) -> d
     return out
 
 
-def _read_diffusers_dir(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """config.json and all safetensors weights of a diffusers model (or pipeline) directory."""
-    from safetensors.torch import load_file
-
-    if not (path / "config.json").is_file() and (path / "transformer" / "config.json").is_file():
-        path = path / "transformer"  # a pipeline directory
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no config.json in {path}")
-    config = json.loads((path / "config.json").read_text())
-    if config.get("_class_name", DIFFUSERS_CLASS) != DIFFUSERS_CLASS:
-        raise ValueError(f"_class_name={config['_class_name']!r} in {path}, expected {DIFFUSERS_CLASS!r}")
-    indices = sorted(path.glob("*.safetensors.index.json"))
-    if len(indices) > 1:
-        raise ValueError(f"several safetensors indices in {path}: {[p.name for p in indices]}")
-    if indices:
-        files = sorted({path / name for name in json.loads(indices[0].read_text())["weight_map"].values()})
-    else:
-        files = sorted(path.glob("*.safetensors"))
-        if len(files) != 1:
-            raise ValueError(f"expected one .safetensors file (or an index) in {path}, found {len(files)}")
-    sd: dict[str, torch.Tensor] = {}
-    for file in files:
-        sd.update(load_file(str(file)))
-    return config, sd
-
-
 def from_diffusers(
     obj_or_dir: SanaWMTransformer3DModel | str | os.PathLike[str], dtype: torch.dtype | None = None
 ) -> SanaWM:
     """Build a `SanaWM` from a diffusers `SanaWMTransformer3DModel` (weights copied) or a diffusers-format
     directory. dtype: parameter dtype; None means float32."""
     dtype = torch.float32 if dtype is None else dtype
-    if isinstance(obj_or_dir, (str, os.PathLike)):
-        config, sd = _read_diffusers_dir(Path(obj_or_dir))
-        copy = False
-    else:
-        from diffusers import SanaWMTransformer3DModel
-
-        if not isinstance(obj_or_dir, SanaWMTransformer3DModel):
-            raise TypeError(f"expected a {DIFFUSERS_CLASS} or a directory, got {type(obj_or_dir).__name__}")
-        config, sd, copy = dict(obj_or_dir.config), obj_or_dir.state_dict(), True
+    config, sd, copy = diffusers_source(obj_or_dir, DIFFUSERS_CLASS)
     cfg = config_from_diffusers(config)
     ours = state_dict_from_diffusers(sd, cfg)
     for key, value in ours.items():
         ours[key] = value.detach().to(dtype=dtype, copy=copy)
-    with torch.device("meta"):
-        model = SanaWM(cfg)
-    model.load_state_dict(ours, strict=True, assign=True)
+    model = build_on_meta(lambda: SanaWM(cfg), ours)
     # 1. assign=True replaced the parameters, so re-apply the frozen (unused) ones.
     model.raymap_embed.requires_grad_(False)
     for block in model.blocks:
@@ -251,13 +208,9 @@ def to_diffusers(model: SanaWM) -> SanaWMTransformer3DModel:
     cfg = model.cfg
     kwargs = config_to_diffusers(cfg)
     theirs = state_dict_to_diffusers({k: v.detach().clone() for k, v in model.state_dict().items()}, cfg)
-    with torch.device("meta"):
-        dmodel = SanaWMTransformer3DModel(**kwargs)
-    dmodel.load_state_dict(theirs, strict=True, assign=True)
+    dmodel = build_on_meta(lambda: SanaWMTransformer3DModel(**kwargs), theirs)
     # 1. The RoPE table is a plain attribute (neither parameter nor buffer): rebuild it off the meta device.
     with torch.device("cpu"):
         dmodel.rope = SanaWMRotaryPosEmbed(cfg.head_dim, tuple(cfg.patch_size), max_seq_len=1024)
-    left = [name for name, t in [*dmodel.named_parameters(), *dmodel.named_buffers()] if t.is_meta]
-    if left:
-        raise RuntimeError(f"tensors left unset after conversion: {left[:10]}")
+    assert_materialized(dmodel)
     return dmodel.train(model.training)

@@ -168,3 +168,24 @@ def test_pose_matches_camera_geometry():
     np.testing.assert_allclose(info["c2w"][:3, :3], R.numpy(), atol=1e-6)
     np.testing.assert_allclose(info["c2w"][:3, 3], w.position[0].numpy(), atol=1e-6)
     assert abs(float(w.angles[0, 2])) > 0  # roll was exercised
+
+
+def test_torch_and_open3d_renderers_give_the_same_episode():
+    """Both GT renderers see the same world along the same trajectory (the default on CPU is open3d)."""
+    pytest.importorskip("open3d")
+    actions = np.random.default_rng(2).uniform(-1, 1, (6, 6)).astype(np.float32)
+    runs = {}
+    for renderer in ("torch", "open3d"):
+        env = gym.make("SanaWorld/ObjectNav-v0", renderer=renderer, depth=True, **SMALL)
+        assert env.unwrapped.world.renderer_name == renderer
+        obs, info = env.reset(seed=9)
+        traj = [(obs, info)]
+        for a in actions:
+            obs, _, _, _, info = env.step(a)
+            traj.append((obs, info))
+        runs[renderer] = traj
+    for (o1, i1), (o2, i2) in zip(runs["torch"], runs["open3d"]):
+        np.testing.assert_allclose(i1["c2w"], i2["c2w"], atol=1e-6)
+        d1, d2 = i1["depth"], i2["depth"]
+        assert (np.abs(d1 - d2) <= 0.01 * d1).mean() >= 0.99
+        assert np.abs(o1["rgb"].astype(int) - o2["rgb"].astype(int)).mean() < 3.0

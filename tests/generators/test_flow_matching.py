@@ -54,7 +54,7 @@ def _config(dataset, out_dir, **kw) -> FlowMatchingConfig:
                                 sample_size=RES)
     base = dict(model=model, data_dir=str(dataset), resolution=RES, batch_size=8, lr=2e-3, warmup_steps=2,
                 grad_clip=1.0, ema_decay=0.9, out_dir=str(out_dir), progress=False, log_every=5, seed=0)
-    return FlowMatchingConfig(**{**base, **kw})
+    return FlowMatchingConfig.from_flat(**{**base, **kw})  # lr= etc. go into the nested optim / run
 
 
 def _weights(ckpt, name):
@@ -246,8 +246,10 @@ def test_cli_parses_into_config(tmp_path) -> None:
     argv = ["--preset", "tiny", "--steps", "7", "--data-dir", "x", "--no-progress",
             "--adam-betas", "0.8", "0.9"]
     args = vars(build_parser().parse_args(argv))
-    cfg = FlowMatchingConfig(**{**args, "adam_betas": tuple(args["adam_betas"])})
-    assert cfg.model == "tiny" and cfg.steps == 7 and cfg.progress is False and cfg.adam_betas == (0.8, 0.9)
-    assert cfg.cfg_dropout == 0.1 and cfg.bf16 is False
+    cfg = FlowMatchingConfig.from_flat(**args)
+    assert cfg.model == "tiny" and cfg.run.steps == 7 and cfg.run.progress is False
+    assert cfg.optim.adam_betas == (0.8, 0.9)
+    assert cfg.cfg_dropout == 0.1 and cfg.optim.bf16 is False
+    assert cfg.optim.warmup_steps == 2000 and cfg.run.out_dir == "runs/flow_matching"  # trainer defaults
     with pytest.raises(ValueError, match="needs data_dir"):
         FlowMatchingConfig()

@@ -58,7 +58,7 @@ def _config(dataset, out_dir, **kw) -> WorldModelTrainConfig:
     base = dict(model=_model_cfg(), data_dir=str(dataset), verify_data=False, clip_frames=FRAMES,
                 resolution=RES, batch_size=4, chunk_size=2, lr=2e-3, warmup_steps=2, grad_clip=1.0,
                 ema_decay=0.9, out_dir=str(out_dir), progress=False, log_every=5, seed=0)
-    return WorldModelTrainConfig(**{**base, **kw})
+    return WorldModelTrainConfig.from_flat(**{**base, **kw})  # lr= etc. go into the nested optim / run
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +257,7 @@ def test_cli_parses_into_config() -> None:
     argv = ["--preset", "tiny", "--data-dir", "x", "--clip-frames", "9", "--chunk-size", "none",
             "--sample-mode", "clip", "--no-anchor-frame", "--adam-betas", "0.8", "0.9"]
     args = vars(build_parser().parse_args(argv))
-    cfg = WorldModelTrainConfig(**{**args, "adam_betas": tuple(args["adam_betas"])})
+    cfg = WorldModelTrainConfig.from_flat(**args)
     assert cfg.model == "tiny" and cfg.chunk_size is None and cfg.anchor_frame is False
-    assert cfg.clip_frames == 9 and cfg.latent_frames == 5 and cfg.adam_betas == (0.8, 0.9)
+    assert cfg.clip_frames == 9 and cfg.latent_frames == 5 and cfg.optim.adam_betas == (0.8, 0.9)
+    assert cfg.optim.warmup_steps == 1000 and cfg.run.out_dir == "runs/world_model"  # trainer defaults
