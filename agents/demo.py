@@ -19,7 +19,7 @@ class DemoConfig:
     out: Path = Path("outputs")
     steps: int = 240
     size: int = 128
-    seed: int = 3
+    seed: int = 2
     fps: int = 16
     renderer: str = "auto"
     progress: bool = True
