@@ -141,14 +141,15 @@ class BatchedTask:
     def _cover(self, points: torch.Tensor) -> torch.Tensor:
         """Mark coverage cells hit by ``points`` (N, M, 3); return newly seen area (N,) in m²."""
         g, cs = self.cfg.grid_cells, self.cfg.cell_size
-        ij = ((points[..., [0, 2]] - self.origin[:, None, :]) / cs).floor().long()  # (N, M, 2)
-        valid = torch.isfinite(points).all(-1) & (ij >= 0).all(-1) & (ij < g).all(-1)
-        flat = (ij[..., 0] * g + ij[..., 1]).clamp(0, g * g - 1)
-        before = self.seen.sum(-1)
-        hits = torch.zeros_like(self.seen)
-        hits.scatter_(1, flat, valid)
-        self.seen |= hits
-        return (self.seen.sum(-1) - before).to(torch.float32) * cs * cs
+        x = ((points[..., 0] - self.origin[:, :1]) / cs).floor()  # (N, M) cell column, NaN where no hit
+        z = ((points[..., 2] - self.origin[:, 1:]) / cs).floor()
+        valid = (x >= 0) & (x < g) & (z >= 0) & (z < g)  # False for NaN / inf too
+        flat = torch.where(valid, x * g + z, torch.full_like(x, g * g)).long()  # misses go to a spare slot
+        hits = torch.zeros(self.n, g * g + 1, dtype=torch.bool, device=self.device)
+        hits.scatter_(1, flat, True)  # every write is True: order-independent
+        new = hits[:, :-1] & ~self.seen
+        self.seen |= new
+        return new.sum(-1).to(torch.float32) * (cs * cs)
 
     def _centre_fill(self, depth: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Share of the centre window covered by the target category, and whether it is close."""

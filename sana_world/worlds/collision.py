@@ -117,9 +117,18 @@ class PackedSDF:
         rooms = [np.array([[r.x0, r.x1, r.z0, r.z1] for r in s.rooms], dtype=np.float64) for s in specs]
         self.rooms = pad(rooms, 4, [far, far, far, far])  # (S, R, 4)
         self._box_cs = (torch.cos(self.boxes[..., 6]), torch.sin(self.boxes[..., 6]))  # (S, Pb) each
+        # on the CPU the same maths runs in numpy: a handful of envs makes tiny arrays, where numpy's
+        # per-call cost is a fraction of torch's
+        self._np = None
+        if self.device.type == "cpu":
+            self._np = {k: v.numpy() for k, v in (("boxes", self.boxes), ("spheres", self.spheres),
+                                                   ("cyl", self.cyl), ("rooms", self.rooms),
+                                                   ("c", self._box_cs[0]), ("s", self._box_cs[1]))}
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance (S,) of points (S, 3), one per scene."""
+        if self._np is not None:
+            return torch.from_numpy(self._distance_np(points.numpy().astype(np.float32)))
         p = points.to(torch.float32)
         # 1. oriented boxes
         b = self.boxes
@@ -139,8 +148,30 @@ class PackedSDF:
         cyl = q2.clamp_min(0).norm(dim=-1) + q2.amax(dim=-1).clamp_max(0)
         return torch.minimum(torch.minimum(box.amin(1), sp.amin(1)), cyl.amin(1))
 
+    def _distance_np(self, p: np.ndarray) -> np.ndarray:
+        """:meth:`distance` in numpy (float32, the same operations)."""
+        a = self._np
+        b = a["boxes"]
+        d = p[:, None, :] - b[..., :3]  # (S, Pb, 3)
+        lx = a["c"] * d[..., 0] - a["s"] * d[..., 2]
+        lz = a["s"] * d[..., 0] + a["c"] * d[..., 2]
+        q = np.abs(np.stack([lx, d[..., 1], lz], axis=-1)) - b[..., 3:6]
+        box = np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(axis=-1), 0)
+        sp = np.linalg.norm(p[:, None, :] - a["spheres"][..., :3], axis=-1) - a["spheres"][..., 3]
+        cy = a["cyl"]
+        dxz = np.hypot(p[:, None, 0] - cy[..., 0], p[:, None, 2] - cy[..., 2]) - cy[..., 3]
+        dy = np.abs(p[:, None, 1] - cy[..., 1]) - cy[..., 4]
+        q2 = np.stack([dxz, dy], axis=-1)
+        cyl = np.linalg.norm(np.maximum(q2, 0), axis=-1) + np.minimum(q2.max(axis=-1), 0)
+        return np.minimum(np.minimum(box.min(1), sp.min(1)), cyl.min(1))
+
     def in_rooms(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each point's (x, z) lies inside some room of its scene, (S,) bool."""
+        if self._np is not None:
+            p = points.numpy()
+            r = self._np["rooms"]
+            x, z = p[:, None, 0], p[:, None, 2]
+            return torch.from_numpy(((x >= r[..., 0]) & (x <= r[..., 1]) & (z >= r[..., 2]) & (z <= r[..., 3])).any(1))
         x, z = points[:, None, 0], points[:, None, 2]
         r = self.rooms
         inside = (x >= r[..., 0]) & (x <= r[..., 1]) & (z >= r[..., 2]) & (z <= r[..., 3])
