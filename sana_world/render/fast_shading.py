@@ -4,7 +4,8 @@ The torch reference (:func:`sana_world.render.shading.albedo_from` / :func:`shad
 eight texture patterns on every pixel and pays torch's per-op overhead dozens of times per frame; here
 one compiled loop per frame computes, per pixel, exactly the same formulas (float32 where the
 reference is float32, float64 where :func:`sana_world.worlds.mesh.analytic_normals` is float64) but only
-the pattern of the pixel's own texture code. Two kernels run per frame:
+the pattern of the pixel's own texture code. Besides :func:`pinhole_rays` (the primary rays of both
+open3d shading paths), two kernels run per frame:
 
 1. :func:`surface_kernel`: hit mask, world position, analytic normal turned to the camera, object ids
    and the shadow rays (one per hit and light) for ``RaycastingScene.test_occlusions``;
@@ -109,6 +110,61 @@ def fast_tables(spec: SceneSpec, mesh: SceneMesh, face_normals: np.ndarray) -> F
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Kernel 0: primary rays
+# ---------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _pinhole_rays_kernel(c2w, K, height, width, out):  # pragma: no cover - compiled
+    """Fill ``out`` (B * H * W, 6) float32 with [origin, direction] of every pixel; see pinhole_rays."""
+    r = 0
+    for b in range(c2w.shape[0]):
+        fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
+        ox, oy, oz = np.float32(c2w[b, 0, 3]), np.float32(c2w[b, 1, 3]), np.float32(c2w[b, 2, 3])
+        r00, r01, r02 = c2w[b, 0, 0], c2w[b, 0, 1], c2w[b, 0, 2]
+        r10, r11, r12 = c2w[b, 1, 0], c2w[b, 1, 1], c2w[b, 1, 2]
+        r20, r21, r22 = c2w[b, 2, 0], c2w[b, 2, 1], c2w[b, 2, 2]
+        for y in range(height):
+            yc = (np.float64(y) + 0.5 - cy) / fy
+            by0, by1, by2 = r01 * yc + r02, r11 * yc + r12, r21 * yc + r22
+            for x in range(width):
+                xc = (np.float64(x) + 0.5 - cx) / fx
+                out[r, 0], out[r, 1], out[r, 2] = ox, oy, oz
+                out[r, 3] = np.float32(r00 * xc + by0)
+                out[r, 4] = np.float32(r10 * xc + by1)
+                out[r, 5] = np.float32(r20 * xc + by2)
+                r += 1
+    return out
+
+
+def pinhole_rays(c2w: np.ndarray, K: np.ndarray, height: int, width: int,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Primary rays (B * H * W, 6) float32 [origin, direction] of cameras ``c2w`` (B, 4, 4) float64 with
+    intrinsics ``K`` (B, 3, 3) float64, in the convention of :func:`sana_world.camera.camera_rays`: pixel
+    centres at +0.5, camera-space z = 1 (so a hit's ``t`` is its z-depth), computed in float64 and rounded
+    once. ``out`` (B * H * W, 6) float32 is filled and returned when given.
+
+    With numba a compiled loop fills the rays; without it numpy evaluates the same float64 formulas in the
+    same order, so both give bit-identical rays.
+    """
+    B = c2w.shape[0]
+    if out is None:
+        out = np.empty((B * height * width, 6), dtype=np.float32)
+    if available():
+        return _pinhole_rays_kernel(c2w, K, height, width, out)
+    view = out.reshape(B, height, width, 6)
+    xs = np.arange(width, dtype=np.float64) + 0.5  # (W,)
+    ys = np.arange(height, dtype=np.float64) + 0.5  # (H,)
+    for b in range(B):
+        xc = ((xs - K[b, 0, 2]) / K[b, 0, 0])[None, :]  # (1, W)
+        yc = ((ys - K[b, 1, 2]) / K[b, 1, 1])[:, None]  # (H, 1)
+        view[b, :, :, :3] = c2w[b, :3, 3].astype(np.float32)
+        for a in range(3):
+            view[b, :, :, 3 + a] = c2w[b, a, 0] * xc + (c2w[b, a, 1] * yc + c2w[b, a, 2])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Kernel 1: surfaces, normals, ids and shadow rays
 # ---------------------------------------------------------------------------------------------------------
 
@@ -145,7 +201,6 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
     shadow = np.empty((m * n_lights, 6), dtype=np.float32)
     slot = np.full(m * n_lights, -1, dtype=np.int64)
     j = 0
-    r = 0
     for i in range(n):
         t = t_hit[i]
         if not np.isfinite(t):
@@ -189,7 +244,13 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
         pos[j, 0], pos[j, 1], pos[j, 2] = p32x, p32y, p32z
         nrm[j, 0], nrm[j, 1], nrm[j, 2] = n32x, n32y, n32z
         prim[j] = pi
-        # 4. shadow rays (shading.shadow_rays in float32): origin lifted off the surface, end at the light
+        j += 1
+    # 4. shadow rays (shading.shadow_rays in float32): origin lifted off the surface, end at the light; in
+    #    a loop of their own so that the divisions of independent pixels overlap in the pipeline
+    r = 0
+    for j in range(m):
+        p32x, p32y, p32z = pos[j, 0], pos[j, 1], pos[j, 2]
+        n32x, n32y, n32z = nrm[j, 0], nrm[j, 1], nrm[j, 2]
         ox, oy, oz = p32x + _OFFSET32 * n32x, p32y + _OFFSET32 * n32y, p32z + _OFFSET32 * n32z
         for li in range(n_lights):
             lx, ly, lz = light_pos[li, 0] - p32x, light_pos[li, 1] - p32y, light_pos[li, 2] - p32z
@@ -202,7 +263,6 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
             shadow[r, 3], shadow[r, 4], shadow[r, 5] = vx / dd * dist, vy / dd * dist, vz / dd * dist
             slot[j * n_lights + li] = r
             r += 1
-        j += 1
     return normal, ids, hit_index, pos, nrm, prim, slot, shadow[:r]
 
 
@@ -213,6 +273,7 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
 _289, _34, _INV288 = _F(289.0), _F(34.0), _F(1.0 / 288.0)
 _THIRD = _F(1.0 / 3.0)
 _TWO_PI, _PI = _F(2.0 * math.pi), _F(math.pi)
+_PLAIN = TEXTURES["plain"]
 _CHECKER, _STRIPES, _BRICK, _WOOD = (TEXTURES[n] for n in ("checker", "stripes", "brick", "wood"))
 _TILES, _DOTS, _MARBLE = (TEXTURES[n] for n in ("tiles", "dots", "marble"))
 
@@ -268,14 +329,16 @@ def _value_noise(u, v):  # pragma: no cover - compiled
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def _pattern(code, u, v):  # pragma: no cover - compiled
-    """(mix factor m, brightness k) of texture ``code`` at pattern coordinates (u, v); see albedo_from."""
-    iu, iv = np.floor(u), np.floor(v)
-    fu, fv = u - iu, v - iv
+    """(mix factor m, brightness k) of texture ``code`` at pattern coordinates (u, v); see albedo_from.
+
+    Each branch takes only the floors it needs (the same values the reference computes for all codes).
+    """
     m, k = _0, _1
     if code == _CHECKER:
+        iu, iv = np.floor(u), np.floor(v)
         m = (iu + iv) - _2 * np.floor(_HALF * (iu + iv))
     elif code == _STRIPES:
-        m = _1 if fu < _HALF else _0
+        m = _1 if (u - np.floor(u)) < _HALF else _0
     elif code == _BRICK:
         row = np.floor(_2 * v)
         bu = u + _HALF * (row - _2 * np.floor(_HALF * row))
@@ -285,18 +348,22 @@ def _pattern(code, u, v):  # pragma: no cover - compiled
         else:
             k = _F(0.82) + _F(0.18) * _hash(np.floor(bu), row)
     elif code == _WOOD:
+        iu = np.floor(u)
+        fu = u - iu
         wobble = _F(1.2) * _value_noise(_F(1.5) * u, _F(0.35) * v + _F(7.0) * iu)
         g = _HALF + _HALF * np.sin(_TWO_PI * (_F(5.0) * fu + wobble))
         m = _F(0.55) * g * g * g
         seam = _1 - _F(0.45) * (_1 if fu < _F(0.02) else _0)
         k = (_F(0.88) + _F(0.12) * _hash(iu, np.floor(v * _THIRD))) * seam
     elif code == _TILES:
+        iu, iv = np.floor(u), np.floor(v)
+        fu, fv = u - iu, v - iv
         if fu < _F(0.045) or fv < _F(0.045):
             m = _1
         else:
             k = _F(0.93) + _F(0.07) * _hash(iu + _F(101.0), iv + _F(57.0))
     elif code == _DOTS:
-        du, dv = fu - _HALF, fv - _HALF
+        du, dv = (u - np.floor(u)) - _HALF, (v - np.floor(v)) - _HALF
         m = _1 if (du * du + dv * dv) < _F(0.09) else _0
     elif code == _MARBLE:
         n = (_F(0.65) * _value_noise(_F(0.9) * u, _F(0.9) * v)
@@ -322,45 +389,56 @@ def shade_kernel(hit_index, pos, nrm, prim, slot, visible, rgb1, rgb2, texture, 
     for i in range(n_pixels):
         out[i, 0], out[i, 1], out[i, 2] = miss_u8[0], miss_u8[1], miss_u8[2]
     n_lights = light_pos.shape[0]
-    irr = np.empty(3, dtype=np.float32)
+    n_hits = hit_index.shape[0]
+    # 1. Lambert irradiance, summed over the lights in order, in its own short loop (light-major, so
+    #    that independent pixels overlap in the pipeline). A light whose pair has no shadow ray (slot < 0:
+    #    n . l <= 0, so the Lambert term is 0) or whose ray is occluded adds exactly 0 and is skipped
+    #    (adding +0 leaves every sum, hence every output byte, unchanged).
+    irr = np.zeros((n_hits, 3), dtype=np.float32)
+    for li in range(n_lights):
+        qx, qy, qz = light_pos[li, 0], light_pos[li, 1], light_pos[li, 2]
+        cr, cg, cb = light_rgb[li, 0], light_rgb[li, 1], light_rgb[li, 2]
+        for j in range(n_hits):
+            s = slot[j * n_lights + li]
+            if s < 0 or not visible[s]:
+                continue
+            lx, ly, lz = qx - pos[j, 0], qy - pos[j, 1], qz - pos[j, 2]
+            d2 = lx * lx + ly * ly + lz * lz
+            ndotl = lx * nrm[j, 0] + ly * nrm[j, 1] + lz * nrm[j, 2]
+            lam = max(ndotl, _0) * (_1 / np.sqrt(max(d2, _TINY32)))
+            w = lam / (_1 + falloff * d2)  # lam * 1 (visible) is lam
+            irr[j, 0] += w * cr
+            irr[j, 1] += w * cg
+            irr[j, 2] += w * cb
     fbuf = np.empty(1, dtype=np.float32)
     ubuf = fbuf.view(np.uint32)
     n_levels = levels.shape[0]
-    for j in range(hit_index.shape[0]):
+    for j in range(n_hits):
         p = prim[j]
         px, py, pz = pos[j, 0], pos[j, 1], pos[j, 2]
         nx, ny, nz = nrm[j, 0], nrm[j, 1], nrm[j, 2]
-        # 1. texture coordinates on the plane orthogonal to the dominant normal axis
+        # 2. texture coordinates on the plane orthogonal to the dominant normal axis
         ax, ay, az = abs(nx), abs(ny), abs(nz)
         x_dom = ax >= ay and ax >= az
         y_dom = (not x_dom) and ay >= az
         inv = inv_scale[p]
         u = (pz if x_dom else px) * inv
         v = (pz if y_dom else py) * inv
-        m, k = _pattern(texture[p], u, v)
-        # 2. Lambert + ambient, summed over the lights in order
-        for c in range(3):
-            irr[c] = _0
-        for li in range(n_lights):
-            lx, ly, lz = light_pos[li, 0] - px, light_pos[li, 1] - py, light_pos[li, 2] - pz
-            d2 = lx * lx + ly * ly + lz * lz
-            ndotl = lx * nx + ly * ny + lz * nz
-            lam = max(ndotl, _0) * (_1 / np.sqrt(max(d2, _TINY32)))
-            s = slot[j * n_lights + li]
-            vis = _1 if (s < 0 or visible[s]) else _0  # s < 0: n . l <= 0, the visibility does not matter
-            w = lam * vis / (_1 + falloff * d2)
-            for c in range(3):
-                wl = w * light_rgb[li, c]
-                irr[c] = wl if li == 0 else irr[c] + wl
+        code = texture[p]
+        m, k = (_0, _1) if code == _PLAIN else _pattern(code, u, v)  # plain: no pattern
         # 3. tone map and quantise
         i = hit_index[j]
         for c in range(3):
             base = _lerp_scalar(rgb1[p, c], rgb2[p, c], m) * k
-            x = min(max(base * (ambient + irr[c]) * exposure, _0), _1)
+            x = min(max(base * (ambient + irr[j, c]) * exposure, _0), _1)
             q = 0
             if x > _0:  # quantise(x) = number of levels <= x: table look-up, then at most a step or two
                 fbuf[0] = x
                 q = np.int64(coarse[ubuf[0] >> COARSE_SHIFT])
+                # a bucket holds at most one level for the default gamma: one branch-free step, then the
+                # (practically never taken) loop for the general case
+                lq = levels[q] if q < n_levels else _2  # x <= 1 < 2
+                q += np.int64(lq <= x)
                 while q < n_levels and levels[q] <= x:
                     q += 1
             out[i, c] = np.uint8(q)

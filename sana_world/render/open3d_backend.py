@@ -9,8 +9,9 @@ normals, ids and (to within rare 1/255 steps) colours as the torch shading path.
 (:class:`MeshWorld`, from :func:`load_user_mesh`) carry vertex colours or a texture image and are lit by
 a simple Lambertian headlight.
 
-Rays come from ``RaycastingScene.create_rays_pinhole(K, w2c, W, H)``: pixel centres at +0.5 and
-camera-space z = 1, so ``t_hit`` is z-depth (identical to :func:`sana_world.camera.camera_rays`).
+Rays come from :func:`sana_world.render.fast_shading.pinhole_rays` (both shading paths and user meshes):
+pixel centres at +0.5 and camera-space z = 1, so ``t_hit`` is z-depth (the convention of
+:func:`sana_world.camera.camera_rays`), computed in float64 and rounded to float32 once.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class _MeshEntry:
 
 
 def _batch(c2w: torch.Tensor | np.ndarray, K: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, 4, 4) float64 world->camera and (B, 3, 3) float64 intrinsics from c2w / K of rank 2 or 3."""
+    """(B, 4, 4) float64 camera->world and (B, 3, 3) float64 intrinsics from c2w / K of rank 2 or 3."""
     c2w = np.asarray(c2w.detach().cpu() if isinstance(c2w, torch.Tensor) else c2w, dtype=np.float64)
     K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
     if c2w.ndim == 2:
@@ -203,12 +204,7 @@ def _batch(c2w: torch.Tensor | np.ndarray, K: torch.Tensor | np.ndarray) -> tupl
         K = np.broadcast_to(K, (c2w.shape[0], 3, 3))
     if K.shape != (c2w.shape[0], 3, 3):
         raise ValueError(f"K must have shape (3, 3) or ({c2w.shape[0]}, 3, 3), got {K.shape}")
-    R, t = c2w[:, :3, :3], c2w[:, :3, 3]
-    w2c = np.zeros_like(c2w)
-    w2c[:, :3, :3] = R.transpose(0, 2, 1)
-    w2c[:, :3, 3] = -np.einsum("bji,bj->bi", R, t)
-    w2c[:, 3, 3] = 1.0
-    return w2c, np.ascontiguousarray(K)
+    return np.ascontiguousarray(c2w), np.ascontiguousarray(K)
 
 
 def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -228,8 +224,17 @@ class Open3DRenderer:
         self.fast = fast_shading.available() if self.config.fast is None else self.config.fast
         self.fast_frames = 0  # images shaded by the fused kernels so far
         self._consts = fast_shading.shade_constants() if self.fast else None
+        self._rays: np.ndarray | None = None  # primary-ray buffer of the fast path, reused across frames
 
     # --- caching ----------------------------------------------------------------------------------------
+    def _ray_buffer(self, n: int) -> np.ndarray:
+        """A reused (n, 6) float32 buffer for the primary rays of the fast path (only read during a render,
+        so one renderer must not render from two threads at once)."""
+        buf = self._rays
+        if buf is None or buf.shape[0] != n:
+            buf = self._rays = np.empty((n, 6), dtype=np.float32)
+        return buf
+
     def _lookup(self, key: object) -> Any | None:
         for i, (obj, entry) in enumerate(self._cache):
             if obj is key:
@@ -271,13 +276,10 @@ class Open3DRenderer:
         """Primary rays (B, H, W, 6) float32 and open3d's hit dict as numpy arrays."""
         if height <= 0 or width <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
-        w2c, Ks = _batch(c2w, K)
-        o3c = self._o3d.core
-        rays = np.stack([  # (B, H, W, 6)
-            scene.create_rays_pinhole(o3c.Tensor(Ks[b]), o3c.Tensor(w2c[b]), width, height).numpy()
-            for b in range(w2c.shape[0])
-        ])
-        hits = scene.cast_rays(o3c.Tensor(rays), nthreads=self.config.n_threads)
+        c2ws, Ks = _batch(c2w, K)
+        B = c2ws.shape[0]
+        rays = fast_shading.pinhole_rays(c2ws, Ks, height, width).reshape(B, height, width, 6)
+        hits = scene.cast_rays(self._o3d.core.Tensor.from_numpy(rays), nthreads=self.config.n_threads)
         return rays, {k: hits[k].numpy() for k in ("t_hit", "geometry_ids", "primitive_ids", "primitive_uvs")}
 
     def _visibility(self, scene: Any, position: torch.Tensor, normal: torch.Tensor,
@@ -345,14 +347,11 @@ class Open3DRenderer:
         if entry.fast is None:
             entry.fast = fast_shading.fast_tables(entry.spec, entry.mesh, entry.face_normals)
         tab, o3c, nthreads = entry.fast, self._o3d.core, self.config.n_threads
-        # 1. primary rays (create_rays_pinhole, so rays and depths equal the torch-shaded path) and hits
-        w2c, Ks = _batch(c2w, K)
-        B = w2c.shape[0]
-        cams = [entry.scene.create_rays_pinhole(o3c.Tensor(Ks[b]), o3c.Tensor(w2c[b]), width, height)
-                for b in range(B)]
-        rays_t = cams[0] if B == 1 else o3c.Tensor.from_numpy(np.stack([r.numpy() for r in cams]))
-        hits = entry.scene.cast_rays(rays_t, nthreads=nthreads)
-        rays = rays_t.numpy().reshape(-1, 6)  # (N, 6)
+        # 1. primary rays (pinhole_rays, so rays and depths equal the torch-shaded path) and hits
+        c2ws, Ks = _batch(c2w, K)
+        B = c2ws.shape[0]
+        rays = fast_shading.pinhole_rays(c2ws, Ks, height, width, self._ray_buffer(B * height * width))
+        hits = entry.scene.cast_rays(o3c.Tensor.from_numpy(rays), nthreads=nthreads)
         t = hits["t_hit"].numpy().reshape(-1)  # (N,)
         tri = hits["primitive_ids"].numpy().reshape(-1)  # (N,) uint32
         # 2. normals, ids and shadow rays of the hits, 3. light visibility, 4. colours

@@ -99,3 +99,18 @@ def test_quantisation_table_is_exact() -> None:
                         np.float32([0.0, 1.0, 1e-30])])
     want = np.array([fast_shading.quantise(v, inv_gamma) for v in x])
     assert np.array_equal(np.searchsorted(levels, x, side="right"), want)
+
+
+def test_pinhole_rays_follow_camera_rays(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sana_world.camera import camera_rays
+
+    c2w = _cameras(sample_scene(3)).double()  # (B, 4, 4)
+    K = intrinsics_from_fov(20, 16, 70.0).double()  # W = 20, H = 16: not square
+    Ks = np.ascontiguousarray(np.broadcast_to(K.numpy(), (c2w.shape[0], 3, 3)))
+    rays = fast_shading.pinhole_rays(c2w.numpy(), Ks, 16, 20)  # (B * H * W, 6) float32
+    assert rays.shape == (c2w.shape[0] * 16 * 20, 6) and rays.dtype == np.float32
+    o, d = camera_rays(c2w, K, 16, 20)  # float64 reference: pixel centres at +0.5, camera z = 1
+    want = torch.cat([o, d], dim=-1).reshape(-1, 6).numpy()
+    assert np.abs(rays - want).max() <= 1e-6
+    monkeypatch.setattr(fast_shading, "available", lambda: False)  # the numpy fallback: the same bits
+    assert np.array_equal(fast_shading.pinhole_rays(c2w.numpy(), Ks, 16, 20), rays)
