@@ -230,6 +230,8 @@ class GTWorld:
             return self.renderer.render_packed(self._packed, idx, c2w, self.K, self.cfg.height, self.cfg.width)
         outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
                 for i in range(self.n)]
+        if self.n == 1:
+            return outs[0]
         return RenderOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in ("rgb", "depth", "normal", "ids")))
 
     def hit_points(self, depth: torch.Tensor, stride: int = 4) -> torch.Tensor:
