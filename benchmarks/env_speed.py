@@ -1,4 +1,5 @@
-"""GT environment throughput: steps/s of one env on one CPU core, and of the batched vector env on a GPU.
+"""GT environment throughput: steps/s of one env on one CPU core (the process is pinned to one core), and
+of the batched vector env on a GPU.
 
     python benchmarks/env_speed.py            # CPU rows (+ CUDA rows when a GPU is present)
     python benchmarks/env_speed.py --quick    # fewer steps
@@ -47,7 +48,7 @@ def bench_single(renderer: str, layout: str, size: int, shadows: bool, steps: in
         env.step(a)
     dt = time.perf_counter() - t0
     env.close()
-    return {"kind": "single", "device": "cpu", "threads": torch.get_num_threads(), "renderer": renderer,
+    return {"kind": "single", "device": "cpu", "cores": len(os.sched_getaffinity(0)), "renderer": renderer,
             "layout": layout, "size": size, "shadows": shadows, "num_envs": 1, "steps_per_s": steps / dt}
 
 
@@ -87,6 +88,9 @@ def main() -> None:
     rows = []
     steps = 30 if args.quick else 100
     if not args.no_cpu:
+        # one env on ONE core: pin the process (open3d's Embree would otherwise use every core)
+        all_cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(all_cpus)})
         for renderer in ("torch", "open3d"):  # 1. one env on one core
             for layout in ("single", "multi"):
                 for shadows in (True, False):
@@ -95,6 +99,7 @@ def main() -> None:
                     except ImportError as e:
                         rows.append({"kind": "single", "renderer": renderer, "error": str(e)})
                     print(rows[-1], flush=True)
+        os.sched_setaffinity(0, all_cpus)
     if torch.cuda.is_available():  # 2. the batched env on the GPU
         shadow_opts = {"both": (True, False), "on": (True,), "off": (False,)}[args.shadows]
         for n in args.batches:
