@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sana_world.envs.tasks import BatchedTask, TaskConfig
-from sana_world.camera import TwistLimits, intrinsics_from_fov
+from sana_world.camera import TwistLimits, euler_to_rotation, intrinsics_from_fov, step_pose
 from sana_world.render.base import RenderOutput
 from sana_world.worlds.collision import PackedSDF, free_positions
 from sana_world.worlds.sampler import WorldConfig, sample_scene
@@ -125,7 +125,8 @@ class GTWorld:
         self._dirs_cam: tuple[int, torch.Tensor] | None = None
         self._c2w: torch.Tensor | None = None
         self._c2w32: torch.Tensor | None = None
-        self._up = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64, device=self.device)
+        self._bottom_row = torch.tensor([[[0.0, 0.0, 0.0, 1.0]]], dtype=torch.float64,
+                                        device=self.device).expand(num_envs, 1, 4)
         limits = cfg.step_limits()
         self._scale = torch.as_tensor(limits.scale(), **f64)  # (6,)
         self._pitch_limit = math.radians(limits.pitch_limit_deg)
@@ -168,18 +169,8 @@ class GTWorld:
         """(N, 4, 4) float64 camera-to-world (cached until the cameras move)."""
         if self._c2w is not None:
             return self._c2w
-        cs, sn = torch.cos(self.angles), torch.sin(self.angles)  # (N, 3) each: yaw, pitch, roll
-        cy, cp, cr = cs.unbind(-1)
-        sy, sp, sr = sn.unbind(-1)
-        x, y, z = self.position.unbind(-1)
-        zero, one = torch.zeros_like(cy), torch.ones_like(cy)
-        # R = Ry(-yaw) Rx(pitch) Rz(roll) written out (see camera.euler_to_rotation)
-        out = torch.stack([
-            cy * cr - sy * sp * sr, -cy * sr - sy * sp * cr, -sy * cp, x,
-            cp * sr, cp * cr, -sp, y,
-            sy * cr + cy * sp * sr, -sy * sr + cy * sp * cr, cy * cp, z,
-            zero, zero, zero, one,
-        ], dim=-1).reshape(self.n, 4, 4)
+        R = euler_to_rotation(*self.angles.unbind(-1))  # (N, 3, 3)
+        out = torch.cat([torch.cat([R, self.position[:, :, None]], dim=2), self._bottom_row], dim=1)
         self._c2w = out
         return out
 
@@ -198,27 +189,15 @@ class GTWorld:
         hold: rotate first, move along the new heading, and drop a pitch step that would cross the limit.
         """
         d = twist.to(torch.float64) * self._scale  # (N, 6)
-        yaw, pitch, roll = self.angles.unbind(-1)
-        # 1. rotation
-        new_yaw = torch.remainder(yaw + d[:, 3] + math.pi, 2 * math.pi) - math.pi
-        new_pitch = pitch + d[:, 4]
-        if keys_mode:
-            new_pitch = torch.where(new_pitch.abs() > self._pitch_limit, pitch, new_pitch)
-        else:
-            new_pitch = new_pitch.clamp(-self._pitch_limit, self._pitch_limit)
-        new_roll = (roll + d[:, 5]).clamp(-self._roll_limit, self._roll_limit)
-        # 2. translation along the level heading, cancelled on collision
-        heading = new_yaw if keys_mode else yaw
-        fwd = torch.stack([-torch.sin(heading), torch.zeros_like(heading), torch.cos(heading)], dim=-1)
-        right = torch.stack([torch.cos(heading), torch.zeros_like(heading), torch.sin(heading)], dim=-1)
-        new_pos = self.position + d[:, :1] * fwd + d[:, 1:2] * right + d[:, 2:3] * self._up
+        new_pos, new_angles = step_pose(self.position, self.angles, d, self._pitch_limit, self._roll_limit,
+                                        keys_mode)
         if self._sdf is None:
             raise RuntimeError("reset before step")
         moved = (new_pos - self.position).norm(dim=-1) > 0
         ok = (self._sdf.distance(new_pos) > self.cfg.clearance) & self._sdf.in_rooms(new_pos)
         collided = moved & ~ok
         self.position = torch.where(ok[:, None], new_pos, self.position)
-        self.angles = torch.stack([new_yaw, new_pitch, new_roll], dim=-1)
+        self.angles = new_angles
         self._c2w = self._c2w32 = None
         return collided
 

@@ -120,9 +120,17 @@ def euler_to_rotation(yaw: Tensor, pitch: Tensor, roll: Tensor) -> Tensor:
 
     yaw > 0 turns left (about world up, -Y); pitch > 0 looks up; roll > 0 rolls clockwise as seen by the
     camera. With yaw about the world axis and pitch about the camera's own x axis this is exactly the
-    composition SANA-WM's key DSL uses.
+    composition SANA-WM's key DSL uses. Written out in one stack (no matrix products), so batched envs
+    build their poses with a few elementwise ops.
     """
-    return rotation_y(-yaw) @ rotation_x(pitch) @ rotation_z(roll)
+    cy, sy = torch.cos(yaw), torch.sin(yaw)
+    cp, sp = torch.cos(pitch), torch.sin(pitch)
+    cr, sr = torch.cos(roll), torch.sin(roll)
+    return torch.stack([
+        cy * cr - sy * sp * sr, -cy * sr - sy * sp * cr, -sy * cp,
+        cp * sr, cp * cr, -sp,
+        sy * cr + cy * sp * sr, -sy * sr + cy * sp * cr, cy * cp,
+    ], dim=-1).reshape(*cy.shape, 3, 3)
 
 
 def rotation_to_euler(R: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -240,25 +248,43 @@ class CameraState:
         return fwd, right
 
 
-def integrate_twist(state: CameraState, twist: np.ndarray, limits: TwistLimits) -> CameraState:
-    """Apply one step of a normalised twist ``[forward, right, up, yaw, pitch, roll]`` in [-1, 1].
+def step_pose(position: Tensor, angles: Tensor, d: Tensor, pitch_limit: float, roll_limit: float,
+              keys_mode: bool = False) -> tuple[Tensor, Tensor]:
+    """One step of scaled twists ``d`` (N, 6) [metres x3, radians x3] from positions (N, 3) and heading
+    angles (N, 3) = (yaw, pitch, roll): returns the new positions and angles.
 
-    Translation follows the level heading (forward/right in the XZ plane, up along world up), so
-    looking down does not sink the camera into the floor. Pitch and roll are clamped to their limits.
+    Translation follows the level heading (forward/right in the XZ plane, up along world up), so looking
+    down does not sink the camera into the floor; yaw wraps to [-pi, pi), roll is clamped. Twist mode uses
+    the heading before the step and clamps pitch at its limit; ``keys_mode`` follows SANA-WM's key DSL:
+    rotate first, move along the new heading, and drop a pitch step that would cross the limit.
     """
+    yaw, pitch, roll = angles.unbind(-1)
+    # 1. rotation
+    new_yaw = torch.remainder(yaw + d[..., 3] + math.pi, 2 * math.pi) - math.pi
+    new_pitch = pitch + d[..., 4]
+    if keys_mode:
+        new_pitch = torch.where(new_pitch.abs() > pitch_limit, pitch, new_pitch)
+    else:
+        new_pitch = new_pitch.clamp(-pitch_limit, pitch_limit)
+    new_roll = (roll + d[..., 5]).clamp(-roll_limit, roll_limit)
+    # 2. translation along the level heading; world up is -y
+    heading = new_yaw if keys_mode else yaw
+    s, c = torch.sin(heading), torch.cos(heading)
+    dx = -s * d[..., 0] + c * d[..., 1]
+    dz = c * d[..., 0] + s * d[..., 1]
+    new_pos = position + torch.stack([dx, -d[..., 2], dz], dim=-1)
+    return new_pos, torch.stack([new_yaw, new_pitch, new_roll], dim=-1)
+
+
+def integrate_twist(state: CameraState, twist: np.ndarray, limits: TwistLimits) -> CameraState:
+    """Apply one step of a normalised twist ``[forward, right, up, yaw, pitch, roll]`` in [-1, 1]
+    (:func:`step_pose` in twist mode, for one camera)."""
     twist = np.asarray(twist, dtype=np.float64)
     if twist.shape != (6,):
         raise ValueError(f"twist must have shape (6,), got {twist.shape}")
-    d = twist * limits.scale()
-    fwd, right = state.heading_axes()
-    up = -np.array([0.0, 1.0, 0.0])
-    pos = state.position + d[0] * fwd + d[1] * right + d[2] * up
-    pl = math.radians(limits.pitch_limit_deg)
-    rl = math.radians(limits.roll_limit_deg)
-    yaw = (state.yaw + d[3] + math.pi) % (2 * math.pi) - math.pi
-    return CameraState(
-        position=pos,
-        yaw=yaw,
-        pitch=float(np.clip(state.pitch + d[4], -pl, pl)),
-        roll=float(np.clip(state.roll + d[5], -rl, rl)),
-    )
+    d = torch.from_numpy(twist * limits.scale())
+    pos, ang = step_pose(torch.from_numpy(np.asarray(state.position, dtype=np.float64)),
+                         torch.tensor([state.yaw, state.pitch, state.roll], dtype=torch.float64), d,
+                         math.radians(limits.pitch_limit_deg), math.radians(limits.roll_limit_deg))
+    yaw, pitch, roll = ang.tolist()
+    return CameraState(position=pos.numpy(), yaw=yaw, pitch=pitch, roll=roll)
