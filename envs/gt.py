@@ -82,7 +82,7 @@ class GTEnv(gym.Env):
     def step(self, action):
         if self._frame is None:
             raise RuntimeError("call reset() before step()")
-        twist = validate_actions(action, self.cfg.action_mode, None)[None]  # (1, 6); raises before any change
+        twist = self._twist(action)  # (1, 6) float64; raises before any change
         collided = self.world.move(twist.to(self.world.device), keys_mode=self.cfg.action_mode == "keys")
         self._frame = self.world.render()
         points = self.world.hit_points(self._frame.depth) if self.cfg.task == "explore" else None
@@ -110,6 +110,14 @@ class GTEnv(gym.Env):
             raise RuntimeError("call reset() first")
         return spec
 
+    def _twist(self, action) -> torch.Tensor:
+        """``validate_actions`` of one action as a (1, 6) float64 twist; a finite float numpy twist (the common
+        case) skips its torch round trip: clipping float64 values in numpy gives the same numbers."""
+        if (self.cfg.action_mode == "twist" and isinstance(action, np.ndarray) and action.shape == (6,)
+                and action.dtype.kind == "f" and np.isfinite(action).all()):
+            return torch.from_numpy(np.clip(action.astype(np.float64), -1.0, 1.0)[None])
+        return validate_actions(action, self.cfg.action_mode, None)[None]
+
     def _obs(self):
         obs = build_obs(self.world, self._frame, self.cfg)
         if isinstance(obs, torch.Tensor):
@@ -118,7 +126,7 @@ class GTEnv(gym.Env):
 
     def _info(self, collided: bool) -> dict[str, Any]:
         return {
-            "c2w": self.world.c2w()[0].cpu().numpy().astype(np.float32),
+            "c2w": self.world.c2w32()[0].cpu().numpy().copy(),  # the float64 pose rounded to float32
             "K": self.world.K.cpu().numpy().copy(),
             "collision": collided,
             "success": self._success,

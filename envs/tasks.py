@@ -1,7 +1,8 @@
 """Tasks: what an agent is rewarded for. Batched over environments, written once for GT and dream worlds.
 
 Each task keeps its own per-env tensors, is reset per env slot, and scores a step from the rendered
-depth / ids and the camera positions. All tensors live on the world's device.
+depth / ids and the camera positions. All tensors live on the world's device. On the CPU the explore
+task scores in numpy on the tensors' own memory (the same float32 operations, bitwise equal results).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from sana_world.render.fast_shading import available as numba_available
+from sana_world.render.fast_shading import njit
 from sana_world.worlds.collision import free_positions
 from sana_world.worlds.palette import CATEGORIES
 from sana_world.worlds.spec import SceneSpec
@@ -55,12 +58,37 @@ def goal_space(task: str) -> spaces.Box | None:
     raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
 
 
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _explore_kernel(points, collided, origin, seen, g, cs, cell_area, neg_step_penalty, collision_penalty,
+                    area_reward, success_reward, reward):  # pragma: no cover - compiled
+    """The explore branch of :meth:`BatchedTask.score` in float32 (the same operations; torch casts Python
+    scalars to float32 first, as the arguments here are): marks the cells hit by ``points`` (N, M, 3) in
+    ``seen`` (N, G*G) and writes ``reward`` (N,)."""
+    zero = np.float32(0.0)
+    for n in range(points.shape[0]):
+        # 1. coverage: count each newly seen cell once (the reference's scatter, then hits & ~seen)
+        new = 0
+        for m in range(points.shape[1]):
+            x = np.floor((points[n, m, 0] - origin[n, 0]) / cs)  # NaN / inf for missed pixels: invalid
+            z = np.floor((points[n, m, 2] - origin[n, 1]) / cs)
+            if x >= 0 and x < g and z >= 0 and z < g:
+                cell = np.int64(x * np.float32(g) + z)
+                if not seen[n, cell]:
+                    seen[n, cell] = True
+                    new += 1
+        # 2. reward = -step - collision + area (+ success, always 0 for explore)
+        r = neg_step_penalty - collision_penalty * (np.float32(1.0) if collided[n] else zero)
+        r = r + area_reward * (np.float32(new) * cell_area)
+        reward[n] = r + success_reward * zero
+
+
 class BatchedTask:
     """Per-env task state for ``num_envs`` slots."""
 
     def __init__(self, task: str, num_envs: int, cfg: TaskConfig, device: torch.device) -> None:
         goal_space(task)  # validates the name
         self.task, self.n, self.cfg, self.device = task, num_envs, cfg, device
+        self.numpy_steps = torch.device(device).type == "cpu" and numba_available()  # see the module doc
         g = cfg.grid_cells
         self.seen = torch.zeros(num_envs, g * g, dtype=torch.bool, device=device)  # (N, G*G)
         self.origin = torch.zeros(num_envs, 2, dtype=torch.float32, device=device)  # grid origin (x, z)
@@ -119,6 +147,9 @@ class BatchedTask:
         ``depth`` (N, H, W), ``ids`` (N, H, W), ``points`` (N, M, 3) world hit points (subsampled).
         """
         cfg = self.cfg
+        if self.numpy_steps and self.task == "explore" and points is not None:
+            reward_np = self._score_explore_np(points.numpy(), collided.numpy())
+            return torch.from_numpy(reward_np), torch.zeros(self.n, dtype=torch.bool)
         reward = -cfg.step_penalty - cfg.collision_penalty * collided.to(torch.float32)
         success = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         if self.task == "explore":
@@ -150,6 +181,15 @@ class BatchedTask:
         new = hits[:, :-1] & ~self.seen
         self.seen |= new
         return new.sum(-1).to(torch.float32) * (cs * cs)
+
+    def _score_explore_np(self, points: np.ndarray, collided: np.ndarray) -> np.ndarray:
+        """:meth:`score` of the explore task in a numba kernel: reward (N,) float32; updates ``seen``."""
+        cfg, f32 = self.cfg, np.float32
+        reward = np.empty(self.n, dtype=np.float32)
+        _explore_kernel(points, collided, self.origin.numpy(), self.seen.numpy(), cfg.grid_cells, f32(cfg.cell_size),
+                        f32(cfg.cell_size * cfg.cell_size), f32(-cfg.step_penalty), f32(cfg.collision_penalty),
+                        f32(cfg.area_reward), f32(cfg.success_reward), reward)
+        return reward
 
     def _centre_fill(self, depth: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Share of the centre window covered by the target category, and whether it is close."""

@@ -3,6 +3,11 @@
 ``GTEnv`` is this with N = 1; ``GTVectorEnv`` is this with N envs on any device. Camera states are
 tensors (float64 position and heading angles), collisions are checked against each scene's signed
 distance field on the device, and frames come from the torch ray caster's multi-scene path.
+
+On the CPU the per-step bookkeeping (pose step, collision test, camera matrices, hit points) runs in numpy
+on the tensors' own memory: a few envs make tiny arrays, where a torch op costs several times a numpy op.
+Both paths perform the same float operations in the same order (trigonometry comes from torch in both),
+so they give bitwise equal states and frames (``tests/envs/test_fast_env.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ import numpy as np
 import torch
 
 from sana_world.envs.tasks import BatchedTask, TaskConfig
-from sana_world.camera import TwistLimits, euler_to_rotation, intrinsics_from_fov, step_pose
+from sana_world.camera import (TwistLimits, euler_to_rotation, euler_to_rotation_np, intrinsics_from_fov,
+                               sincos_np, step_pose)
 from sana_world.render.base import RenderOutput
+from sana_world.render.fast_shading import available as numba_available
+from sana_world.render.fast_shading import njit
 from sana_world.worlds.collision import PackedSDF, free_positions
 from sana_world.worlds.sampler import WorldConfig, sample_scene
 from sana_world.worlds.spec import SceneSpec
@@ -104,6 +112,113 @@ def _make_renderer(cfg: GTConfig):
     return Open3DRenderer(shadows=cfg.shadows)
 
 
+_Z32 = np.float32(0.0)
+_INF32 = np.float32(np.inf)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _sdf_one(px, py, pz, i, boxes, c, s, spheres, cyl):  # pragma: no cover - compiled
+    """float32 signed distance of the float32 point (px, py, pz) in scene ``i`` of a CPU
+    :class:`~sana_world.worlds.collision.PackedSDF`: the float32 operations of ``PackedSDF._distance_np`` in
+    the same order (numpy's norm of a short last axis sums left to right, ``hypot`` is libm's), so the value
+    is bitwise the same."""
+    best = _INF32
+    for j in range(boxes.shape[1]):  # 1. oriented boxes
+        dx, dy, dz = px - boxes[i, j, 0], py - boxes[i, j, 1], pz - boxes[i, j, 2]
+        lx = c[i, j] * dx - s[i, j] * dz
+        lz = s[i, j] * dx + c[i, j] * dz
+        qx, qy, qz = abs(lx) - boxes[i, j, 3], abs(dy) - boxes[i, j, 4], abs(lz) - boxes[i, j, 5]
+        mx, my, mz = max(qx, _Z32), max(qy, _Z32), max(qz, _Z32)
+        best = min(best, np.sqrt(mx * mx + my * my + mz * mz) + min(max(max(qx, qy), qz), _Z32))
+    for j in range(spheres.shape[1]):  # 2. spheres
+        dx, dy, dz = px - spheres[i, j, 0], py - spheres[i, j, 1], pz - spheres[i, j, 2]
+        best = min(best, np.sqrt(dx * dx + dy * dy + dz * dz) - spheres[i, j, 3])
+    for j in range(cyl.shape[1]):  # 3. capped vertical cylinders
+        dxz = np.float32(math.hypot(px - cyl[i, j, 0], pz - cyl[i, j, 2])) - cyl[i, j, 3]
+        dy = abs(py - cyl[i, j, 1]) - cyl[i, j, 4]
+        mx, my = max(dxz, _Z32), max(dy, _Z32)
+        best = min(best, np.sqrt(mx * mx + my * my) + min(max(dxz, dy), _Z32))
+    return best
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _in_rooms_one(x, z, i, rooms):  # pragma: no cover - compiled
+    """Whether float64 (x, z) lies in some room of scene ``i`` (float32 bounds, compared in float64)."""
+    for j in range(rooms.shape[1]):
+        if x >= rooms[i, j, 0] and x <= rooms[i, j, 1] and z >= rooms[i, j, 2] and z <= rooms[i, j, 3]:
+            return True
+    return False
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _angles_kernel(angles, d, pitch_limit, roll_limit, keys_mode, new_angles, trig):  # pragma: no cover
+    """The rotation half of :func:`step_pose` (float64, the same operations): new angles (N, 3) and ``trig``
+    (4, N), the angles to take sin / cos of: the translation heading, then the new yaw, pitch and roll."""
+    for i in range(angles.shape[0]):
+        yaw, pitch, roll = angles[i, 0], angles[i, 1], angles[i, 2]
+        new_yaw = (yaw + d[i, 3] + math.pi) % (2 * math.pi) - math.pi  # Python's (= torch's) float remainder
+        new_pitch = pitch + d[i, 4]
+        if keys_mode:
+            new_pitch = pitch if abs(new_pitch) > pitch_limit else new_pitch
+        else:
+            new_pitch = min(max(new_pitch, -pitch_limit), pitch_limit)
+        new_roll = min(max(roll + d[i, 5], -roll_limit), roll_limit)
+        new_angles[i, 0], new_angles[i, 1], new_angles[i, 2] = new_yaw, new_pitch, new_roll
+        trig[0, i] = new_yaw if keys_mode else yaw
+        trig[1, i], trig[2, i], trig[3, i] = new_yaw, new_pitch, new_roll
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _commit_kernel(position, d, sin, cos, clearance, boxes, c, s, spheres, cyl, rooms, out_pos, c2w, c2w32,
+                   collided):  # pragma: no cover - compiled
+    """The translation half of :func:`step_pose`, the collision test of :meth:`GTWorld.move` and the camera
+    matrices of :func:`euler_to_rotation` (the same float operations in the same order), per env."""
+    for i in range(position.shape[0]):
+        # 1. translation along the level heading; world up is -y
+        sh, ch = sin[0, i], cos[0, i]
+        dx = -sh * d[i, 0] + ch * d[i, 1]
+        dz = ch * d[i, 0] + sh * d[i, 1]
+        px, py, pz = position[i, 0], position[i, 1], position[i, 2]
+        nx, ny, nz = px + dx, py + -d[i, 2], pz + dz
+        # 2. keep the move if the camera sphere stays free and inside a room
+        ex, ey, ez = nx - px, ny - py, nz - pz
+        moved = ex * ex + ey * ey + ez * ez > 0.0  # the norm is > 0 exactly when its square is
+        dist = _sdf_one(np.float32(nx), np.float32(ny), np.float32(nz), i, boxes, c, s, spheres, cyl)
+        ok = dist > clearance and _in_rooms_one(nx, nz, i, rooms)
+        if not ok:
+            nx, ny, nz = px, py, pz
+        collided[i] = moved and not ok
+        out_pos[i, 0], out_pos[i, 1], out_pos[i, 2] = nx, ny, nz
+        # 3. camera-to-world of the new heading angles
+        sy, sp, sr = sin[1, i], sin[2, i], sin[3, i]
+        cy, cp, cr = cos[1, i], cos[2, i], cos[3, i]
+        c2w[i, 0, 0], c2w[i, 0, 1], c2w[i, 0, 2] = cy * cr - sy * sp * sr, -cy * sr - sy * sp * cr, -sy * cp
+        c2w[i, 1, 0], c2w[i, 1, 1], c2w[i, 1, 2] = cp * sr, cp * cr, -sp
+        c2w[i, 2, 0], c2w[i, 2, 1], c2w[i, 2, 2] = sy * cr + cy * sp * sr, -sy * sr + cy * sp * cr, cy * cp
+        c2w[i, 0, 3], c2w[i, 1, 3], c2w[i, 2, 3] = nx, ny, nz
+        c2w[i, 3, 0], c2w[i, 3, 1], c2w[i, 3, 2], c2w[i, 3, 3] = 0.0, 0.0, 0.0, 1.0
+        for r in range(4):
+            for k in range(4):
+                c2w32[i, r, k] = np.float32(c2w[i, r, k])
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _hit_points_kernel(depth, dirs, c2w, stride, out):  # pragma: no cover - compiled
+    """:meth:`GTWorld.hit_points` in float32: ``baddbmm`` sums the three products left to right and then adds
+    the translation, with no fused multiply-adds, and so does this (checked bitwise against it)."""
+    h, w = depth.shape[1], depth.shape[2]
+    for n in range(depth.shape[0]):
+        m = 0
+        for y in range(0, h, stride):
+            for x in range(0, w, stride):
+                t = depth[n, y, x]
+                a0, a1, a2 = dirs[m, 0] * t, dirs[m, 1] * t, dirs[m, 2] * t
+                for j in range(3):
+                    out[n, m, j] = c2w[n, j, 3] + (a0 * c2w[n, j, 0] + a1 * c2w[n, j, 1] + a2 * c2w[n, j, 2])
+                m += 1
+    return out
+
+
 class GTWorld:
     """N cameras, each in its own scene, with one task; stepped as a batch."""
 
@@ -112,6 +227,7 @@ class GTWorld:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.cfg, self.n = cfg, num_envs
         self.device = torch.device(cfg.device)
+        self.numpy_steps = self.device.type == "cpu" and numba_available()  # bookkeeping: see the module doc
         self.K = intrinsics_from_fov(cfg.width, cfg.height, cfg.fov_deg).to(self.device)  # (3, 3)
         self.renderer = _make_renderer(cfg)
         self.renderer_name = resolve_renderer(cfg)
@@ -129,6 +245,7 @@ class GTWorld:
                                         device=self.device).expand(num_envs, 1, 4)
         limits = cfg.step_limits()
         self._scale = torch.as_tensor(limits.scale(), **f64)  # (6,)
+        self._scale_np = limits.scale()  # (6,) float64, the same values
         self._pitch_limit = math.radians(limits.pitch_limit_deg)
         self._roll_limit = math.radians(limits.roll_limit_deg)
 
@@ -169,6 +286,14 @@ class GTWorld:
         """(N, 4, 4) float64 camera-to-world (cached until the cameras move)."""
         if self._c2w is not None:
             return self._c2w
+        if self.numpy_steps:
+            ang = self.angles.numpy()
+            out_np = np.zeros((self.n, 4, 4), dtype=np.float64)
+            out_np[:, :3, :3] = euler_to_rotation_np(ang[:, 0], ang[:, 1], ang[:, 2])  # (N, 3, 3)
+            out_np[:, :3, 3] = self.position.numpy()
+            out_np[:, 3, 3] = 1.0
+            self._c2w = torch.from_numpy(out_np)
+            return self._c2w
         R = euler_to_rotation(*self.angles.unbind(-1))  # (N, 3, 3)
         out = torch.cat([torch.cat([R, self.position[:, :, None]], dim=2), self._bottom_row], dim=1)
         self._c2w = out
@@ -177,7 +302,9 @@ class GTWorld:
     def c2w32(self) -> torch.Tensor:
         """(N, 4, 4) float32 camera-to-world (cached until the cameras move)."""
         if self._c2w32 is None:
-            self._c2w32 = self.c2w().to(torch.float32)
+            c2w = self.c2w()
+            self._c2w32 = torch.from_numpy(c2w.numpy().astype(np.float32)) if self.numpy_steps else c2w.to(
+                torch.float32)
         return self._c2w32
 
     def move(self, twist: torch.Tensor, keys_mode: bool) -> torch.Tensor:
@@ -188,17 +315,39 @@ class GTWorld:
         heading before the step is used and pitch is clamped at its limit; in key mode the DSL's rules
         hold: rotate first, move along the new heading, and drop a pitch step that would cross the limit.
         """
+        if self._sdf is None:
+            raise RuntimeError("reset before step")
+        if self.numpy_steps:
+            return torch.from_numpy(self._move_np(twist.numpy(), keys_mode))
         d = twist.to(torch.float64) * self._scale  # (N, 6)
         new_pos, new_angles = step_pose(self.position, self.angles, d, self._pitch_limit, self._roll_limit,
                                         keys_mode)
-        if self._sdf is None:
-            raise RuntimeError("reset before step")
         moved = (new_pos - self.position).norm(dim=-1) > 0
         ok = (self._sdf.distance(new_pos) > self.cfg.clearance) & self._sdf.in_rooms(new_pos)
         collided = moved & ~ok
         self.position = torch.where(ok[:, None], new_pos, self.position)
         self.angles = new_angles
         self._c2w = self._c2w32 = None
+        return collided
+
+    def _move_np(self, twist: np.ndarray, keys_mode: bool) -> np.ndarray:
+        """:meth:`move` with numba kernels and torch's trigonometry: twists (N, 6) -> collisions (N,) bool."""
+        sdf = self._sdf
+        assert sdf is not None and sdf._np is not None
+        n, a = self.n, sdf._np
+        d = twist.astype(np.float64) * self._scale_np  # (N, 6)
+        # 1. new heading angles and the angles whose sin / cos the step needs: (4, N) heading, yaw, pitch, roll
+        new_angles, trig = np.empty((n, 3)), np.empty((4, n))
+        _angles_kernel(self.angles.numpy(), d, self._pitch_limit, self._roll_limit, keys_mode, new_angles, trig)
+        sin, cos = sincos_np(trig)
+        # 2. translate, cancel moves into solids or out of every room, build the camera matrices
+        pos, c2w, c2w32 = np.empty((n, 3)), np.empty((n, 4, 4)), np.empty((n, 4, 4), dtype=np.float32)
+        collided = np.empty(n, dtype=np.bool_)
+        _commit_kernel(self.position.numpy(), d, sin, cos, np.float32(self.cfg.clearance), a["boxes"], a["c"],
+                       a["s"], a["spheres"], a["cyl"], a["rooms"], pos, c2w, c2w32, collided)
+        # 3. fresh arrays (never written in place: earlier tensors that callers hold stay valid)
+        self.position, self.angles = torch.from_numpy(pos), torch.from_numpy(new_angles)
+        self._c2w, self._c2w32 = torch.from_numpy(c2w), torch.from_numpy(c2w32)
         return collided
 
     def render(self) -> RenderOutput:
@@ -223,5 +372,8 @@ class GTWorld:
             self._dirs_cam = (stride, dirs[::stride, ::stride].reshape(-1, 3))  # (M, 3)
         dirs = self._dirs_cam[1]
         c2w = self.c2w32()
+        if self.numpy_steps:
+            out = np.empty((self.n, dirs.shape[0], 3), dtype=np.float32)
+            return torch.from_numpy(_hit_points_kernel(depth.numpy(), dirs.numpy(), c2w.numpy(), stride, out))
         d = depth[:, ::stride, ::stride].reshape(self.n, -1, 1)  # (N, M, 1)
         return torch.baddbmm(c2w[:, None, :3, 3], dirs[None] * d, c2w[:, :3, :3].transpose(1, 2))  # (N, M, 3)

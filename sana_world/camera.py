@@ -288,3 +288,31 @@ def integrate_twist(state: CameraState, twist: np.ndarray, limits: TwistLimits) 
                          math.radians(limits.pitch_limit_deg), math.radians(limits.roll_limit_deg))
     yaw, pitch, roll = ang.tolist()
     return CameraState(position=pos.numpy(), yaw=yaw, pitch=pitch, roll=roll)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# numpy twins for one-env CPU loops (bitwise equal to the torch functions above)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def sincos_np(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sin`` and ``cos`` of float64 ``x`` from torch's CPU kernels.
+
+    numpy's (libm's) values differ from torch's (SLEEF's) in the last ulp for about 0.1 % of inputs, so the
+    numpy twins below take their trigonometry from torch: one call each, on the array's own memory.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+    return torch.sin(t).numpy(), torch.cos(t).numpy()
+
+
+def euler_to_rotation_np(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """:func:`euler_to_rotation` on float64 numpy arrays (..., ) -> (..., 3, 3), with the same operations in
+    the same order, so the result is bitwise equal."""
+    s, c = sincos_np(np.stack([yaw, pitch, roll]))  # (3, ...)
+    sy, sp, sr = s
+    cy, cp, cr = c
+    return np.stack([
+        cy * cr - sy * sp * sr, -cy * sr - sy * sp * cr, -sy * cp,
+        cp * sr, cp * cr, -sp,
+        sy * cr + cy * sp * sr, -sy * sr + cy * sp * cr, cy * cp,
+    ], axis=-1).reshape(*np.shape(yaw), 3, 3)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sana_world.render.shading import DEFAULT_SHADING, MISS_RGB, SHADOW_OFFSET, ShadingConfig
+from sana_world.worlds.collision import CULL_LIFT
 from sana_world.worlds.mesh import SURFACE_CONE, SURFACE_CYLINDER, SURFACE_FLAT, SceneMesh
 from sana_world.worlds.palette import TEXTURES
 from sana_world.worlds.spec import SceneSpec
@@ -173,18 +174,74 @@ _F = np.float32
 _0, _HALF, _1, _2, _3 = _F(0.0), _F(0.5), _F(1.0), _F(2.0), _F(3.0)
 _OFFSET32 = _F(SHADOW_OFFSET)
 _TINY32 = _F(1e-12)
+_CULL_LIFT32 = _F(CULL_LIFT)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", inline="always")
+def segment_free(ox, oy, oz, li, skip_prim, light_pos, grid, start, prims, box_c,
+                 box_e):  # pragma: no cover - compiled
+    """Whether the segment from (ox, oy, oz) to light ``li`` provably misses every primitive box of its
+    cube-map cell of a :class:`~sana_world.worlds.collision.SegmentCull` (float64 separating-axis tests),
+    ignoring primitive ``skip_prim`` (-1: none). In this module, so numba's cache of surface_kernel sees
+    every change to it."""
+    lx, ly, lz = light_pos[li, 0], light_pos[li, 1], light_pos[li, 2]
+    wx, wy, wz = ox - lx, oy - ly, oz - lz
+    ax, ay, az = abs(wx), abs(wy), abs(wz)
+    # 1. the cube-map cell of the direction light -> point
+    if ax >= ay and ax >= az:
+        face, t, wb, wc = (0 if wx >= 0 else 1), ax, wy, wz
+    elif ay >= az:
+        face, t, wb, wc = (2 if wy >= 0 else 3), ay, wx, wz
+    else:
+        face, t, wb, wc = (4 if wz >= 0 else 5), az, wx, wy
+    if not t > 0.0:
+        return False
+    half = 0.5 * grid
+    inv_t = half / t
+    i = min(max(int(wb * inv_t + half), 0), grid - 1)
+    j = min(max(int(wc * inv_t + half), 0), grid - 1)
+    cell = (face * grid + i) * grid + j
+    # 2. separating-axis tests of the segment (midpoint m, half vector h) against the listed boxes (centre c,
+    #    half extents e): the box axes, then the cross products of the segment with them
+    hx, hy, hz = 0.5 * (lx - ox), 0.5 * (ly - oy), 0.5 * (lz - oz)
+    mx, my, mz = ox + hx, oy + hy, oz + hz
+    ahx, ahy, ahz = abs(hx), abs(hy), abs(hz)
+    for k in range(start[li, cell], start[li, cell + 1]):
+        p = prims[k]
+        if p == skip_prim:
+            continue
+        cx, cy, cz = mx - box_c[p, 0], my - box_c[p, 1], mz - box_c[p, 2]
+        ex, ey, ez = box_e[p, 0], box_e[p, 1], box_e[p, 2]
+        if abs(cx) > ex + ahx or abs(cy) > ey + ahy or abs(cz) > ez + ahz:
+            continue
+        if (abs(cy * hz - cz * hy) > ey * ahz + ez * ahy or abs(cz * hx - cx * hz) > ex * ahz + ez * ahx
+                or abs(cx * hy - cy * hx) > ex * ahy + ey * ahx):
+            continue
+        return False  # no separating axis: the segment meets the box
+    return True
+
+
+SHADOWS_OFF, SHADOWS_ALL, SHADOWS_CULLED = 0, 1, 2  # surface_kernel's shadow_mode
+SLOT_DARK, SLOT_LIT = -1, -2  # slots of (hit, light) pairs without a shadow ray
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face_normals, center, size,
-                   cos_yaw, sin_yaw, light_pos, id_miss):  # pragma: no cover - compiled
+                   cos_yaw, sin_yaw, light_pos, id_miss, shadow_mode, cull_light, cull_grid, cull_start,
+                   cull_prims, cull_c, cull_e, face_out, face_in):  # pragma: no cover - compiled
     """Per pixel: analytic normals, ids and shadow rays of the hits.
 
     rays (N, 6) float32, t_hit (N,) float32, tri_ids (N,) uint32 -> normal (N, 3) float32 (0 on misses),
     ids (N,) int32, hit_index (M,) int64, pos (M, 3) float32, nrm (M, 3) float32, prim (M,) int64,
     slot (M * L,) int64 row of each (hit, light) pair in ``shadow`` (S, 6) float32 rays [origin, to-light]
     to test with tnear = 0, tfar = 1; pairs that face away from their light (n . l <= 0, so the visibility
-    is multiplied by a zero Lambert term) get no ray and slot -1.
+    is multiplied by a zero Lambert term) get no ray and slot SLOT_DARK.
+
+    ``shadow_mode`` SHADOWS_OFF lights every facing pair without a ray (slot SLOT_LIT); SHADOWS_CULLED
+    does so only for segments that :func:`~sana_world.worlds.collision.segment_free` proves clear of every
+    triangle (tables ``cull_*`` and ``face_out`` / ``face_in`` of a SegmentCull): the primitive of a hit
+    on a supporting flat face is skipped when the whole segment stays CULL_LIFT above that face. Such a
+    segment has no hit for any any-hit query, so the image is the one SHADOWS_ALL gives.
     """
     n = t_hit.shape[0]
     n_lights = light_pos.shape[0]
@@ -198,8 +255,9 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
     pos = np.empty((m, 3), dtype=np.float32)
     nrm = np.empty((m, 3), dtype=np.float32)
     prim = np.empty(m, dtype=np.int64)
-    shadow = np.empty((m * n_lights, 6), dtype=np.float32)
-    slot = np.full(m * n_lights, -1, dtype=np.int64)
+    own_skip = np.full(m, -1, dtype=np.int64)  # primitive the hit's shadow segments may ignore, see below
+    shadow = np.empty((m * n_lights if shadow_mode != SHADOWS_OFF else 0, 6), dtype=np.float32)
+    slot = np.full(m * n_lights, SLOT_DARK, dtype=np.int64)
     j = 0
     for i in range(n):
         t = t_hit[i]
@@ -233,7 +291,8 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
             nx, ny, nz = c * lx + s * lz, ly, -s * lx + c * lz
         norm = max(math.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
         nx, ny, nz = nx / norm, ny / norm, nz / norm
-        if nx * dx + ny * dy + nz * dz > 0.0:
+        flipped = nx * dx + ny * dy + nz * dz > 0.0
+        if flipped:
             nx, ny, nz = -nx, -ny, -nz
         # 3. float32 outputs
         p32x, p32y, p32z = np.float32(px), np.float32(py), np.float32(pz)
@@ -244,6 +303,8 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
         pos[j, 0], pos[j, 1], pos[j, 2] = p32x, p32y, p32z
         nrm[j, 0], nrm[j, 1], nrm[j, 2] = n32x, n32y, n32z
         prim[j] = pi
+        if shadow_mode == SHADOWS_CULLED and code == _FLAT and (face_in[tri] if flipped else face_out[tri]):
+            own_skip[j] = pi  # the whole primitive lies behind this face's plane (normal side)
         j += 1
     # 4. shadow rays (shading.shadow_rays in float32): origin lifted off the surface, end at the light; in
     #    a loop of their own so that the divisions of independent pixels overlap in the pipeline
@@ -254,8 +315,21 @@ def surface_kernel(rays, t_hit, tri_ids, tri_prim, tri_surface, tri_object, face
         ox, oy, oz = p32x + _OFFSET32 * n32x, p32y + _OFFSET32 * n32y, p32z + _OFFSET32 * n32z
         for li in range(n_lights):
             lx, ly, lz = light_pos[li, 0] - p32x, light_pos[li, 1] - p32y, light_pos[li, 2] - p32z
-            if not lx * n32x + ly * n32y + lz * n32z > _0:  # the same n . l as shade_kernel
+            lift_l = lx * n32x + ly * n32y + lz * n32z
+            if not lift_l > _0:  # the same n . l as shade_kernel
                 continue
+            if shadow_mode == SHADOWS_OFF:
+                slot[j * n_lights + li] = SLOT_LIT
+                continue
+            if shadow_mode == SHADOWS_CULLED:
+                # the own primitive is ignored when the segment stays CULL_LIFT above its supporting face
+                # at both ends (float32 heights: their rounding, < 1e-6 m, is far below the lift)
+                lift_o = (ox - p32x) * n32x + (oy - p32y) * n32y + (oz - p32z) * n32z
+                skip = own_skip[j] if min(lift_o, lift_l) >= _CULL_LIFT32 else -1
+                if segment_free(np.float64(ox), np.float64(oy), np.float64(oz), li, skip, cull_light,
+                                cull_grid, cull_start, cull_prims, cull_c, cull_e):
+                    slot[j * n_lights + li] = SLOT_LIT
+                    continue
             vx, vy, vz = light_pos[li, 0] - ox, light_pos[li, 1] - oy, light_pos[li, 2] - oz
             dist = np.sqrt(vx * vx + vy * vy + vz * vz)
             dd = max(dist, _TINY32)
@@ -391,16 +465,16 @@ def shade_kernel(hit_index, pos, nrm, prim, slot, visible, rgb1, rgb2, texture, 
     n_lights = light_pos.shape[0]
     n_hits = hit_index.shape[0]
     # 1. Lambert irradiance, summed over the lights in order, in its own short loop (light-major, so
-    #    that independent pixels overlap in the pipeline). A light whose pair has no shadow ray (slot < 0:
-    #    n . l <= 0, so the Lambert term is 0) or whose ray is occluded adds exactly 0 and is skipped
-    #    (adding +0 leaves every sum, hence every output byte, unchanged).
+    #    that independent pixels overlap in the pipeline). A pair facing away (SLOT_DARK: n . l <= 0, so
+    #    the Lambert term is 0) or whose ray is occluded adds exactly 0 and is skipped (adding +0 leaves
+    #    every sum, hence every output byte, unchanged); SLOT_LIT pairs are visible without a ray.
     irr = np.zeros((n_hits, 3), dtype=np.float32)
     for li in range(n_lights):
         qx, qy, qz = light_pos[li, 0], light_pos[li, 1], light_pos[li, 2]
         cr, cg, cb = light_rgb[li, 0], light_rgb[li, 1], light_rgb[li, 2]
         for j in range(n_hits):
             s = slot[j * n_lights + li]
-            if s < 0 or not visible[s]:
+            if s == SLOT_DARK or (s >= 0 and not visible[s]):
                 continue
             lx, ly, lz = qx - pos[j, 0], qy - pos[j, 1], qz - pos[j, 2]
             d2 = lx * lx + ly * ly + lz * lz

@@ -27,7 +27,8 @@ from sana_world.render import fast_shading
 from sana_world.render.base import ID_MISS, ID_STRUCTURE, RenderOutput
 from sana_world.render.open3d_import import import_open3d
 from sana_world.render.shading import MISS_RGB, PrimitiveTable, primitive_table, shade, shadow_rays
-from sana_world.worlds.mesh import SceneMesh, analytic_normals, spec_to_mesh
+from sana_world.worlds.collision import SegmentCull, segment_cull
+from sana_world.worlds.mesh import SURFACE_FLAT, SceneMesh, analytic_normals, spec_to_mesh
 from sana_world.worlds.spec import SceneSpec
 
 USER_MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf")
@@ -43,6 +44,7 @@ class Open3DConfig:
     cache_size: int = 4  # RaycastingScenes kept per renderer (keyed by object identity)
     headlight_ambient: float = 0.3  # user meshes: rgb = albedo * (ambient + (1 - ambient) * |n . v|)
     fast: bool | None = None  # SceneSpec shading in numba kernels; None = when numba imports
+    cull_shadows: bool = True  # fast path: trace no shadow ray that provably reaches its light (same image)
 
     def __post_init__(self) -> None:
         if self.n_threads < 0:
@@ -183,6 +185,7 @@ class _SpecEntry:
     face_normals: np.ndarray  # (F, 3) float64 unit
     table: PrimitiveTable
     fast: fast_shading.FastTables | None = None  # numpy tables of the fused kernels, built on first use
+    cull: SegmentCull | None = None  # shadow-ray culling tables of the fast path, built on first use
 
 
 @dataclass
@@ -347,6 +350,14 @@ class Open3DRenderer:
         if entry.fast is None:
             entry.fast = fast_shading.fast_tables(entry.spec, entry.mesh, entry.face_normals)
         tab, o3c, nthreads = entry.fast, self._o3d.core, self.config.n_threads
+        mode = fast_shading.SHADOWS_OFF
+        if self.config.shadows:
+            mode = fast_shading.SHADOWS_CULLED if self.config.cull_shadows else fast_shading.SHADOWS_ALL
+        if entry.cull is None:
+            m = entry.mesh
+            entry.cull = segment_cull(m.vertices, m.triangles, m.prim_index, m.surface == SURFACE_FLAT,
+                                      entry.face_normals, tab.light_pos)
+        cull = entry.cull
         # 1. primary rays (pinhole_rays, so rays and depths equal the torch-shaded path) and hits
         c2ws, Ks = _batch(c2w, K)
         B = c2ws.shape[0]
@@ -357,8 +368,9 @@ class Open3DRenderer:
         # 2. normals, ids and shadow rays of the hits, 3. light visibility, 4. colours
         normal, ids, hit_index, pos, nrm, prim, slot, shadow = fast_shading.surface_kernel(
             rays, t, tri, tab.tri_prim, tab.tri_surface, tab.tri_object, tab.face_normals, tab.center,
-            tab.size, tab.cos_yaw, tab.sin_yaw, tab.light_pos, ID_MISS)
-        if self.config.shadows and len(shadow) > 0:
+            tab.size, tab.cos_yaw, tab.sin_yaw, tab.light_pos, ID_MISS, mode, cull.light_pos, cull.grid,
+            cull.start, cull.prims, cull.box_c, cull.box_e, cull.face_out, cull.face_in)
+        if len(shadow) > 0:
             occluded = entry.scene.test_occlusions(o3c.Tensor.from_numpy(shadow), tnear=0.0, tfar=1.0,
                                                    nthreads=nthreads).numpy()
             visible = ~occluded.reshape(-1)  # (S,) one per shadow ray

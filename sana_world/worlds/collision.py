@@ -7,6 +7,7 @@ Distances are exact for boxes, spheres and capped cylinders; ellipsoids and cone
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -128,7 +129,7 @@ class PackedSDF:
     def distance(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance (S,) of points (S, 3), one per scene."""
         if self._np is not None:
-            return torch.from_numpy(self._distance_np(points.numpy().astype(np.float32)))
+            return torch.from_numpy(self.distance_np(points.numpy()))
         p = points.to(torch.float32)
         # 1. oriented boxes
         b = self.boxes
@@ -148,9 +149,24 @@ class PackedSDF:
         cyl = q2.clamp_min(0).norm(dim=-1) + q2.amax(dim=-1).clamp_max(0)
         return torch.minimum(torch.minimum(box.amin(1), sp.amin(1)), cyl.amin(1))
 
+    def distance_np(self, points: np.ndarray) -> np.ndarray:
+        """:meth:`distance` of numpy points (S, 3) on a CPU ``PackedSDF``: (S,) float32, the same values."""
+        if self._np is None:
+            raise RuntimeError(f"distance_np needs a CPU PackedSDF, this one lives on {self.device}")
+        return self._distance_np(np.asarray(points).astype(np.float32))
+
+    def in_rooms_np(self, points: np.ndarray) -> np.ndarray:
+        """:meth:`in_rooms` of numpy points (S, 3) on a CPU ``PackedSDF``: (S,) bool."""
+        if self._np is None:
+            raise RuntimeError(f"in_rooms_np needs a CPU PackedSDF, this one lives on {self.device}")
+        r = self._np["rooms"]
+        x, z = points[:, None, 0], points[:, None, 2]
+        return ((x >= r[..., 0]) & (x <= r[..., 1]) & (z >= r[..., 2]) & (z <= r[..., 3])).any(1)
+
     def _distance_np(self, p: np.ndarray) -> np.ndarray:
         """:meth:`distance` in numpy (float32, the same operations)."""
         a = self._np
+        assert a is not None
         b = a["boxes"]
         d = p[:, None, :] - b[..., :3]  # (S, Pb, 3)
         lx = a["c"] * d[..., 0] - a["s"] * d[..., 2]
@@ -168,11 +184,109 @@ class PackedSDF:
     def in_rooms(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each point's (x, z) lies inside some room of its scene, (S,) bool."""
         if self._np is not None:
-            p = points.numpy()
-            r = self._np["rooms"]
-            x, z = p[:, None, 0], p[:, None, 2]
-            return torch.from_numpy(((x >= r[..., 0]) & (x <= r[..., 1]) & (z >= r[..., 2]) & (z <= r[..., 3])).any(1))
+            return torch.from_numpy(self.in_rooms_np(points.numpy()))
         x, z = points[:, None, 0], points[:, None, 2]
         r = self.rooms
         inside = (x >= r[..., 0]) & (x <= r[..., 1]) & (z >= r[..., 2]) & (z <= r[..., 3])
         return inside.any(dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Segments that provably touch no triangle: shadow rays the CPU renderer need not trace
+# ---------------------------------------------------------------------------------------------------------
+
+CULL_MARGIN = 1e-3  # metres around each primitive's triangle bounds; float32 hit errors are ~1e-5 at most
+CULL_LIFT = 2e-4  # a segment this far above its own supporting face cannot touch its own primitive
+_SUPPORT_TOL = 1e-5  # vertices may sit this far in front of a face that still counts as supporting
+
+
+@dataclass(frozen=True)
+class SegmentCull:
+    """Per-scene tables of :func:`segment_free`: light-centred cube maps of primitive boxes.
+
+    For light ``l``, direction cell ``c`` of a ``grid`` x ``grid`` cube map around it (face-major),
+    ``prims[start[l, c]:start[l, c + 1]]`` lists every primitive whose box meets the cell's pyramid (apex at
+    the light), tested conservatively with the pyramid's five planes. A segment from a point to the light
+    lies in the pyramid of the point's cell, so only those boxes can touch it.
+    """
+
+    light_pos: np.ndarray  # (L, 3) float64 segment ends (the float32 light positions, widened)
+    grid: int
+    start: np.ndarray  # (L, 6 * grid * grid + 1) int64 offsets into prims
+    prims: np.ndarray  # (K,) int64 primitive indices
+    box_c: np.ndarray  # (P, 3) float64 centre of each primitive's triangle bounds
+    box_e: np.ndarray  # (P, 3) float64 half extents of the bounds plus CULL_MARGIN (-1 without triangles)
+    face_out: np.ndarray  # (F,) bool: flat triangle whose primitive lies wholly behind its (outward) plane
+    face_in: np.ndarray  # (F,) bool: the same for the flipped normal
+
+
+def segment_cull(vertices: np.ndarray, triangles: np.ndarray, tri_prim: np.ndarray, flat: np.ndarray,
+                 face_normals: np.ndarray, light_pos: np.ndarray, grid: int = 16) -> SegmentCull:
+    """Build the :class:`SegmentCull` of a triangle mesh ((V, 3) vertices, (F, 3) triangles, (F,) primitive
+    index, (F,) flat-surface flags, (F, 3) unit face normals) lit by lights at ``light_pos`` (L, 3)."""
+    v, f = np.asarray(vertices, dtype=np.float64), np.asarray(triangles, dtype=np.int64)
+    tri_prim = np.asarray(tri_prim, dtype=np.int64)
+    n_prims = int(tri_prim.max()) + 1 if len(tri_prim) else 0
+    # 1. per-primitive bounds of the triangles (a primitive without triangles keeps an empty box)
+    corners = v[f]  # (F, 3, 3)
+    lo, hi = np.full((n_prims, 3), np.inf), np.full((n_prims, 3), -np.inf)
+    np.minimum.at(lo, tri_prim, corners.min(axis=1))
+    np.maximum.at(hi, tri_prim, corners.max(axis=1))
+    lo, hi = lo - CULL_MARGIN, hi + CULL_MARGIN
+    # 2. flat triangles whose plane supports their primitive's whole mesh (on either side)
+    face_out, face_in = np.zeros(len(f), dtype=np.bool_), np.zeros(len(f), dtype=np.bool_)
+    for p in range(n_prims):
+        tris = np.nonzero((tri_prim == p) & np.asarray(flat, dtype=np.bool_))[0]
+        if len(tris) == 0:
+            continue
+        verts = v[np.unique(f[tri_prim == p])]  # (Vp, 3)
+        height = np.einsum("fk,fvk->fv", face_normals[tris], verts[None] - v[f[tris, 0]][:, None])  # (Fp, Vp)
+        face_out[tris] = height.max(axis=1) <= _SUPPORT_TOL
+        face_in[tris] = height.min(axis=1) >= -_SUPPORT_TOL
+    # 3. light-centred cube maps: cells are pyramids t >= 0, u0 t <= w_b <= u1 t, v0 t <= w_c <= v1 t, cut
+    #    where t leaves the scene's bounds (every segment end lies on a triangle, lifted off it by far less
+    #    than the 1 cm added here)
+    lights = np.asarray(light_pos, dtype=np.float32).astype(np.float64).reshape(-1, 3)
+    scene_lo, scene_hi = v.min(axis=0) - 0.01, v.max(axis=0) + 0.01
+    edges = np.linspace(-1.0, 1.0, grid + 1)
+    eps = 1e-3  # cells overlap a little: points on a cell border or a cube edge find every box
+    u0, u1 = np.meshgrid(edges[:-1] - eps, edges[1:] + eps, indexing="ij")  # only the diagonal pairs matter
+    u0, u1 = np.diag(u0), np.diag(u1)  # (G,)
+    box_corners = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), -1).reshape(8, 3)
+    starts, members = [], []
+    total = 0
+    for light in lights:
+        w = np.where(box_corners[None].astype(bool), hi[:, None], lo[:, None]) - light  # (P, 8, 3)
+        counts = []
+        for a in range(3):
+            b, c = [k for k in range(3) if k != a]
+            for sgn in (1.0, -1.0):
+                t = sgn * w[..., a]  # (P, 8)
+                front = (t >= 0).any(-1)  # (P,)
+                lo_u = (w[None, :, :, b] - u0[:, None, None] * t[None] >= 0).any(-1)  # (G, P)
+                hi_u = (u1[:, None, None] * t[None] - w[None, :, :, b] >= 0).any(-1)
+                lo_v = (w[None, :, :, c] - u0[:, None, None] * t[None] >= 0).any(-1)
+                hi_v = (u1[:, None, None] * t[None] - w[None, :, :, c] >= 0).any(-1)
+                ok_u, ok_v = lo_u & hi_u & front, lo_v & hi_v  # (G, P)
+                cell = ok_u[:, None, :] & ok_v[None, :, :]  # (Gu, Gv, P) by the pyramid's planes
+                # the box axes: the bounds of the cut pyramid (the light and four far corners) must meet the box
+                t_max = max(0.0, float(np.max(sgn * (np.stack([scene_lo, scene_hi])[:, a] - light[a]))))
+                far_lo, far_hi = np.empty((grid, grid, 3)), np.empty((grid, grid, 3))
+                far_lo[..., a] = far_hi[..., a] = light[a] + sgn * t_max
+                for k, lo_k, hi_k in ((b, u0[:, None], u1[:, None]), (c, u0[None, :], u1[None, :])):
+                    far_lo[..., k] = light[k] + t_max * np.broadcast_to(lo_k, (grid, grid))
+                    far_hi[..., k] = light[k] + t_max * np.broadcast_to(hi_k, (grid, grid))
+                cut_lo, cut_hi = np.minimum(far_lo, light), np.maximum(far_hi, light)  # (Gu, Gv, 3)
+                cell &= ((lo[None, None] <= cut_hi[:, :, None]) & (hi[None, None] >= cut_lo[:, :, None])).all(-1)
+                for row in cell.reshape(grid * grid, -1):
+                    idx = np.nonzero(row)[0]
+                    members.append(idx)
+                    counts.append(len(idx))
+        starts.append(total + np.concatenate([[0], np.cumsum(counts)]))
+        total += int(np.sum(counts))
+    prims = np.concatenate(members).astype(np.int64) if members else np.zeros(0, dtype=np.int64)
+    start = np.stack(starts).astype(np.int64) if starts else np.zeros((0, 6 * grid * grid + 1), dtype=np.int64)
+    empty = ~np.isfinite(lo).all(axis=1)  # (P,) primitives without triangles: listed nowhere, never met
+    centre = np.where(empty[:, None], 0.0, 0.5 * (lo + hi))
+    return SegmentCull(lights, grid, start, prims, centre, np.where(empty[:, None], -1.0, 0.5 * (hi - lo)),
+                       face_out, face_in)
