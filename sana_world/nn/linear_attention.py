@@ -8,6 +8,9 @@ computed in O(N·d²): a row of ones is appended to V so that the normaliser com
 matmul as the numerator, ((V;1) φ(K)ᵀ) φ(Q), and the first d rows are divided by the last one. q, k
 and v are cast to fp32 before both matmuls whatever the input dtype; the result is cast back.
 
+`backend="triton"` (opt-in, CUDA only) runs the same function as the Triton kernels of
+`sana_world.kernels`; the default torch path is the reference.
+
 `rotary_relu_linear_attention` is the SANA-Video variant: ReLU first, then RoPE on q and k for the
 numerator only; the denominator keeps the un-rotated (non-negative) features.
 """
@@ -15,6 +18,7 @@ numerator only; the denominator keeps the un-rotated (non-negative) features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +29,7 @@ from .rope import apply_rotary
 
 __all__ = [
     "LinearAttention",
+    "LinearAttentionBackend",
     "LinearAttentionConfig",
     "relu_linear_attention",
     "rotary_relu_linear_attention",
@@ -32,14 +37,28 @@ __all__ = [
 
 FP16_MAX = 65504.0
 
+LinearAttentionBackend = Literal["torch", "triton"]
+
 
 def relu_linear_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-15
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    eps: float = 1e-15,
+    backend: LinearAttentionBackend = "torch",
 ) -> torch.Tensor:
     """Linear attention with φ = ReLU on (B, H, N, d) tensors; returns (B, H, N, d) in q's dtype.
 
-    Accumulates in fp32 and gets the normaliser from a ones-padded value matrix.
+    Accumulates in fp32 and gets the normaliser from a ones-padded value matrix. backend="triton" runs
+    `sana_world.kernels.triton_relu_linear_attention` instead (CUDA tensors, triton installed; same
+    function up to fp32 summation order; its output is laid out as (B, N, H, d) in memory).
     """
+    if backend == "triton":
+        from sana_world.kernels import triton_relu_linear_attention
+
+        return triton_relu_linear_attention(q, k, v, eps=eps)
+    if backend != "torch":
+        raise ValueError(f"backend must be one of {get_args(LinearAttentionBackend)}, got {backend!r}")
     out_dtype = q.dtype
     q, k, v = F.relu(q).float(), F.relu(k).float(), v.float()
     v = F.pad(v, (0, 1), value=1.0)  # (B, H, N, d+1): last channel is all ones
@@ -87,6 +106,7 @@ class LinearAttentionConfig:
         qk_norm: RMSNorm over all D channels of q and of k before the head split (SANA-1.5, Sprint).
         norm_eps: eps of those RMSNorms.
         eps: added to the normaliser (1e-15 in diffusers, 1e-8 in NVlabs LiteLA).
+        backend: "torch" (reference, any device) or "triton" (fused kernels, CUDA and triton only).
     """
 
     dim: int
@@ -96,10 +116,14 @@ class LinearAttentionConfig:
     qk_norm: bool = False
     norm_eps: float = 1e-5
     eps: float = 1e-15
+    backend: LinearAttentionBackend = "torch"
 
     def __post_init__(self) -> None:
         if self.dim % self.head_dim != 0:
             raise ValueError(f"dim={self.dim} is not a multiple of head_dim={self.head_dim}")
+        if self.backend not in get_args(LinearAttentionBackend):
+            choices = get_args(LinearAttentionBackend)
+            raise ValueError(f"backend must be one of {choices}, got {self.backend!r}")
 
     @property
     def heads(self) -> int:
@@ -123,7 +147,7 @@ class LinearAttention(nn.Module):
             q, k = self.qk_norm(q, k)
         heads = self.cfg.heads
         q, k, v = (t.view(B, N, heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, N, d)
-        out = relu_linear_attention(q, k, v, eps=self.cfg.eps)  # (B, H, N, d)
+        out = relu_linear_attention(q, k, v, eps=self.cfg.eps, backend=self.cfg.backend)  # (B, H, N, d)
         out = self.proj(out.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
         if out.dtype == torch.float16:
             out = out.clamp(-FP16_MAX, FP16_MAX)
