@@ -12,6 +12,13 @@ GT_ENVS: dict[str, tuple[str, int]] = {
 }
 
 
+# Dream twins: same spaces and tasks, frames from the world model of a zoo entry
+DREAM_ENVS: dict[str, tuple[str, int]] = {
+    "SanaWorld/DreamRooms-v0": ("explore", 500),
+    "SanaWorld/DreamPointNav-v0": ("pointnav", 500),
+}
+
+
 def register_envs() -> None:
     """Idempotent: ids already registered are left alone."""
     for env_id, (task, steps) in GT_ENVS.items():
@@ -21,6 +28,16 @@ def register_envs() -> None:
             id=env_id,
             entry_point="sana_world.envs.gt:GTEnv",
             vector_entry_point="sana_world.envs.vector:make_vector_env",
+            max_episode_steps=steps,
+            kwargs={"task": task},
+        )
+    for env_id, (task, steps) in DREAM_ENVS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point="sana_world.envs.dream:DreamEnv",
+            vector_entry_point="sana_world.envs.dream:make_dream_vector_env",
             max_episode_steps=steps,
             kwargs={"task": task},
         )

@@ -75,10 +75,13 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sana-world", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,data,render}")
-    demo = sub.add_parser("demo", help="the main job: an agent explores a held-out world, written to video")
+    demo = sub.add_parser("demo", help="the main job: an agent explores dreamed worlds, written to video")
     demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    demo.add_argument("--steps", type=_positive_int, default=240, help="agent steps (default: 240)")
-    demo.add_argument("--size", type=_positive_int, default=128, help="frame side in pixels (default: 128)")
+    demo.add_argument("--steps", type=_positive_int, default=64,
+                      help="dream steps from a held-out GT scene (default: 64)")
+    demo.add_argument("--prompt-steps", type=_nonneg_int, default=32,
+                      help="dream steps from the text prompt (default: 32; 0 skips it)")
+    demo.add_argument("--prompt", default=None, help="scene prompt of the second episode")
     demo.add_argument("--seed", type=_nonneg_int, default=2, help="episode seed (default: 2)")
     demo.add_argument("--renderer", choices=("auto", "torch", "open3d"), default="auto",
                       help="GT renderer (auto: open3d on the CPU when installed, else torch)")
@@ -245,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from sana_world.agents.demo import DemoConfig, run_demo
 
-            run_demo(DemoConfig(out=args.out, steps=args.steps, size=args.size, seed=args.seed,
-                                renderer=args.renderer, progress=not args.no_progress))
+            extra = {} if args.prompt is None else {"prompt": args.prompt}
+            run_demo(DemoConfig(out=args.out, steps=args.steps, prompt_steps=args.prompt_steps, seed=args.seed,
+                                renderer=args.renderer, progress=not args.no_progress, **extra))
             return 0
         if args.command == "data" and args.data_command == "generate":
             return cmd_generate(args)

@@ -267,6 +267,15 @@ def small() -> SanaDiTConfig:
     )  # fmt: skip
 
 
+def rooms() -> SanaDiTConfig:
+    """The shipped scene-start model for 128^2 rooms: 6 blocks, width 256, patch 2 on the 16x16x16
+    ``f8c16_lite`` latents (64 tokens), 256-d procedural captions."""
+    return SanaDiTConfig(
+        in_channels=16, num_layers=6, dim=256, head_dim=32, cross_heads=4, cross_head_dim=64,
+        caption_channels=256, patch_size=2, sample_size=16,
+    )  # fmt: skip
+
+
 def sana_600m() -> SanaDiTConfig:
     """SanaMS_600M_P1_D28."""
     return SanaDiTConfig(num_layers=28, dim=1152, cross_heads=16, cross_head_dim=72)
@@ -301,6 +310,7 @@ def sprint_1600m() -> SanaDiTConfig:
 
 
 PRESETS: dict[str, Callable[[], SanaDiTConfig]] = {
+    "rooms": rooms,
     "tiny": tiny,
     "small": small,
     "sana_600m": sana_600m,

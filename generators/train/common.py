@@ -82,6 +82,7 @@ def setup_distributed(device: str | None = None) -> DistInfo:
             dev = torch.device("cuda", local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+        torch.backends.cudnn.benchmark = True  # fixed training shapes: let cuDNN pick its fastest kernels
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     if dist.is_initialized() and (dist.get_world_size() != world or dist.get_rank() != rank):
@@ -165,14 +166,20 @@ class EMA:
         self.decay = decay
         self.model = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
 
+    def decay_at(self, step: int | None) -> float:
+        """The decay used at optimizer step ``step`` (1-based): ``min(decay, (1 + step) / (10 + step))``, so a
+        short run's average is not dominated by the initial weights; ``None``: the constant ``decay``."""
+        return self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        decay = self.decay_at(step)
         src = unwrap(model)
         ema_p, src_p = list(self.model.parameters()), list(src.parameters())
         if len(ema_p) != len(src_p):
             raise ValueError(f"EMA holds {len(ema_p)} parameters, the model has {len(src_p)}")
-        for e, p in zip(ema_p, src_p):
-            e.lerp_(p.detach().to(e.dtype), 1.0 - self.decay)
+        src_t = [p.detach().to(e.dtype) for e, p in zip(ema_p, src_p)]
+        torch._foreach_lerp_(ema_p, src_t, 1.0 - decay)  # one fused launch, not one per tensor
         for e, b in zip(self.model.buffers(), src.buffers()):
             e.copy_(b)
 

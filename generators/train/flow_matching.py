@@ -50,7 +50,10 @@ class FlowMatchingConfig:
                           "AutoencoderDC folder")
     text_encoder: str = _f("procedural", '"procedural" (offline ProceduralTextEncoder) or a local '
                            "Gemma folder")
-    data: str = _f("shards", '"shards" (data_dir) or "stream" (GPUStream rendered on the device)')
+    data: str = _f("shards", '"shards" (data_dir), "stream" (GPUStream rendered on the device every step) or '
+                   '"pool" (trajectories rendered on the device once, see data.pool)')
+    pool_trajectories: int = _f(1024, 'trajectories in the pool (data="pool"; all ranks together)')
+    pool_workers: int = _f(8, 'CPU processes planning pooled trajectories (data="pool")')
     data_dir: str | None = _f(None, "shard directory (sana_world.data.generate output)")
     verify_data: bool = _f(True, "hash every shard before training")
     stream_steps: int = _f(7, "trajectory length of the stream (frames per trajectory - 1)")
@@ -72,8 +75,8 @@ class FlowMatchingConfig:
         for name in ("resolution", "batch_size", "stream_steps", "num_samples", "sample_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.data not in ("shards", "stream"):
-            raise ValueError(f'data must be "shards" or "stream", got {self.data!r}')
+        if self.data not in ("shards", "stream", "pool"):
+            raise ValueError(f'data must be "shards", "stream" or "pool", got {self.data!r}')
         if self.data == "shards" and not self.data_dir:
             raise ValueError('data="shards" needs data_dir')
         if isinstance(self.model, str) and self.model not in PRESETS:
@@ -233,6 +236,25 @@ class StreamFrames:
         return rgb, [out["caption"][int(k) // frames] for k in keep]
 
 
+class PoolFrames:
+    """Random frames of a device-resident :class:`~sana_world.data.pool.ClipPool` (trajectories of
+    ``stream_steps`` steps, this rank's share); step ``n`` on rank ``r`` draws with a generator seeded by
+    ``(seed, n, r)``."""
+
+    def __init__(self, config: FlowMatchingConfig, info: DistInfo) -> None:
+        from sana_world.data.pool import ClipPool, PoolConfig
+
+        cfg = PoolConfig(trajectories=config.pool_trajectories, steps=config.stream_steps,
+                         size=config.resolution, workers=config.pool_workers, seed=config.run.seed)
+        self.pool = ClipPool(cfg, info.device, info.rank, info.world_size, progress=info.is_main)
+        self.seed, self.batch, self.info = config.run.seed, config.batch_size, info
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, list[str]]:
+        from sana_world.data.pool import pool_generator
+
+        return self.pool.frames(self.batch, pool_generator(self.seed, step, self.info.rank))
+
+
 def to_model_images(rgb: torch.Tensor, resolution: int) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, R, R) in [-1, 1]: centre square crop, area/bilinear resize."""
     x = rgb.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
@@ -292,16 +314,17 @@ def train(config: FlowMatchingConfig) -> TrainResult:
     resolved = resolved_config(config, model_cfg)
     # 1. resume, or refuse to mix a fresh run into an old one
     train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
-    data: ShardFrames | StreamFrames = (
+    data: ShardFrames | StreamFrames | PoolFrames = (
         ShardFrames(str(config.data_dir), run.seed, config.batch_size, info, config.verify_data)
-        if config.data == "shards" else StreamFrames(config, info))
+        if config.data == "shards" else StreamFrames(config, info) if config.data == "stream"
+        else PoolFrames(config, info))
     null = text.null_embedding().to(dev)  # (1, L, D)
     fixed_captions = data.batch_at(1)[1][: config.num_samples] if config.sample_every else []
     ddp = wrap_ddp(model, info)
     ddp.train()
     loop = train_run.RunLoop(run, state, resolved, info, desc="flow-matching", rate_name="images_per_s")
     with loop:
-        while state.step < run.steps:
+        while state.step < run.steps and not loop.stopped:
             step = state.step + 1
             gen = torch.Generator(dev).manual_seed(rank_seed(run.seed, step, info.rank))
             # 1. batch: frames of GT trajectories and their captions

@@ -96,11 +96,15 @@ class RunConfig:
     ckpt_every: int = config_field(1000, "checkpoint every N steps (and at the end)")
     keep_last: int = config_field(3, "checkpoints kept")
     progress: bool = config_field(True, "tqdm progress bar on the main process")
+    time_limit_s: float | None = config_field(None, "stop (and checkpoint) at the first step after this many "
+                                              "seconds of training; None: run all steps")
 
     def __post_init__(self) -> None:
         for name in ("steps", "log_every", "ckpt_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ValueError(f"time_limit_s must be None or > 0, got {self.time_limit_s}")
 
 
 # RunConfig fields that may change between a run and its resume without breaking exactness
@@ -158,6 +162,8 @@ def build_parser(cls: type, description: str, presets: Iterable[str],
             p.add_argument("--preset", dest="model", default=default, choices=sorted(presets), help=help_)
         elif fld.name in optional_int:
             p.add_argument(flag, default=default, type=_optional_int, help=help_ + ' ("none" for None)')
+        elif fld.name in _OPTIONAL_FLOAT:
+            p.add_argument(flag, default=default, type=_optional_float, help=help_ + ' ("none" for None)')
         elif isinstance(default, bool):
             p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_)
         elif isinstance(default, tuple):
@@ -177,6 +183,13 @@ def build_parser(cls: type, description: str, presets: Iterable[str],
 
 def _optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+_OPTIONAL_FLOAT = ("time_limit_s",)  # RunConfig fields that take a float or "none"
 
 
 def run_cli(train: Callable[[C], R], config: C) -> tuple[R, bool]:
@@ -256,7 +269,7 @@ def optimizer_step(state: TrainState, loss: torch.Tensor, max_norm: float) -> tu
     opt.step()
     state.scheduler.step()
     if state.ema is not None:
-        state.ema.update(state.model)
+        state.ema.update(state.model, state.step + 1)  # state.step is the step before this one
     return grad_norm, lr
 
 
@@ -278,6 +291,8 @@ class RunLoop:
                         disable=not (info.is_main and run.progress))
         self.losses: list[float] = []
         self.final: Path | None = None
+        self.stopped = False  # True once the time limit ended the run early (every rank agrees)
+        self.started = time.perf_counter()
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -289,7 +304,11 @@ class RunLoop:
         """Record step ``step`` (its state already saved in ``state``): the mean loss over ranks (must be
         finite), the bar, TensorBoard every ``log_every`` steps (window means of the loss and of ``extra``;
         the rate of ``items`` per rank per step), a checkpoint every ``ckpt_every`` steps and at the end."""
-        loss_value = float(all_reduce_mean(loss.detach(), self.info))
+        limit = self.run.time_limit_s
+        late = float(limit is not None and time.perf_counter() - self.started >= limit)
+        both = all_reduce_mean(torch.stack([loss.detach().float().reshape(()),
+                                            torch.tensor(late, device=loss.device)]), self.info)
+        loss_value, self.stopped = float(both[0]), float(both[1]) > 0  # any rank late: all stop
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {step}")
         self.losses.append(loss_value)
@@ -298,7 +317,7 @@ class RunLoop:
             self.window_extra[k] = self.window_extra.get(k, 0.0) + v
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss_value:.4f}")
-        last = step == self.run.steps
+        last = step == self.run.steps or self.stopped
         if step % self.run.log_every == 0 or last:
             elapsed = time.perf_counter() - self.window_start
             rate = self.window_steps * items * self.info.world_size / elapsed

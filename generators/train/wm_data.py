@@ -101,6 +101,24 @@ class StreamClips:
                          captions=list(out["caption"]))
 
 
+class PoolClips:
+    """Random ``clip_frames`` windows of a device-resident :class:`~sana_world.data.pool.ClipPool` (this
+    rank's share); the clips of step ``n`` on rank ``r`` are drawn with a generator seeded by
+    ``(seed, n, r)``."""
+
+    def __init__(self, pool_config: Any, clip_frames: int, seed: int, batch_size: int, info: DistInfo) -> None:
+        from sana_world.data.pool import ClipPool
+
+        self.pool = ClipPool(pool_config, info.device, info.rank, info.world_size, progress=info.is_main)
+        self.clip_frames, self.seed, self.batch_size, self.info = clip_frames, seed, batch_size, info
+
+    def batch_at(self, step: int) -> ClipBatch:
+        from sana_world.data.pool import pool_generator
+
+        out = self.pool.clips(self.clip_frames, self.batch_size, pool_generator(self.seed, step, self.info.rank))
+        return ClipBatch(rgb=out["rgb"], c2w=out["c2w"].float(), K=out["K"].float(), captions=out["captions"])
+
+
 def to_clip_images(rgb: torch.Tensor, K: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 clips (B, F, H, W, 3) -> float (B, F, 3, R, R) in [-1, 1] (centre square crop, resize, as
     :func:`~sana_world.generators.train.flow_matching.to_model_images`) and the intrinsics (B, 3, 3) of the

@@ -65,7 +65,13 @@ class WorldModelTrainConfig:
                           "AutoencoderDC folder; both encode frame by frame (no temporal compression)")
     text_encoder: str = _f("procedural", '"procedural" (offline ProceduralTextEncoder) or a local Gemma '
                            "folder")
-    data: str = _f("shards", '"shards" (data_dir) or "stream" (GPUStream clips rendered on the device)')
+    init_weights: str | None = _f(None, "start from these weights (a folder of .safetensors shards, e.g. a zoo "
+                                  "world_model folder or a run's export/) instead of a fresh init")
+    data: str = _f("shards", '"shards" (data_dir), "stream" (GPUStream clips rendered on the device every '
+                   'step) or "pool" (a pool of trajectories rendered on the device once, see data.pool)')
+    pool_trajectories: int = _f(1024, 'trajectories in the pool (data="pool"; all ranks together)')
+    pool_steps: int = _f(40, 'steps per pooled trajectory (data="pool"; clips are random windows)')
+    pool_workers: int = _f(8, 'CPU processes planning pooled trajectories (data="pool")')
     data_dir: str | None = _f(None, "shard directory (sana_world.data.generate output)")
     verify_data: bool = _f(True, "hash every shard before training")
     clip_frames: int = _f(17, "raw frames per clip, temporal_stride * k + 1; latent frames are raw frames "
@@ -105,8 +111,10 @@ class WorldModelTrainConfig:
         for name in _OPTIONAL_INT:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
-        if self.data not in ("shards", "stream"):
-            raise ValueError(f'data must be "shards" or "stream", got {self.data!r}')
+        if self.data not in ("shards", "stream", "pool"):
+            raise ValueError(f'data must be "shards", "stream" or "pool", got {self.data!r}')
+        if self.data == "pool" and self.pool_steps + 1 < self.clip_frames:
+            raise ValueError(f"pool_steps + 1 = {self.pool_steps + 1} frames cannot hold clips of {self.clip_frames}")
         if self.data == "shards" and not self.data_dir:
             raise ValueError('data="shards" needs data_dir')
         if isinstance(self.model, str) and self.model not in PRESETS:
@@ -278,7 +286,15 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
     model_cfg = resolve_model_config(config, codec.latent_channels, text.dim)
     if latent_size[0] % model_cfg.patch_size[1] or latent_size[1] % model_cfg.patch_size[2]:
         raise ValueError(f"latent size {latent_size} is not divisible by patch_size {model_cfg.patch_size}")
-    state = train_run.init_train_state(lambda: SanaWM(model_cfg), optim, run.seed, info)
+    def build() -> SanaWM:
+        model = SanaWM(model_cfg)
+        if config.init_weights:
+            from sana_world.generators.zoo import load_state_dict
+
+            model.load_state_dict(load_state_dict(Path(config.init_weights)))
+        return model
+
+    state = train_run.init_train_state(build, optim, run.seed, info)
     model, ema = state.model, state.ema
     chunk_kw = chunk_kwargs(model, config.chunk_size)
     if chunk_kw and optim.grad_checkpointing:
@@ -286,12 +302,19 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
     resolved = resolved_config(config, model_cfg, bool(chunk_kw))
     # 1. resume, or refuse to mix a fresh run into an old one
     train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
-    data: wm_data.ShardClips | wm_data.StreamClips = (
-        wm_data.ShardClips(str(config.data_dir), config.clip_frames,
-                           config.clip_spacing or config.clip_frames, run.seed, config.batch_size, info,
-                           config.verify_data)
-        if config.data == "shards" else
-        wm_data.StreamClips(config.clip_frames, config.resolution, run.seed, config.batch_size, info))
+    data: wm_data.ShardClips | wm_data.StreamClips | wm_data.PoolClips
+    if config.data == "shards":
+        data = wm_data.ShardClips(str(config.data_dir), config.clip_frames,
+                                  config.clip_spacing or config.clip_frames, run.seed, config.batch_size, info,
+                                  config.verify_data)
+    elif config.data == "stream":
+        data = wm_data.StreamClips(config.clip_frames, config.resolution, run.seed, config.batch_size, info)
+    else:
+        from sana_world.data.pool import PoolConfig
+
+        data = wm_data.PoolClips(PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps,
+                                            size=config.resolution, workers=config.pool_workers, seed=run.seed),
+                                 config.clip_frames, run.seed, config.batch_size, info)
     null = text.null_embedding().to(dev)  # (1, L, D)
     fixed = data.batch_at(1).head(config.num_samples) if config.sample_every and info.is_main else None
     ddp = wrap_ddp(model, info)
@@ -299,7 +322,7 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
     samples: list[Path] = []
     loop = train_run.RunLoop(run, state, resolved, info, desc="world-model", rate_name="clips_per_s")
     with loop:
-        while state.step < run.steps:
+        while state.step < run.steps and not loop.stopped:
             step = state.step + 1
             gen = torch.Generator(dev).manual_seed(rank_seed(run.seed, step, info.rank))
             # 1. clip batch: GT frames, poses, intrinsics, captions

@@ -5,9 +5,10 @@ from sana_world.video import read_video
 
 
 def test_demo_writes_video_and_sheet(tmp_path):
-    result = run_demo(DemoConfig(out=tmp_path, steps=6, size=32, seed=1, progress=False))
+    result = run_demo(DemoConfig(out=tmp_path, steps=4, prompt_steps=2, seed=1, progress=False))
     frames = read_video(tmp_path / "demo.mp4")
-    assert len(frames) == 7  # the reset frame + 6 steps
-    assert frames[0].shape[0] == 32 and frames[0].shape[1] > 64  # RGB | depth side by side
+    assert len(frames) == 5 + 3  # GT-start episode (reset + 4 steps), then the prompt episode (reset + 2)
+    assert frames[0].shape[0] >= 128 and frames[0].shape[1] >= 3 * 128  # GT | dream | depth side by side
     assert (tmp_path / "demo_sheet.png").stat().st_size > 0
-    assert result["steps"] == 6 and np.isfinite(result["steps_per_s"])
+    assert result["steps"] == 4 and np.isfinite(result["steps_per_s"])
+    assert 5.0 < result["psnr_h1"] < 100.0 and 5.0 < result["hold_psnr_h1"] < 100.0

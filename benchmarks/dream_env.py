@@ -1,0 +1,111 @@
+"""Dream env speed: steps/s of the Dream vector env and of its dream step alone, by batch and sampler steps.
+
+Two rows per setting, measured in the same run:
+- ``env``: ``DreamVectorEnv`` (SanaWorld/DreamRooms-v0) end to end: GT world (dynamics, collisions, the
+  GT render the reward needs), the world-model step and the decode.
+- ``dream``: ``Dreamer.step`` alone (world-model passes + decode), the part a faster GT renderer cannot
+  remove.
+
+    python benchmarks/dream_env.py --device cpu --batches 1 --threads 2
+    python benchmarks/dream_env.py --device cuda --batches 1 16 64 256 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sana_world.envs.dream import DreamVectorEnv
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str) -> float:
+    env = DreamVectorEnv(num_envs=batch, device=str(dev), sampler_steps=steps, renderer=renderer,
+                         return_torch=True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    acts = [rng.uniform(-1, 1, (batch, 6)).astype(np.float32) for _ in range(iters + 2)]
+    for a in acts[:2]:  # 1. warm-up
+        env.step(a)
+    sync(dev)
+    t = time.perf_counter()
+    for a in acts[2:]:  # 2. timed steps
+        env.step(a)
+    sync(dev)
+    return batch * iters / (time.perf_counter() - t)
+
+
+def time_dream(batch: int, steps: int, dev: torch.device, iters: int, env: DreamVectorEnv | None = None) -> float:
+    from sana_world.generators.dreamer import Dreamer, DreamerConfig
+    from sana_world.envs.dream_core import load_models
+
+    models = load_models("rooms-128", dev)
+    dreamer = Dreamer(models, DreamerConfig(num_steps=steps))
+    S = models.resolution
+    K = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)
+    rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
+    c2w = torch.eye(4, device=dev).expand(batch, 4, 4).clone()
+    state = dreamer.start(rgb, c2w, K, ["a room"] * batch)
+    gen = torch.Generator(dev).manual_seed(0)
+    for _ in range(2):  # 1. warm-up
+        c2w[:, 2, 3] += 0.05
+        _, state = dreamer.step(state, c2w, gen)
+    sync(dev)
+    t = time.perf_counter()
+    for _ in range(iters):  # 2. timed steps
+        c2w[:, 2, 3] += 0.05
+        _, state = dreamer.step(state, c2w, gen)
+    sync(dev)
+    return batch * iters / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batches", type=int, nargs="+", default=[1])
+    p.add_argument("--steps", type=int, nargs="+", default=[1, 4], help="sampler steps per frame")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--env-max-batch", type=int, default=256, help="skip env rows above this batch (GT render)")
+    p.add_argument("--out", default="benchmarks/results")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    hw = (torch.cuda.get_device_name(dev).lower().replace(" ", "-") if dev.type == "cuda"
+          else f"cpu{torch.get_num_threads()}")
+    renderer = "torch" if dev.type == "cuda" else "auto"
+    rows = []
+    print(f"{'kind':<6} {'batch':>6} {'steps':>5} {'steps/s':>10}")
+    for steps in a.steps:
+        for b in a.batches:
+            kinds = [("dream", lambda: time_dream(b, steps, dev, a.iters))]
+            if b <= a.env_max_batch:
+                kinds.append(("env", lambda: time_env(b, steps, dev, a.iters, renderer)))
+            for kind, fn in kinds:
+                sps = fn()
+                rows.append({"kind": kind, "batch": b, "sampler_steps": steps, "steps_per_s": sps})
+                print(f"{kind:<6} {b:>6} {steps:>5} {sps:>10.1f}", flush=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),
+           "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "model": "rooms-128", "rows": rows}
+    path = out / f"dream_env_{hw}_{date.today().strftime('%Y%m%d')}.json"
+    path.write_text(json.dumps(res, indent=1))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Dream environments: the GT envs' spaces, dynamics and tasks, with frames dreamed by the world model.
+
+``gym.make("SanaWorld/DreamRooms-v0")`` / ``"SanaWorld/DreamPointNav-v0"`` (and ``gym.make_vec`` for the
+native batched :class:`DreamVectorEnv`). ``reset(seed=..., options=...)`` starts a stream from
+
+- a GT scene (default: a held-out scene; its first frame is rendered and anchors the dream),
+- ``options={"image": uint8 (H, W, 3)}``: the given picture (centre-cropped, resized),
+- ``options={"prompt": "a room with ..."}``: a picture from the zoo's text-to-image model,
+
+while the GT scene (``options={"scene_seed": n}`` picks it) still supplies the collision geometry and the
+task. With ``paired=True`` every step also reports ``info["psnr"]``, ``info["ssim"]`` (dream vs the GT
+frame at the same pose), ``info["gt_rgb"]`` and ``info["gt_depth"]``; for image and prompt starts those compare against a
+scene the dream never saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from sana_world.envs.dream_core import DreamConfig, DreamCore
+from sana_world.envs.gt import build_obs, make_config
+from sana_world.envs.spaces import action_space, observation_space, validate_actions
+
+__all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
+
+_DREAM_KEYS = {f.name for f in dataclasses.fields(DreamConfig)} - {"gt"}
+_START_KEYS = {"image", "prompt", "scene_seed"}
+
+
+def make_dream_config(task: str, **kwargs: Any) -> DreamConfig:
+    """A :class:`DreamConfig` from flat keyword arguments (dream options, then GT-twin options)."""
+    dream = {k: kwargs.pop(k) for k in list(kwargs) if k in _DREAM_KEYS}
+    kwargs.setdefault("split", "heldout")
+    return DreamConfig(**dream, gt=make_config(task, **kwargs))
+
+
+def _check_start(options: dict[str, Any] | None) -> dict[str, Any]:
+    options = dict(options or {})
+    unknown = sorted(set(options) - _START_KEYS)
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; use {sorted(_START_KEYS)}")
+    if "image" in options and "prompt" in options:
+        raise ValueError("give options['image'] or options['prompt'], not both")
+    return options
+
+
+def _paired_info(core: DreamCore, index: list[int] | slice) -> dict[str, torch.Tensor]:
+    from sana_world.metrics import psnr, ssim
+
+    gt = core.gt.rgb[index]
+    return {"psnr": psnr(core.rgb[index], gt), "ssim": ssim(core.rgb[index], gt), "gt_rgb": gt,
+            "gt_depth": core.gt.depth[index]}
+
+
+class DreamEnv(gym.Env):
+    """One camera; see the module doc. Keyword options: ``model``, ``sampler_steps``, ``paired``, and every
+    GT-twin option (``action_mode``, ``limits``, ``device``, ``renderer``, ``split``, ...)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 16}
+
+    def __init__(self, task: str = "explore", render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.config = make_dream_config(task, **kwargs)
+        self.cfg = self.config.gt
+        self.render_mode = render_mode
+        self.action_space = action_space(self.cfg.action_mode)
+        self.observation_space = observation_space(task, self.cfg.height, self.cfg.width, False, self.cfg.max_depth)
+        self.core = DreamCore(self.config, 1)
+        self._started = False
+        self._success = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        start = _check_start(options)
+        spec = None
+        if "scene_seed" in start:
+            from sana_world.worlds.sampler import sample_scene
+
+            spec = sample_scene(int(start.pop("scene_seed")), self.cfg.world)
+        self.core.reset([0], [self.np_random], [start], [spec])
+        self._started, self._success = True, False
+        return self._obs(), self._info(collided=False)
+
+    def step(self, action):
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        twist = validate_actions(action, self.cfg.action_mode, None)[None].to(self.core.device)  # (1, 6)
+        collided, gt = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
+        world = self.core.world
+        points = world.hit_points(gt.depth) if self.cfg.task == "explore" else None
+        reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
+        self._success = bool(success[0])
+        return self._obs(), float(reward[0]), self._success, False, self._info(collided=bool(collided[0]))
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if not self._started:
+            raise RuntimeError("call reset() before render()")
+        return self.core.rgb[0].cpu().numpy()
+
+    def _obs(self):
+        obs = build_obs(self.core.world, self.core.frame(), self.cfg)
+        if isinstance(obs, torch.Tensor):
+            return obs[0].cpu().numpy()
+        return {k: v[0].cpu().numpy() for k, v in obs.items()}
+
+    def _info(self, collided: bool) -> dict[str, Any]:
+        world = self.core.world
+        info: dict[str, Any] = {"c2w": world.c2w32()[0].cpu().numpy().copy(), "K": world.K.cpu().numpy().copy(),
+                                "collision": collided, "success": self._success,
+                                "scene_id": world.specs[0].seed, "start": self.core.starts[0],
+                                "dream_frame": self.core.groups[0][1].frame}
+        if self.config.paired:
+            info.update({k: v[0].cpu().numpy() if v.ndim > 1 else float(v[0])
+                         for k, v in _paired_info(self.core, [0]).items()})
+        return info
+
+
+class DreamVectorEnv(VectorEnv):
+    """``num_envs`` Dream envs in one batch on any device (next-step autoreset); ``return_torch=True`` keeps
+    observations and infos as tensors on the device."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, task: str = "explore", max_episode_steps: int | None = None,
+                 render_mode: str | None = None, return_torch: bool = False, **kwargs: Any) -> None:
+        self.config = make_dream_config(task, **kwargs)
+        self.cfg = self.config.gt
+        self.num_envs, self.render_mode, self.return_torch = num_envs, render_mode, return_torch
+        self.max_episode_steps = max_episode_steps
+        self.single_action_space = action_space(self.cfg.action_mode)
+        self.single_observation_space = observation_space(task, self.cfg.height, self.cfg.width, False,
+                                                          self.cfg.max_depth)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.core = DreamCore(self.config, num_envs)
+        dev = self.core.device
+        self._steps = torch.zeros(num_envs, dtype=torch.long, device=dev)
+        self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=dev)
+        self._rngs: list[np.random.Generator] = []
+        self._started = False
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        start = _check_start(options)
+        if "scene_seed" in start:
+            raise ValueError("DreamVectorEnv.reset does not take scene_seed (use seed)")
+        seeds = [None] * self.num_envs if seed is None else (
+            [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed))  # fmt: skip
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self.core.reset(list(range(self.num_envs)), self._rngs, [start] * self.num_envs)
+        self._steps.zero_()
+        self._needs_reset.zero_()
+        self._started = True
+        zero = torch.zeros(self.num_envs, dtype=torch.bool, device=self.core.device)
+        return self._out(build_obs(self.core.world, self.core.frame(), self.cfg)), self._info(zero, zero)
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        twist = validate_actions(actions, self.cfg.action_mode, self.num_envs).to(self.core.device)
+        restart = self._needs_reset.clone()
+        if bool(restart.any()):  # 1. finished envs restart (their action is ignored)
+            slots = restart.nonzero().flatten().tolist()
+            self.core.reset(slots, [self._rngs[i] for i in slots], [{}] * len(slots))
+            self._steps[restart] = 0
+            twist = torch.where(restart[:, None], torch.zeros_like(twist), twist)
+        # 2. move, dream, score on the GT world
+        collided, gt = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
+        world = self.core.world
+        points = world.hit_points(gt.depth) if self.cfg.task == "explore" else None
+        reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
+        self._steps += 1
+        zero = torch.zeros_like(success)
+        reward = torch.where(restart, torch.zeros_like(reward), reward)
+        terminated = torch.where(restart, zero, success)
+        truncated = zero if self.max_episode_steps is None else (self._steps >= self.max_episode_steps) & ~restart
+        self._needs_reset = terminated | truncated
+        obs = self._out(build_obs(world, self.core.frame(), self.cfg))
+        return obs, self._out(reward), self._out(terminated), self._out(truncated), \
+            self._info(success & ~restart, collided & ~restart)  # fmt: skip
+
+    def render(self):
+        if self.render_mode != "rgb_array" or not self._started:
+            return None
+        return self.core.rgb.cpu().numpy()
+
+    def _out(self, x):
+        if self.return_torch:
+            return x
+        if isinstance(x, dict):
+            return {k: v.cpu().numpy() for k, v in x.items()}
+        return x.cpu().numpy()
+
+    def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
+        info = {"c2w": self.core.world.c2w().to(torch.float32), "collision": collided, "success": success,
+                "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in self.core.world.specs])}
+        if self.config.paired:
+            info.update(_paired_info(self.core, slice(None)))
+        return {k: self._out(v) for k, v in info.items()}
+
+
+def make_dream_vector_env(num_envs: int = 1, **kwargs: Any) -> DreamVectorEnv:
+    """Vector entry point used by ``gym.make_vec`` (``vectorization_mode="vector_entry_point"``)."""
+    return DreamVectorEnv(num_envs=num_envs, **kwargs)

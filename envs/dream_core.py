@@ -1,0 +1,204 @@
+"""The batched core of the Dream envs: N cameras moving through N GT worlds, seen through the world model.
+
+The GT world (:class:`~sana_world.envs.world.GTWorld`) still owns the camera: its dynamics, collisions
+with the scene's geometry, the task's goal, reward and success are exactly those of the GT twin. What the
+agent *sees* is dreamed: each step the world model (streaming SANA-WM of a zoo entry, through
+:class:`~sana_world.generators.dreamer.Dreamer`) samples the next frame at the new pose from its carried
+stream state. The GT frame is rendered too (rewards need its depth; ``paired`` reports PSNR / SSIM to it).
+
+Streams of different envs may sit at different frame indices after autoresets; they are kept in groups
+of envs at the same index (one batched model call per group per step; envs stepped in lockstep form one
+group) and merged again whenever their indices meet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sana_world.envs.world import GTConfig, GTWorld
+from sana_world.render.base import RenderOutput
+
+__all__ = ["DreamConfig", "DreamCore", "load_models"]
+
+_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    """Attributes:
+    model: zoo entry (``sana_world.zoo``) whose world model, autoencoder and image model are used.
+    sampler_steps: Flow-Euler steps per frame (1 = the one-step sampler; more: sharper, slower).
+    paired: also report ``psnr`` / ``ssim`` of the dream to the GT frame (and the GT frame) in ``info``.
+    prompt_steps / prompt_guidance: the image model's sampler for ``reset(options={"prompt": ...})``.
+    gt: the GT twin's config (task, actions, limits, split, device, renderer, ...); its frame size must
+        be the model's resolution.
+    """
+
+    model: str = "rooms-128"
+    sampler_steps: int = 1
+    paired: bool = False
+    prompt_steps: int = 20
+    prompt_guidance: float = 3.0
+    gt: GTConfig = GTConfig(split="heldout")
+
+    def __post_init__(self) -> None:
+        if self.sampler_steps < 1 or self.prompt_steps < 1:
+            raise ValueError("sampler_steps and prompt_steps must be >= 1")
+        if self.gt.depth:
+            raise ValueError("Dream envs have no depth observation (the world model dreams RGB only)")
+
+
+def load_models(name: str, device: torch.device) -> Any:
+    """The zoo models of ``name`` on ``device`` (loaded and verified once per process)."""
+    from sana_world.generators import zoo
+
+    key = (name, str(device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = zoo.load(name, device=device)
+    return _MODEL_CACHE[key]
+
+
+def fit_image(image: Any, size: int) -> torch.Tensor:
+    """Any (H, W, 3) uint8 image -> (size, size, 3) uint8: centre square crop, antialiased resize."""
+    x = torch.as_tensor(np.asarray(image))
+    if x.ndim != 3 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise ValueError(f"options['image'] must be a uint8 (H, W, 3) array, got {x.dtype} {tuple(x.shape)}")
+    H, W = x.shape[:2]
+    s = min(H, W)
+    x = x[(H - s) // 2:(H - s) // 2 + s, (W - s) // 2:(W - s) // 2 + s].permute(2, 0, 1)[None].float()
+    if s != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
+
+
+class DreamCore:
+    """N dream envs: GT world for dynamics and task, world model for frames (module doc)."""
+
+    def __init__(self, config: DreamConfig, num_envs: int) -> None:
+        from sana_world.generators.dreamer import Dreamer, DreamerConfig
+
+        self.config = config
+        self.world = GTWorld(config.gt, num_envs)
+        self.device = self.world.device
+        self.models = load_models(config.model, self.device)
+        if (config.gt.width, config.gt.height) != (self.models.resolution,) * 2:
+            raise ValueError(f"model {config.model!r} dreams {self.models.resolution}x{self.models.resolution} "
+                             f"frames; the env asks for {config.gt.width}x{config.gt.height}")
+        shift = float(self.models.entry.dream_defaults.get("shift", 2.0))
+        self.dreamer = Dreamer(self.models, DreamerConfig(num_steps=config.sampler_steps, shift=shift))
+        self.num_envs = num_envs
+        self.groups: list[tuple[list[int], Any]] = []  # (env indices, DreamState of those envs)
+        self.rgb = torch.zeros(num_envs, config.gt.height, config.gt.width, 3, dtype=torch.uint8, device=self.device)
+        self.gt: RenderOutput | None = None
+        self.starts: list[str] = ["gt"] * num_envs  # what each stream started from: "gt" | "image" | "prompt"
+        self._gen = torch.Generator(self.device)
+
+    # 1. Resets.
+    def reset(self, slots: list[int], rngs: list[np.random.Generator], starts: list[dict[str, Any]],
+              specs: list[Any] | None = None) -> None:
+        """Restart envs ``slots``: new GT scenes (``specs``, or drawn with ``rngs``), streams anchored at the GT
+        frame, or at ``starts[i]["image"]`` / an image generated from ``starts[i]["prompt"]``."""
+        self.world.reset_slots(slots, rngs, specs if specs is not None else [None] * len(slots))
+        self.gt = self.world.render()
+        anchors = self.gt.rgb[slots].clone()  # (n, H, W, 3)
+        captions = [self._caption(i) for i in slots]
+        for j, (slot, start) in enumerate(zip(slots, starts)):
+            self.starts[slot] = "gt"
+            if "image" in start:
+                anchors[j] = fit_image(start["image"], self.config.gt.width).to(self.device)
+                self.starts[slot] = "image"
+            elif "prompt" in start:
+                anchors[j] = self._from_prompt(str(start["prompt"]), int(rngs[j].integers(2**31)))
+                captions[j] = str(start["prompt"])
+                self.starts[slot] = "prompt"
+        seed = int(rngs[0].integers(2**62))
+        self._gen.manual_seed(seed)
+        c2w = self.world.c2w32()[slots]
+        state = self.dreamer.start(anchors, c2w, self.world.K, captions)
+        self.rgb[slots] = anchors
+        self._drop(slots)
+        self.groups.append((list(slots), state))
+        self._merge()
+
+    def _caption(self, i: int) -> str:
+        from sana_world.worlds.captions import caption
+
+        return caption(self.world.specs[i])
+
+    def _from_prompt(self, prompt: str, seed: int) -> torch.Tensor:
+        from sana_world.generators.image.pipeline import ImagePipeline, ImagePipelineConfig
+
+        if self.models.image is None:
+            raise ValueError(f"zoo entry {self.config.model!r} has no image model: prompt starts are unavailable")
+        pipe = ImagePipeline(self.models.image, self.models.text, self.models.codec,
+                             ImagePipelineConfig(sampler="euler", num_steps=self.config.prompt_steps, shift=2.0,
+                                                 guidance_scale=self.config.prompt_guidance))
+        gen = torch.Generator(self.device).manual_seed(seed)
+        size = self.config.gt.width
+        return pipe([prompt], size, size, generator=gen)[0].to(self.device)
+
+    # 2. Steps.
+    def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, RenderOutput]:
+        """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is GT)."""
+        collided = self.world.move(twist, keys_mode=keys_mode)
+        self.gt = self.world.render()
+        c2w = self.world.c2w32()
+        new_groups = []
+        for envs, state in self.groups:  # 1. one batched dream step per group of envs at one frame index
+            rgb, state = self.dreamer.step(state, c2w[envs], self._gen)
+            self.rgb[envs] = rgb
+            new_groups.append((envs, state))
+        self.groups = new_groups
+        return collided, self.gt
+
+    def frame(self) -> RenderOutput:
+        """The GT render with (a copy of) the dreamed RGB in place of the rendered one: observations handed
+        out never change when later steps write the frame buffer."""
+        if self.gt is None:
+            raise RuntimeError("reset first")
+        return dataclasses.replace(self.gt, rgb=self.rgb.clone())
+
+    # 3. Group bookkeeping.
+    def _drop(self, slots: list[int]) -> None:
+        """Remove envs ``slots`` from their groups (their streams end)."""
+        gone = set(slots)
+        kept = []
+        for envs, state in self.groups:
+            keep = [k for k, e in enumerate(envs) if e not in gone]
+            if len(keep) == len(envs):
+                kept.append((envs, state))
+            elif keep:
+                kept.append(([envs[k] for k in keep], state.select(keep)))
+        self.groups = kept
+
+    def _merge(self) -> None:
+        """Stack groups whose streams are at the same frame index."""
+        from sana_world.generators.dreamer import DreamState
+        from sana_world.world_model.streaming import WMStreamState, WMText
+
+        by_frame: dict[int, list[tuple[list[int], Any]]] = {}
+        for g in self.groups:
+            by_frame.setdefault(g[1].frame, []).append(g)
+        merged = []
+        for parts in by_frame.values():
+            if len(parts) == 1:
+                merged.append(parts[0])
+                continue
+            envs = [e for p in parts for e in p[0]]
+            states = [p[1] for p in parts]
+            masks = [s.text.attention_mask for s in states]
+            L = max(s.text.hidden_states.shape[1] for s in states)
+            hid = torch.cat([F.pad(s.text.hidden_states, (0, 0, 0, L - s.text.hidden_states.shape[1]))
+                             for s in states])
+            mask = None if any(m is None for m in masks) else torch.cat(
+                [F.pad(m, (0, L - m.shape[1])) for m in masks])  # fmt: skip
+            merged.append((envs, DreamState(WMStreamState.stack([s.stream for s in states]),
+                                            torch.cat([s.c2w0 for s in states]), torch.cat([s.K for s in states]),
+                                            WMText(hid, mask), torch.cat([s.last for s in states]))))
+        self.groups = merged

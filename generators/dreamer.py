@@ -1,0 +1,154 @@
+"""Dreaming frames along a camera path: the streaming SANA-WM + autoencoder loop behind the Dream envs.
+
+    dreamer = Dreamer(zoo.load("rooms-128"))
+    state = dreamer.start(first_rgb, c2w0, K, captions)           # (B, H, W, 3) uint8 anchors
+    rgb, state = dreamer.step(state, c2w, generator=g)            # next frame at poses c2w (B, 4, 4)
+
+One env step is one latent frame (the shipped models use Plücker stride 1). ``start`` encodes the anchor
+frame and appends it to an empty stream (one model pass at t = 0). ``step`` samples the next latent frame
+from noise with ``num_steps`` Flow-Euler steps at the new camera (poses relative to the stream's first
+frame, as in training), decodes it, and appends it (one more pass) so the state (constant size: GDN states
+and a softmax window of sink + recent frames) carries it. States are never modified in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sana_world.samplers import FlowEulerSampler
+from sana_world.world_model.cameras import WMCameraInputs, prepare_camera_inputs
+from sana_world.world_model.causal import ChunkCausalConfig
+from sana_world.world_model.streaming import WMStreamConfig, WMStreamEngine, WMStreamState, WMText
+
+__all__ = ["DreamState", "Dreamer", "DreamerConfig"]
+
+
+@dataclass(frozen=True)
+class DreamerConfig:
+    """Attributes:
+    num_steps: Flow-Euler steps per frame (1: the one-step posterior-mean sample, fastest and highest
+        PSNR; more: sharper, less faithful).
+    shift: flow shift of the sampling schedule (the shipped models trained with 2.0).
+    sink_frames / window_frames: softmax attention sink and window (trained with 1 and 10).
+    """
+
+    num_steps: int = 1
+    shift: float = 2.0
+    sink_frames: int = 1
+    window_frames: int = 10
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}")
+        if self.sink_frames < 0 or self.window_frames < 1:
+            raise ValueError("sink_frames must be >= 0 and window_frames >= 1")
+
+
+@dataclass
+class DreamState:
+    """A batch of dream streams: the stream state, the anchor pose and intrinsics, the caption embedding
+    and the last latent frame (B, C, h, w)."""
+
+    stream: WMStreamState
+    c2w0: torch.Tensor  # (B, 4, 4) float32, pose of the anchor frame
+    K: torch.Tensor  # (B, 3, 3) float32, pixels of the frames
+    text: WMText
+    last: torch.Tensor  # (B, C, h, w)
+
+    @property
+    def frame(self) -> int:
+        """Latent frames in the stream (1 after start)."""
+        return self.stream.frame
+
+    @property
+    def batch_size(self) -> int:
+        return self.c2w0.shape[0]
+
+    def select(self, index: torch.Tensor | list[int]) -> DreamState:
+        """The streams ``index`` as a new batch (copies)."""
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.c2w0.device)
+        mask = None if self.text.attention_mask is None else self.text.attention_mask[idx]
+        return DreamState(self.stream._map(lambda t: t[idx.to(t.device)].clone()), self.c2w0[idx], self.K[idx],
+                          WMText(self.text.hidden_states[idx], mask), self.last[idx])
+
+
+class Dreamer:
+    """Streams frames from a zoo bundle (``sana_world.generators.zoo.ZooModels``) or explicit modules."""
+
+    def __init__(self, models: object, config: DreamerConfig = DreamerConfig()) -> None:
+        self.models = models
+        self.model = models.world_model
+        self.codec = models.codec
+        self.text_encoder = models.text
+        self.config = config
+        causal = ChunkCausalConfig(sink_frames=config.sink_frames, window_frames=config.window_frames)
+        self.engine = WMStreamEngine(self.model, FlowEulerSampler(config.num_steps, config.shift),
+                                     WMStreamConfig(causal=causal))
+        self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+
+    # 1. Inputs.
+    def _camera(self, c2w0: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int],
+                latent: tuple[int, int]) -> WMCameraInputs:
+        """Camera inputs (one latent frame) of poses c2w (B, 4, 4) relative to the anchors c2w0."""
+        path = torch.stack([c2w0, c2w], dim=1).to(self.device, torch.float32)  # (B, 2, 4, 4)
+        cam = prepare_camera_inputs(path, K[:, None].to(self.device, torch.float32), size, latent, 1)
+        return WMCameraInputs(cam.camera_conditions[:, 1:].to(self.dtype),
+                              cam.chunk_plucker[:, :, 1:].to(self.dtype))
+
+    def encode_text(self, captions: list[str]) -> WMText:
+        emb = self.text_encoder.encode(captions)
+        return WMText(emb.hidden.to(self.device, self.dtype), emb.mask.to(self.device))
+
+    # 2. Streams.
+    @torch.no_grad()
+    def start(self, rgb: torch.Tensor, c2w0: torch.Tensor, K: torch.Tensor, captions: list[str],
+              latents: torch.Tensor | None = None) -> DreamState:
+        """Streams anchored at frames ``rgb`` (B, H, W, 3) uint8 (or given ``latents`` (B, C, h, w)) taken at
+        poses ``c2w0`` (B, 4, 4) with intrinsics ``K`` (B, 3, 3) or (3, 3)."""
+        if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[-1] != 3:
+            raise ValueError(f"rgb must be uint8 (B, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
+        B, H, W = rgb.shape[:3]
+        if len(captions) != B:
+            raise ValueError(f"{len(captions)} captions for {B} frames")
+        c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
+        K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(B, 3, 3).clone()
+        z0 = self.codec.encode(rgb.to(self.device)).to(self.dtype) if latents is None else latents.to(self.device, self.dtype)
+        text = self.encode_text(captions)
+        lat = tuple(z0.shape[-2:])
+        state = self.engine.init_state(B, lat, self.device, torch.float32)
+        cam = self._camera(c2w0, c2w0, K, (H, W), lat)
+        state = self.engine.advance(state, z0[:, :, None], text, cam)
+        return DreamState(state, c2w0, K, text, z0)
+
+    @torch.no_grad()
+    def step(self, state: DreamState, c2w: torch.Tensor, generator: torch.Generator | None = None,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DreamState]:
+        """The dreamed frames (B, H, W, 3) uint8 at poses ``c2w`` (B, 4, 4), and the state after them."""
+        B = state.batch_size
+        c2w = torch.as_tensor(c2w, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
+        C, h, w = state.last.shape[1:]
+        f = self.codec.downsample_factor
+        cam = self._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w))
+        if noise is None:
+            noise = torch.randn(B, C, 1, h, w, generator=generator, device=self.device if generator is None
+                                else generator.device).to(self.device)  # (B, C, 1, h, w)
+        z = self.engine.denoise_chunk(state.stream, noise.to(self.dtype), state.text, cam)  # (B, C, 1, h, w)
+        z = z.to(self.dtype)
+        stream = self.engine.advance(state.stream, z, state.text, cam)
+        rgb = self.codec.decode(z[:, :, 0], as_uint8=True)  # (B, H, W, 3)
+        return rgb, DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0])
+
+    @torch.no_grad()
+    def rollout(self, state: DreamState, path: torch.Tensor,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DreamState]:
+        """Frames (B, T, H, W, 3) along poses ``path`` (B, T, 4, 4), one ``step`` per pose."""
+        frames = []
+        for t in range(path.shape[1]):  # 1. one latent frame per pose
+            rgb, state = self.step(state, path[:, t], generator)
+            frames.append(rgb)
+        return torch.stack(frames, dim=1), state

@@ -1,0 +1,187 @@
+"""Autoencoder trainer: a diffusers ``AutoencoderDC`` reconstructing GT frames from a rendered pool.
+
+Objective: ``l1_weight * |x - D(E(x))| + mse_weight * (x - D(E(x)))^2`` on frames in [-1, 1] (no GAN, no
+perceptual term: our renderer's frames are clean and PSNR is the bar). Frames come from a
+:class:`~sana_world.data.pool.ClipPool` of training scenes (each rank renders its share); at the end the
+EMA weights are scored on frames of held-out scenes (scene seeds >= ``HELDOUT_START``, never trained
+on), the latent scale is fitted (1 / RMS of the latents, SANA's definition) and the model is written as a
+diffusers folder (``export/``: ``config.json`` + safetensors) that :func:`load_autoencoder` reads.
+
+Exact resume as in the other trainers: the pool is a pure function of the seed and the ranks, and the
+frames and noise of step ``n`` on rank ``r`` come from generators seeded by ``(seed, n, r)``.
+
+    python -m sana_world.generators.train.autoencoder --preset f8c16_lite --steps 20000 --out-dir runs/ae
+    torchrun --nproc-per-node 4 -m sana_world.generators.train.autoencoder --time-limit-s 240 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
+from sana_world.generators.autoencoder import AE_PRESETS, AutoencoderSpec, build_autoencoder, fit_scaling_factor
+from sana_world.generators.train import run as train_run
+from sana_world.generators.train.common import autocast, setup_distributed, wrap_ddp
+from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
+from sana_world.generators.train.run import config_field as _f
+
+log = logging.getLogger(__name__)
+
+_RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "eval_trajectories")
+HELDOUT_SEED = 1_000_000  # = sana_world.envs.world.HELDOUT_START (envs import generators, not the reverse)
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainConfig:
+    """One autoencoder run; sizes are per rank."""
+
+    model: str = _f("f8c16_lite", "AutoencoderDC preset (generators.autoencoder.AE_PRESETS)")
+    pool_trajectories: int = _f(512, "trajectories in the training pool (all ranks)")
+    pool_steps: int = _f(15, "steps per pooled trajectory")
+    pool_workers: int = _f(8, "CPU processes planning pooled trajectories")
+    resolution: int = _f(128, "frame side")
+    batch_size: int = _f(32, "frames per rank per step")
+    l1_weight: float = _f(1.0, "weight of the L1 reconstruction term")
+    mse_weight: float = _f(1.0, "weight of the squared-error reconstruction term")
+    eval_trajectories: int = _f(32, "held-out trajectories scored at the end (pool_steps + 1 frames each)")
+    optim: OptimConfig = nested_field(lambda: OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999,
+                                                          grad_clip=1.0), "optimizer, LR, EMA, numerics")
+    run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/autoencoder"),
+                                  "length, seed, output, logging, checkpoints")
+
+    def __post_init__(self) -> None:
+        if self.model not in AE_PRESETS:
+            raise ValueError(f"unknown autoencoder preset {self.model!r}; choose one of {sorted(AE_PRESETS)}")
+        for name in ("pool_trajectories", "pool_steps", "resolution", "batch_size", "eval_trajectories"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pool_workers < 0:
+            raise ValueError(f"pool_workers must be >= 0, got {self.pool_workers}")
+        if self.l1_weight < 0 or self.mse_weight < 0 or self.l1_weight + self.mse_weight == 0:
+            raise ValueError("l1_weight and mse_weight must be >= 0 and not both 0")
+
+    @classmethod
+    def from_flat(cls, **kwargs: Any) -> AutoencoderTrainConfig:
+        return train_run.config_from_flat(cls, **kwargs)
+
+    def spec(self) -> AutoencoderSpec:
+        return AE_PRESETS[self.model]()
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]
+    checkpoint: Path
+    step: int
+    export: Path | None  # the diffusers folder (main process only)
+    heldout_psnr_db: float | None  # EMA weights on held-out frames (main process only)
+
+
+def to_unit(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return rgb.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def reconstruction_loss(ae: nn.Module, x: torch.Tensor, l1: float, mse: float) -> torch.Tensor:
+    """``l1 |x - x̂| + mse (x - x̂)^2`` averaged over pixels; x (B, 3, H, W) in [-1, 1]."""
+    out = ae(x).sample.float()  # (B, 3, H, W)
+    err = out - x
+    return l1 * err.abs().mean() + mse * err.square().mean()
+
+
+@torch.no_grad()
+def reconstruction_psnr(ae: nn.Module, rgb: torch.Tensor, batch: int = 64) -> float:
+    """Mean per-frame PSNR (dB, uint8 scale) of ``ae``'s reconstructions of uint8 frames (N, H, W, 3)."""
+    scores = []
+    for a in range(0, rgb.shape[0], batch):
+        x = to_unit(rgb[a:a + batch])  # (b, 3, H, W)
+        y = ae(x.to(next(ae.parameters()).dtype)).sample.float().clamp(-1, 1)
+        got = ((y + 1) * 127.5).round()
+        mse = (got - rgb[a:a + batch].permute(0, 3, 1, 2).float()).square().mean(dim=(1, 2, 3))  # (b,)
+        scores.append(10 * torch.log10(255.0**2 / mse.clamp(min=1e-10)))
+    return float(torch.cat(scores).mean())
+
+
+def train(config: AutoencoderTrainConfig) -> TrainResult:
+    """Train (or, with ``config.run.resume``, continue) an AutoencoderDC; see the module doc."""
+    run, optim = config.run, config.optim
+    info = setup_distributed(run.device)
+    dev = info.device
+    spec = config.spec()
+    state = train_run.init_train_state(lambda: build_autoencoder(spec), optim, run.seed, info)
+    resolved = train_run.resolved_config(config, spec, "AutoencoderDC", "sana_world.generators.train.autoencoder")
+    # 1. resume, or refuse to mix a fresh run into an old one
+    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
+    # 2. this rank's share of the training pool
+    pool = ClipPool(PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps,
+                               size=config.resolution, workers=config.pool_workers, seed=run.seed),
+                    dev, info.rank, info.world_size, progress=info.is_main)
+    ddp = wrap_ddp(state.model, info)
+    ddp.train()
+    loop = train_run.RunLoop(run, state, resolved, info, desc="autoencoder", rate_name="frames_per_s")
+    with loop:
+        while state.step < run.steps and not loop.stopped:
+            step = state.step + 1
+            # 1. frames of this step
+            rgb, _ = pool.frames(config.batch_size, pool_generator(run.seed, step, info.rank))  # (B, H, W, 3)
+            x = to_unit(rgb)  # (B, 3, H, W)
+            # 2. reconstruction loss
+            with autocast(dev, optim.bf16):
+                loss = reconstruction_loss(ddp, x, config.l1_weight, config.mse_weight)
+            # 3. backward, clip, optimizer and LR step, EMA
+            grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
+            state.step = step
+            state.data_state = {"source": "pool", "seed": run.seed, "next_step": step + 1}
+            # 4. log, checkpoint
+            loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=config.batch_size)
+    export, psnr = (finish(state.ema.model if state.ema else state.model, pool, config, Path(run.out_dir))
+                    if info.is_main else (None, None))
+    return TrainResult(loop.losses, loop.checkpoint(), state.step, export, psnr)
+
+
+def finish(ae: nn.Module, pool: ClipPool, config: AutoencoderTrainConfig, out: Path) -> tuple[Path, float]:
+    """Score ``ae`` on held-out frames, fit its latent scale and write ``out/export`` + ``out/eval.json``."""
+    ae = ae.eval()
+    heldout = ClipPool(PoolConfig(trajectories=config.eval_trajectories, steps=config.pool_steps,
+                                  size=config.resolution, workers=config.pool_workers, seed=HELDOUT_SEED),
+                       pool.device, progress=False)
+    frames = heldout.rgb.flatten(0, 1)  # (N, H, W, 3)
+    psnr = reconstruction_psnr(ae, frames)
+    train_psnr = reconstruction_psnr(ae, pool.rgb[:64].flatten(0, 1)[:1024])
+    scale = fit_scaling_factor(ae, pool.rgb[: max(1, 1024 // pool.frames_per_trajectory)].flatten(0, 1))
+    ae.register_to_config(scaling_factor=scale)
+    export = out / "export"
+    ae.save_pretrained(export, safe_serialization=True)
+    report = {"preset": config.model, "heldout_psnr_db": psnr, "train_psnr_db": train_psnr,
+              "heldout_frames": int(frames.shape[0]), "scaling_factor": scale,
+              "params": sum(p.numel() for p in ae.parameters())}
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    log.info("autoencoder %s: held-out PSNR %.2f dB (train %.2f), scale %.4f", config.model, psnr, train_psnr,
+             scale)
+    return export, psnr
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return train_run.build_parser(AutoencoderTrainConfig, __doc__.split("\n\n")[0], AE_PRESETS)
+
+
+def main(argv: list[str] | None = None) -> TrainResult:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = vars(build_parser().parse_args(argv))
+    result, main_rank = train_run.run_cli(train, AutoencoderTrainConfig.from_flat(**args))
+    if main_rank:
+        print(f"trained to step {result.step}; held-out PSNR {result.heldout_psnr_db:.2f} dB; "
+              f"export {result.export}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

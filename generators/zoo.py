@@ -1,0 +1,159 @@
+"""Build the models of a zoo entry (``sana_world.zoo``): autoencoder codec, SANA-WM world model, SanaDiT
+scene-start model and the text encoder they were trained with.
+
+    >>> from sana_world.generators import zoo
+    >>> models = zoo.load("rooms-128")                      # verified, fp32 on the CPU
+    >>> models.world_model, models.codec, models.image, models.text
+
+Weights ship in bf16 (they are half the size) and load into fp32 modules by default; pass ``dtype`` to
+keep another precision. ``add_component`` imports a trainer's ``export/`` folder into an entry, splitting
+weights into safetensors shards of at most ``max_shard_bytes`` (the repository keeps files under 16 MiB).
+
+    python -m sana_world.generators.zoo add rooms-128 world_model runs/wm/export
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sana_world.zoo import ZOO_ROOT, ZooEntry, ZooError, entry
+
+__all__ = ["ZooModels", "add_component", "load", "load_state_dict"]
+
+MAX_SHARD_BYTES = 15 * 1024 * 1024
+_CLASSES = {"world_model": "SanaWM", "image": "SanaDiT", "autoencoder": "AutoencoderDC"}
+
+
+@dataclass
+class ZooModels:
+    """The models of one zoo entry, in eval mode without gradients."""
+
+    entry: ZooEntry
+    codec: nn.Module  # LatentCodec over the AutoencoderDC
+    world_model: nn.Module  # SanaWM
+    text: nn.Module  # ProceduralTextEncoder
+    image: nn.Module | None  # SanaDiT (None if the entry has none)
+
+    @property
+    def resolution(self) -> int:
+        return self.entry.resolution
+
+
+def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of every ``*.safetensors`` file in ``folder`` (shards merged; duplicate keys raise)."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ZooError(f"no .safetensors weights in {folder}")
+    out: dict[str, torch.Tensor] = {}
+    for f in files:
+        part = load_file(str(f))
+        dup = set(out) & set(part)
+        if dup:
+            raise ZooError(f"{f} repeats tensors of another shard: {sorted(dup)[:3]}")
+        out.update(part)
+    return out
+
+
+def _config(cls: type, raw: dict[str, Any]) -> Any:
+    """A frozen config dataclass from JSON (lists back to tuples where the default is a tuple)."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in raw:
+            v = raw[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+def _module(folder: Path, kind: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    meta = json.loads((folder / "config.json").read_text())
+    if meta.get("_class_name") != _CLASSES[kind]:
+        raise ZooError(f"{folder}/config.json describes {meta.get('_class_name')!r}, expected {_CLASSES[kind]!r}")
+    if kind == "world_model":
+        from sana_world.world_model import SanaWM, SanaWMConfig
+
+        model: nn.Module = SanaWM(_config(SanaWMConfig, meta["config"]))
+    else:
+        from sana_world.generators.image.dit import SanaDiT, SanaDiTConfig
+
+        model = SanaDiT(_config(SanaDiTConfig, meta["config"]))
+    weights = load_state_dict(folder)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ZooError(f"{folder}: weights do not fit {_CLASSES[kind]} (missing {missing[:3]}, unexpected "
+                       f"{unexpected[:3]})")
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load(name: str = "rooms-128", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+         verify: bool = True) -> ZooModels:
+    """The verified models of zoo entry ``name`` on ``device`` in ``dtype`` (module doc)."""
+    from sana_world.generators.autoencoder import LatentCodec, load_autoencoder
+    from sana_world.generators.text_encoders import ProceduralTextEncoder
+
+    dev = torch.device(device)
+    e = entry(name, verify=verify)
+    ae = load_autoencoder(e.folder("autoencoder"), dtype=dtype, device=dev).requires_grad_(False)
+    codec = LatentCodec(ae).eval()
+    wm = _module(e.folder("world_model"), "world_model", dev, dtype)
+    image = _module(e.folder("image"), "image", dev, dtype) if e.has("image") else None
+    text = ProceduralTextEncoder().to(dev).eval()
+    return ZooModels(entry=e, codec=codec, world_model=wm, text=text, image=image)
+
+
+def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT,
+                  max_shard_bytes: int = MAX_SHARD_BYTES, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Copy a trainer's ``export`` folder into ``root/name/component`` (weights cast to ``dtype`` and
+    sharded), keeping ``eval.json`` if present; the caller rewrites the manifest."""
+    from safetensors.torch import save_file
+
+    if component not in _CLASSES:
+        raise ValueError(f"component must be one of {sorted(_CLASSES)}, got {component!r}")
+    dest = root / name / component
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for f in export.iterdir():
+        if f.suffix != ".safetensors" and f.is_file():
+            shutil.copyfile(f, dest / f.name)
+    weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+               for k, v in load_state_dict(export).items()}
+    # 1. greedy shards in key order, each at most max_shard_bytes
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k in sorted(weights):
+        n = weights[k].numel() * weights[k].element_size()
+        if shards[-1] and size + n > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][k] = weights[k]
+        size += n
+    stem = "diffusion_pytorch_model" if component == "autoencoder" else "model"
+    for i, shard in enumerate(shards):
+        fname = f"{stem}.safetensors" if len(shards) == 1 else f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(dest / fname))
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="zoo maintenance")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("add", help="import a trainer export folder into a zoo entry")
+    a.add_argument("name")
+    a.add_argument("component", choices=sorted(_CLASSES))
+    a.add_argument("export", type=Path)
+    args = p.parse_args(argv)
+    print(add_component(args.name, args.component, args.export))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The model zoo: models trained here, shipped in the repository, found by name and checked before use.
+
+A zoo entry is a folder ``sana_world/zoo/<name>/`` with a ``manifest.json``::
+
+    {"name": "rooms-128", "resolution": 128, "description": "...",
+     "components": {"autoencoder": {"folder": "autoencoder", "class": "AutoencoderDC",
+                                     "files": {"config.json": {"bytes": 1102, "sha256": "..."}, ...}},
+                    "world_model": {...}, "image": {...}},
+     "dream": {...sampler defaults...}}
+
+This module (core) only locates and verifies files; building the models is
+:func:`sana_world.generators.zoo.load`. A missing file, a size or a sha256 that differs from the manifest
+raises :class:`ZooError` naming the file, before any weight is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ZOO_ROOT", "ZooEntry", "ZooError", "available", "entry", "write_manifest"]
+
+ZOO_ROOT = Path(__file__).resolve().parent
+MANIFEST = "manifest.json"
+
+
+class ZooError(RuntimeError):
+    """A zoo entry is unknown, incomplete or corrupted."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A verified zoo folder: ``root`` and its parsed manifest."""
+
+    name: str
+    root: Path
+    manifest: dict[str, Any]
+
+    def folder(self, component: str) -> Path:
+        """The folder of ``component`` ("autoencoder", "world_model", "image")."""
+        comps = self.manifest["components"]
+        if component not in comps:
+            raise ZooError(f"zoo entry {self.name!r} has no component {component!r} (has {sorted(comps)})")
+        return self.root / comps[component]["folder"]
+
+    def has(self, component: str) -> bool:
+        return component in self.manifest["components"]
+
+    @property
+    def resolution(self) -> int:
+        return int(self.manifest["resolution"])
+
+    @property
+    def dream_defaults(self) -> dict[str, Any]:
+        return dict(self.manifest.get("dream", {}))
+
+
+def available(root: Path = ZOO_ROOT) -> list[str]:
+    """Names of the zoo entries under ``root``."""
+    return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def entry(name: str, root: Path = ZOO_ROOT, verify: bool = True) -> ZooEntry:
+    """The zoo entry ``name`` (a name under ``root`` or a path to a folder with a manifest), with every
+    listed file checked for presence, size and (``verify``) sha256."""
+    folder = Path(name) if Path(name).is_dir() else root / name
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ZooError(f"no zoo entry {name!r}: {manifest_path} does not exist (available: {available(root)})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ZooError(f"{manifest_path} is not valid JSON: {e}") from e
+    for comp, spec in manifest.get("components", {}).items():
+        for fname, meta in spec["files"].items():
+            path = folder / spec["folder"] / fname
+            if not path.is_file():
+                raise ZooError(f"zoo entry {manifest.get('name', name)!r}: {comp} file {path} is missing")
+            size = path.stat().st_size
+            if size != meta["bytes"]:
+                raise ZooError(f"zoo entry {manifest.get('name', name)!r}: {path} has {size} bytes, the manifest "
+                               f"says {meta['bytes']} (truncated or replaced file)")
+            if verify and _sha256(path) != meta["sha256"]:
+                raise ZooError(f"zoo entry {manifest.get('name', name)!r}: {path} fails its sha256 check "
+                               "(corrupted file)")
+    return ZooEntry(str(manifest.get("name", name)), folder, manifest)
+
+
+def write_manifest(folder: Path, name: str, resolution: int, components: dict[str, dict[str, str]],
+                   description: str = "", dream: dict[str, Any] | None = None) -> Path:
+    """(Re)write ``folder/manifest.json`` listing every file of each component folder with its size and
+    sha256. ``components`` maps a component to ``{"folder": ..., "class": ...}``."""
+    comps: dict[str, Any] = {}
+    for comp, spec in components.items():
+        sub = folder / spec["folder"]
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                 for p in sorted(sub.iterdir()) if p.is_file()}
+        if not files:
+            raise ZooError(f"component {comp!r} folder {sub} is empty")
+        comps[comp] = {**spec, "files": files}
+    out = {"name": name, "resolution": resolution, "description": description, "components": comps,
+           "dream": dream or {}}
+    path = folder / MANIFEST
+    path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return path

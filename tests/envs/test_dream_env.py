@@ -1,0 +1,87 @@
+"""Dream envs: GT twins' spaces, checkers pass, seeded determinism, paired metrics, starts, bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sana_world  # noqa: F401  (registers the ids)
+
+DREAM_IDS = ["SanaWorld/DreamRooms-v0", "SanaWorld/DreamPointNav-v0"]
+TWINS = {"SanaWorld/DreamRooms-v0": "SanaWorld/Rooms-v0", "SanaWorld/DreamPointNav-v0": "SanaWorld/PointNav-v0"}
+
+
+@pytest.mark.parametrize("env_id", DREAM_IDS)
+def test_checkers_and_twin_spaces(env_id: str) -> None:
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(env_id)
+    twin = gym.make(TWINS[env_id])
+    assert env.observation_space == twin.observation_space and env.action_space == twin.action_space
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=False)
+
+
+def test_same_seed_same_frames_and_paired_info() -> None:
+    a = gym.make("SanaWorld/DreamRooms-v0", paired=True)
+    b = gym.make("SanaWorld/DreamRooms-v0", paired=True)
+    oa, ia = a.reset(seed=5)
+    ob, _ = b.reset(seed=5)
+    assert np.array_equal(oa, ob) and ia["start"] == "gt" and ia["scene_id"] >= 1_000_000  # held-out
+    acts = np.random.default_rng(0).uniform(-1, 1, (3, 6)).astype(np.float32)
+    for act in acts:
+        oa, ra, *_, ia = a.step(act)
+        ob, rb, *_, ib = b.step(act)
+        assert np.array_equal(oa, ob) and ra == rb
+    assert 5.0 < ia["psnr"] < 100.0 and 0.0 < ia["ssim"] <= 1.0 and ia["gt_rgb"].shape == oa.shape
+    assert ia["dream_frame"] == 4
+
+
+def test_image_and_prompt_starts_and_bad_options() -> None:
+    env = gym.make("SanaWorld/DreamRooms-v0")
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    image[:, :, 0] = 200
+    obs, info = env.reset(seed=1, options={"image": image})
+    assert info["start"] == "image" and abs(float(obs[..., 0].mean()) - 200) < 2
+    obs, info = env.reset(seed=1, options={"prompt": "a room with red brick walls", "scene_seed": 1_000_003})
+    assert info["start"] == "prompt" and info["scene_id"] == 1_000_003 and obs.std() > 5
+    obs, *_ = env.step(env.action_space.sample())
+    assert obs.shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"picture": image})
+    with pytest.raises(ValueError, match="not both"):
+        env.reset(options={"image": image, "prompt": "x"})
+    with pytest.raises(ValueError, match="uint8"):
+        env.reset(options={"image": image.astype(np.float32)})
+    with pytest.raises(ValueError, match="NaN|finite|nan"):
+        env.step(np.full(6, np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="depth"):
+        gym.make("SanaWorld/DreamRooms-v0", depth=True)
+
+
+def test_vector_env_streams_regroup_after_partial_resets() -> None:
+    from sana_world.envs.dream import DreamVectorEnv
+
+    env = DreamVectorEnv(num_envs=3, task="pointnav", max_episode_steps=2)
+    obs, _ = env.reset(seed=0)
+    assert obs["rgb"].shape == (3, 128, 128, 3)
+    acts = np.zeros((3, 6), dtype=np.float32)
+    env.step(acts)
+    env.core.reset([1], [np.random.default_rng(1)], [{}])  # env 1 restarts alone: two stream groups
+    env._steps[1] = 0
+    assert sorted(len(g[0]) for g in env.core.groups) == [1, 2]
+    obs, rew, term, trunc, _ = env.step(acts)
+    assert obs["rgb"].shape == (3, 128, 128, 3) and trunc.tolist() == [True, False, True]
+    env.reset(seed=0)
+    assert len(env.core.groups) == 1
+
+
+def test_ppo_runs_on_a_dream_env() -> None:
+    from stable_baselines3 import PPO
+
+    env = gym.make("SanaWorld/DreamPointNav-v0", max_episode_steps=16)
+    model = PPO("MultiInputPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=32)
+    assert model.num_timesteps >= 32
