@@ -27,6 +27,7 @@ from gymnasium.vector.utils import batch_space
 from sana_world.envs.dream_core import DreamConfig, DreamCore
 from sana_world.envs.gt import build_obs, make_config
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
+from sana_world.envs.vector import episode_rngs, step_outcome
 
 __all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
 
@@ -153,11 +154,7 @@ class DreamVectorEnv(VectorEnv):
         start = _check_start(options)
         if "scene_seed" in start:
             raise ValueError("DreamVectorEnv.reset does not take scene_seed (use seed)")
-        seeds = [None] * self.num_envs if seed is None else (
-            [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed))  # fmt: skip
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
-        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._rngs = episode_rngs(seed, self.num_envs)
         self.core.reset(list(range(self.num_envs)), self._rngs, [start] * self.num_envs)
         self._steps.zero_()
         self._needs_reset.zero_()
@@ -181,10 +178,7 @@ class DreamVectorEnv(VectorEnv):
         points = world.hit_points(gt.depth) if self.cfg.task == "explore" else None
         reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
         self._steps += 1
-        zero = torch.zeros_like(success)
-        reward = torch.where(restart, torch.zeros_like(reward), reward)
-        terminated = torch.where(restart, zero, success)
-        truncated = zero if self.max_episode_steps is None else (self._steps >= self.max_episode_steps) & ~restart
+        reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
         self._needs_reset = terminated | truncated
         obs = self._out(build_obs(world, self.core.frame(), self.cfg))
         return obs, self._out(reward), self._out(terminated), self._out(truncated), \

@@ -19,25 +19,18 @@ DREAM_ENVS: dict[str, tuple[str, int]] = {
 }
 
 
+# family -> (ids, entry point, vector entry point)
+_FAMILIES = (
+    (GT_ENVS, "sana_world.envs.gt:GTEnv", "sana_world.envs.vector:make_vector_env"),
+    (DREAM_ENVS, "sana_world.envs.dream:DreamEnv", "sana_world.envs.dream:make_dream_vector_env"),
+)
+
+
 def register_envs() -> None:
     """Idempotent: ids already registered are left alone."""
-    for env_id, (task, steps) in GT_ENVS.items():
-        if env_id in gym.registry:
-            continue
-        gym.register(
-            id=env_id,
-            entry_point="sana_world.envs.gt:GTEnv",
-            vector_entry_point="sana_world.envs.vector:make_vector_env",
-            max_episode_steps=steps,
-            kwargs={"task": task},
-        )
-    for env_id, (task, steps) in DREAM_ENVS.items():
-        if env_id in gym.registry:
-            continue
-        gym.register(
-            id=env_id,
-            entry_point="sana_world.envs.dream:DreamEnv",
-            vector_entry_point="sana_world.envs.dream:make_dream_vector_env",
-            max_episode_steps=steps,
-            kwargs={"task": task},
-        )
+    for envs, entry, vector_entry in _FAMILIES:
+        for env_id, (task, steps) in envs.items():
+            if env_id in gym.registry:
+                continue
+            gym.register(id=env_id, entry_point=entry, vector_entry_point=vector_entry,
+                         max_episode_steps=steps, kwargs={"task": task})

@@ -47,15 +47,7 @@ class GTVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if options:
             raise ValueError(f"GTVectorEnv.reset takes no options, got {sorted(options)}")
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, int):
-            seeds = [seed + i for i in range(self.num_envs)]
-        else:
-            if len(seed) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seed)}")
-            seeds = list(seed)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._rngs = episode_rngs(seed, self.num_envs)
         self.world.reset_slots(list(range(self.num_envs)), self._rngs)
         self._steps.zero_()
         self._needs_reset.zero_()
@@ -83,10 +75,7 @@ class GTVectorEnv(VectorEnv):
                                                 collided)
         self._steps += 1
         # 3. restarted envs report a reset transition
-        zero = torch.zeros_like(success)
-        reward = torch.where(restart, torch.zeros_like(reward), reward)
-        terminated = torch.where(restart, zero, success)
-        truncated = zero if self.max_episode_steps is None else (self._steps >= self.max_episode_steps) & ~restart
+        reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
         self._needs_reset = terminated | truncated
         obs = self._out(build_obs(self.world, self._frame, self.cfg))
         info = self._info(success & ~restart, collided & ~restart)
@@ -116,6 +105,30 @@ class GTVectorEnv(VectorEnv):
             "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in self.world.specs]),
         }
         return {k: self._out(v) for k, v in info.items()}
+
+
+def episode_rngs(seed: int | list[int] | None, num_envs: int) -> list[np.random.Generator]:
+    """One generator per env: ``seed + i`` for an int, the given list (one per env), or fresh entropy."""
+    if seed is None:
+        seeds: list[int | None] = [None] * num_envs
+    elif isinstance(seed, int):
+        seeds = [seed + i for i in range(num_envs)]
+    else:
+        if len(seed) != num_envs:
+            raise ValueError(f"need {num_envs} seeds, got {len(seed)}")
+        seeds = list(seed)
+    return [np.random.default_rng(s) for s in seeds]
+
+
+def step_outcome(restart: torch.Tensor, reward: torch.Tensor, success: torch.Tensor, steps: torch.Tensor,
+                 max_episode_steps: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(reward, terminated, truncated) of a next-step-autoreset batch: envs restarted this step report a
+    reset transition (no reward, neither terminated nor truncated)."""
+    zero = torch.zeros_like(success)
+    reward = torch.where(restart, torch.zeros_like(reward), reward)
+    terminated = torch.where(restart, zero, success)
+    truncated = zero if max_episode_steps is None else (steps >= max_episode_steps) & ~restart
+    return reward, terminated, truncated
 
 
 def make_vector_env(num_envs: int = 1, **kwargs: Any) -> GTVectorEnv:

@@ -139,21 +139,7 @@ def dc_ae_f8c16_world(scaling_factor: float = 1.0) -> AutoencoderSpec:
 
     ``scaling_factor`` is unknown until the AE is trained: measure it with :func:`fit_scaling_factor`.
     """
-    types = (_RES, _RES, _VIT, _VIT)
-    channels = (32, 64, 128, 256)
-    multiscales = ((), (), (5,), (5,))
-    return AutoencoderSpec(
-        latent_channels=16,
-        encoder_block_types=types,
-        decoder_block_types=types,
-        encoder_block_out_channels=channels,
-        decoder_block_out_channels=channels,
-        encoder_layers_per_block=(1, 1, 2, 2),
-        decoder_layers_per_block=(1, 2, 2, 2),
-        encoder_qkv_multiscales=multiscales,
-        decoder_qkv_multiscales=multiscales,
-        scaling_factor=scaling_factor,
-    )
+    return _f8c16(channels=(32, 64, 128, 256), decoder_layers=(1, 2, 2, 2), scaling_factor=scaling_factor)
 
 
 def dc_ae_f8c16_lite(scaling_factor: float = 1.0) -> AutoencoderSpec:
@@ -164,8 +150,12 @@ def dc_ae_f8c16_lite(scaling_factor: float = 1.0) -> AutoencoderSpec:
     ``torch.utils.flop_counter``), which is what a Dream env pays per step on a laptop CPU; about 1.9 M
     parameters.
     """
+    return _f8c16(channels=(16, 32, 64, 128), decoder_layers=(1, 1, 2, 2), scaling_factor=scaling_factor)
+
+
+def _f8c16(channels: tuple[int, ...], decoder_layers: tuple[int, ...], scaling_factor: float) -> AutoencoderSpec:
+    """The f8c16 recipe: ResBlocks at 128^2 and 64^2, EfficientViT (5x5 multi-scale) at 32^2 and 16^2."""
     types = (_RES, _RES, _VIT, _VIT)
-    channels = (16, 32, 64, 128)
     multiscales = ((), (), (5,), (5,))
     return AutoencoderSpec(
         latent_channels=16,
@@ -174,7 +164,7 @@ def dc_ae_f8c16_lite(scaling_factor: float = 1.0) -> AutoencoderSpec:
         encoder_block_out_channels=channels,
         decoder_block_out_channels=channels,
         encoder_layers_per_block=(1, 1, 2, 2),
-        decoder_layers_per_block=(1, 1, 2, 2),
+        decoder_layers_per_block=decoder_layers,
         encoder_qkv_multiscales=multiscales,
         decoder_qkv_multiscales=multiscales,
         scaling_factor=scaling_factor,
