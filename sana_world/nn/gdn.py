@@ -43,6 +43,7 @@ __all__ = [
     "gdn_backward_scan",
     "gdn_forward_scan",
     "gdn_transitions",
+    "linear_recurrence",
 ]
 
 
@@ -196,23 +197,55 @@ def gdn_forward_scan(
         s_z = None if initial_state.z is None else initial_state.z.to(f32)
         if denominator and s_z is None:
             raise ValueError("initial_state has no normaliser z but denominator=True")
-    # 1. Numerator: S_t = S_{t-1} W_t + U_t, one frame at a time.
-    states = []
-    for t in range(T):
-        s_kv = s_kv @ W[:, :, t] + U[:, :, t]  # (B, H, Dv, Dk)
-        states.append(s_kv)
-    num = q_num @ torch.stack(states, dim=2).transpose(-1, -2)  # (B, H, T, S, Dv)
+    # 1. Numerator: S_t = S_{t-1} W_t + U_t. W_t is symmetric, so the normaliser z_t = W^z_t z_{t-1} + u_t
+    #    is the same recurrence on the row vector z_tᵀ; without rotation (W^z = W) it rides along as row D_v.
+    u_z = (k * beta[..., None]).sum(dim=3) if denominator else None  # (B, H, T, Dk)
+    merged = denominator and k_rot is None
+    rows = torch.cat([U, u_z[..., None, :]], dim=-2) if merged else U  # (B, H, T, Dv (+1), Dk)
+    init = torch.cat([s_kv, s_z[..., None, :]], dim=-2) if merged else s_kv
+    states = linear_recurrence(W, rows, init)  # (B, H, T, Dv (+1), Dk)
+    num = q_num @ states[..., :Dv, :].transpose(-1, -2)  # (B, H, T, S, Dv)
+    s_kv = states[:, :, -1, :Dv]
     if not denominator:
         return num, None, GDNState(s_kv, None)
-    # 2. Normaliser: z_t = W^z_t z_{t-1} + u_t with the unrotated keys.
-    W_z = W if k_rot is None else gdn_transitions(k, v[..., :1], beta, decay)[0]  # (B, H, T, Dk, Dk)
-    u_z = (k * beta[..., None]).sum(dim=3)  # (B, H, T, Dk)
-    zs = []
-    for t in range(T):
-        s_z = (W_z[:, :, t] @ s_z[..., None])[..., 0] + u_z[:, :, t]  # (B, H, Dk)
-        zs.append(s_z)
-    den = (q * torch.stack(zs, dim=2)[:, :, :, None, :]).sum(-1)  # (B, H, T, S)
-    return num, den, GDNState(s_kv, s_z)
+    # 2. Normaliser with the unrotated keys (its own recurrence when the numerator keys are rotated).
+    if merged:
+        zs = states[..., Dv, :]  # (B, H, T, Dk)
+    else:
+        W_z = gdn_transitions(k, v[..., :1], beta, decay)[0]  # (B, H, T, Dk, Dk)
+        zs = linear_recurrence(W_z, u_z[..., None, :], s_z[..., None, :])[..., 0, :]  # (B, H, T, Dk)
+    den = (q * zs[:, :, :, None, :]).sum(-1)  # (B, H, T, S)
+    return num, den, GDNState(s_kv, zs[:, :, -1])
+
+
+PARALLEL_SCAN_MIN_FRAMES = 5  # below this many frames the sequential loop launches fewer kernels
+
+
+def linear_recurrence(W: torch.Tensor, U: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
+    """All states of X_t = X_{t-1} W_t + U_t from X_{-1} = init: W (B, H, T, D, D), U (B, H, T, R, D),
+    init (B, H, R, D) -> (B, H, T, R, D).
+
+    Short sequences loop over frames. Longer ones use a doubling (Hillis-Steele) scan: after the level
+    with offset d, frame t holds the composition of frames t-2d+1 .. t, where composing an earlier
+    (P1, Q1) with a later (P2, Q2) gives (P1 P2, Q1 P2 + Q2). That is ceil(log2 T) batched matmul levels
+    instead of T dependent steps; it reassociates the fp32 products, so it matches the loop to rounding.
+    """
+    T = W.shape[2]
+    if T < PARALLEL_SCAN_MIN_FRAMES:
+        x, out = init, []
+        for t in range(T):  # 1. one frame at a time
+            x = x @ W[:, :, t] + U[:, :, t]
+            out.append(x)
+        return torch.stack(out, dim=2)
+    # 1. Fold the initial state into frame 0's update; 2. doubling levels.
+    Q = torch.cat([(init @ W[:, :, 0] + U[:, :, 0])[:, :, None], U[:, :, 1:]], dim=2)
+    P, d = W, 1
+    while d < T:
+        Q = torch.cat([Q[:, :, :d], Q[:, :, :-d] @ P[:, :, d:] + Q[:, :, d:]], dim=2)
+        if 2 * d < T:
+            P = torch.cat([P[:, :, :d], P[:, :, :-d] @ P[:, :, d:]], dim=2)
+        d *= 2
+    return Q
 
 
 def _flip_shift(x: torch.Tensor, fill: float) -> torch.Tensor:
@@ -244,6 +277,9 @@ def gdn_backward_scan(
     delayed input is the first frame of the next chunk, its β and the decay are set to 0, so that step's
     transition W = 0·(I − 0) and update U = 0 zero the state.
     """
+    if chunk_size == 1:  # every frame is its own chunk: nothing after it is visible, the scan is 0
+        num = q.new_zeros(*q.shape[:-1], v.shape[-1], dtype=torch.float32)  # (B, H, T, S, Dv)
+        return num, (q.new_zeros(q.shape[:-1], dtype=torch.float32) if denominator else None)
     q_b, qr_b = q.flip(2), None if q_rot is None else q_rot.flip(2)
     k_b, v_b = _flip_shift(k, 0.0), _flip_shift(v, 0.0)
     kr_b = None if k_rot is None else _flip_shift(k_rot, 0.0)
