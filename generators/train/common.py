@@ -193,13 +193,14 @@ def grad_clip(parameters: Any, max_norm: float) -> float:
     return float(torch.nn.utils.clip_grad_norm_(params, limit))
 
 
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``bf16``; a no-op (fp32) otherwise. bf16 on a non-CUDA device raises."""
+def autocast(device: torch.device, bf16: bool, cache: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``bf16``; a no-op (fp32) otherwise. bf16 on a non-CUDA device raises.
+    ``cache=False`` turns off autocast's weight-cast cache, as CUDA-graph capture requires."""
     if not bf16:
         return contextlib.nullcontext()
     if device.type != "cuda":
         raise ValueError(f"bf16 autocast is only supported on CUDA, not {device}; train in fp32 there")
-    return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
 
 
 def set_gradient_checkpointing(model: nn.Module, enabled: bool) -> None:

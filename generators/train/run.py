@@ -259,11 +259,13 @@ def resume_or_start(state: TrainState, run: RunConfig, resolved: dict[str, Any],
         raise ValueError(f"checkpoint is at step {state.step}, nothing to do for steps={run.steps}")
 
 
-def optimizer_step(state: TrainState, loss: torch.Tensor, max_norm: float) -> tuple[float, float]:
-    """Backward, clip, optimizer and LR step, EMA; returns (gradient norm before clipping, LR used)."""
+def optimizer_step(state: TrainState, loss: torch.Tensor | None, max_norm: float) -> tuple[float, float]:
+    """Backward, clip, optimizer and LR step, EMA; returns (gradient norm before clipping, LR used).
+    ``loss=None``: the gradients are already in place (a replayed CUDA graph wrote them)."""
     opt = state.optimizer
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if loss is not None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
     grad_norm = grad_clip(state.model.parameters(), max_norm)
     lr = opt.param_groups[0]["lr"]
     opt.step()

@@ -40,9 +40,12 @@ class ClipBatch:
     c2w: torch.Tensor  # (B, F, 4, 4) float32, OpenCV camera-to-world
     K: torch.Tensor  # (B, 3, 3) float32, pixels of (H, W)
     captions: list[str]
+    latents: torch.Tensor | None = None  # (B, F, C, h, w) codec latents of every frame, when cached
 
     def __post_init__(self) -> None:
         B, F = self.rgb.shape[:2]
+        if self.latents is not None and tuple(self.latents.shape[:2]) != (B, F):
+            raise ValueError(f"latents {tuple(self.latents.shape)} do not match rgb {tuple(self.rgb.shape)}")
         if self.rgb.ndim != 5 or self.rgb.dtype != torch.uint8 or self.rgb.shape[-1] != 3:
             raise ValueError(f"rgb must be uint8 (B, F, H, W, 3), got {self.rgb.dtype} "
                              f"{tuple(self.rgb.shape)}")
@@ -54,7 +57,8 @@ class ClipBatch:
 
     def head(self, n: int) -> ClipBatch:
         """The first ``n`` clips."""
-        return ClipBatch(self.rgb[:n], self.c2w[:n], self.K[:n], self.captions[:n])
+        return ClipBatch(self.rgb[:n], self.c2w[:n], self.K[:n], self.captions[:n],
+                         None if self.latents is None else self.latents[:n])
 
 
 class ShardClips:
@@ -111,12 +115,30 @@ class PoolClips:
 
         self.pool = ClipPool(pool_config, info.device, info.rank, info.world_size, progress=info.is_main)
         self.clip_frames, self.seed, self.batch_size, self.info = clip_frames, seed, batch_size, info
+        self.latents: torch.Tensor | None = None  # (N, F, C, h, w) after cache_latents
+
+    @torch.no_grad()
+    def cache_latents(self, codec: nn.Module, resolution: int, bf16: bool, batch: int = 256) -> None:
+        """Encode every pooled frame once (as :func:`encode_latent_frames` would each step) and keep the
+        latents on the device; later batches carry theirs."""
+        from .common import autocast
+
+        rgb = self.pool.rgb  # (N, F, H, W, 3) uint8
+        flat, out = rgb.flatten(0, 1), []
+        for i in range(0, flat.shape[0], batch):  # 1. encode a slice of frames at a time
+            images = to_model_images(flat[i : i + batch], resolution)  # (b, 3, R, R)
+            with autocast(rgb.device, bf16):
+                out.append(codec.encode(images))
+        z = torch.cat(out)  # (N·F, C, h, w)
+        self.latents = z.view(*rgb.shape[:2], *z.shape[1:])
 
     def batch_at(self, step: int) -> ClipBatch:
         from sana_world.data.pool import pool_generator
 
         out = self.pool.clips(self.clip_frames, self.batch_size, pool_generator(self.seed, step, self.info.rank))
-        return ClipBatch(rgb=out["rgb"], c2w=out["c2w"].float(), K=out["K"].float(), captions=out["captions"])
+        latents = None if self.latents is None else self.latents[out["index"]]  # (B, L, C, h, w)
+        return ClipBatch(rgb=out["rgb"], c2w=out["c2w"].float(), K=out["K"].float(), captions=out["captions"],
+                         latents=latents)
 
 
 def to_clip_images(rgb: torch.Tensor, K: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -89,10 +89,14 @@ class WorldModelTrainConfig:
     logit_mean: float = _f(0.0, "mean of the logit-normal per-frame sigma distribution")
     logit_std: float = _f(1.0, "std of the logit-normal per-frame sigma distribution")
     shift: float = _f(3.0, "flow shift s: sigma' = s sigma / (1 + (s - 1) sigma) (SANA-WM 720p: 9.95)")
+    sigma_one_prob: float = _f(0.0, "probability per latent frame of training at sigma = 1 (pure noise), the "
+                               "input of a one-step sampler, which the logit-normal draws rarely")
     cfg_dropout: float = _f(0.1, "probability of replacing a caption by the null caption")
     self_forcing_prob: float = _f(0.0, "probability per step of training a chunk on the model's own "
                                   "generated context (needs chunk_size and >= 2 chunks)")
     self_forcing_steps: int = _f(2, "Flow-Euler steps per chunk of the self-forcing rollout")
+    cuda_graph: bool = _f(False, "capture forward + backward in one CUDA graph (generators.train.graphs; "
+                          "gradients all-reduced without DDP); CUDA only, no self-forcing")
     optim: OptimConfig = nested_field(lambda: OptimConfig(warmup_steps=1000),
                                       "optimizer, LR schedule, EMA, numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/world_model"),
@@ -128,7 +132,7 @@ class WorldModelTrainConfig:
         if self.clip_frames < s + 1 or (self.clip_frames - 1) % s:
             raise ValueError(f"clip_frames must be temporal_stride * k + 1 with k >= 1 ({s + 1}, "
                              f"{2 * s + 1}, ...) for temporal stride {s}, got {self.clip_frames}")
-        for name in ("cfg_dropout", "self_forcing_prob"):
+        for name in ("cfg_dropout", "self_forcing_prob", "sigma_one_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.shift <= 0 or self.logit_std <= 0 or self.sample_fps <= 0:
@@ -139,6 +143,8 @@ class WorldModelTrainConfig:
             raise ValueError(f'sample_mode must be "chunks" or "clip", got {self.sample_mode!r}')
         if self.chunk_size is None and (self.sample_mode == "chunks" or self.self_forcing_prob > 0):
             raise ValueError('sample_mode="chunks" and self_forcing_prob > 0 need a chunk_size')
+        if self.cuda_graph and self.self_forcing_prob > 0:
+            raise ValueError("cuda_graph captures one fixed step; self-forcing rollouts vary per step")
         if self.self_forcing_prob > 0 and len(wm_data.chunk_bounds(self.latent_frames, self.chunk_size)) < 2:
             raise ValueError(f"self-forcing needs >= 2 chunks; {self.latent_frames} latent frames in chunks "
                              f"of {self.chunk_size} make one")
@@ -219,6 +225,20 @@ def diffusion_forcing_loss(model: nn.Module, x0: torch.Tensor, eps: torch.Tensor
     pred = wm_data.velocity(model, x_t, sigma, clean, emb, cam, chunk_kw)  # (B, C, T, h, w)
     err = (pred.float() - (eps - x0).float()).square().mean(dim=(1, 3, 4))  # (B, T)
     return (err * loss_mask).sum() / loss_mask.sum().clamp(min=1.0)
+
+
+def graph_loss(model: nn.Module, chunk_kw: dict[str, int], device: torch.device, bf16: bool):
+    """:func:`diffusion_forcing_loss` on plain tensors, as :class:`~.graphs.GraphedLoss` captures it."""
+    from sana_world.generators.text_encoders import TextEmbedding
+
+    def loss_fn(x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor, clean: torch.Tensor,
+                loss_mask: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor,
+                camera_conditions: torch.Tensor, chunk_plucker: torch.Tensor) -> torch.Tensor:
+        emb, cam = TextEmbedding(hidden, mask), WMCameraInputs(camera_conditions, chunk_plucker)
+        with autocast(device, bf16, cache=False):
+            return diffusion_forcing_loss(model, x0, eps, sigma, clean, loss_mask, emb, cam, chunk_kw)
+
+    return loss_fn
 
 
 def self_forcing_context(model: nn.Module, x0: torch.Tensor, sigma: torch.Tensor, loss_mask: torch.Tensor,
@@ -315,9 +335,23 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
         data = wm_data.PoolClips(PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps,
                                             size=config.resolution, workers=config.pool_workers, seed=run.seed),
                                  config.clip_frames, run.seed, config.batch_size, info)
+    if isinstance(data, wm_data.PoolClips):  # encode the pool once instead of every step's clips
+        data.cache_latents(codec, config.resolution, optim.bf16)
     null = text.null_embedding().to(dev)  # (1, L, D)
     fixed = data.batch_at(1).head(config.num_samples) if config.sample_every and info.is_main else None
-    ddp = wrap_ddp(model, info)
+    if config.cuda_graph:
+        if dev.type != "cuda":
+            raise ValueError("cuda_graph needs a CUDA device")
+        from sana_world.generators.train.graphs import GraphedLoss, all_reduce_grads
+
+        model.train()
+        if info.distributed:  # no DDP to broadcast rank 0's weights: do it here
+            import torch.distributed as dist
+
+            for p in model.parameters():
+                dist.broadcast(p.data, src=0)
+        graphed = GraphedLoss(graph_loss(model, chunk_kw, dev, optim.bf16), model)
+    ddp = model if config.cuda_graph else wrap_ddp(model, info)
     ddp.train()
     samples: list[Path] = []
     loop = train_run.RunLoop(run, state, resolved, info, desc="world-model", rate_name="clips_per_s")
@@ -329,8 +363,12 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
             batch = data.batch_at(step)  # rgb (B, F, H, W, 3) uint8, c2w (B, F, 4, 4), K (B, 3, 3)
             images, K = wm_data.to_clip_images(batch.rgb, batch.K, config.resolution)  # (B, F, 3, R, R)
             with torch.no_grad(), autocast(dev, optim.bf16):
-                # 2. latents of raw frames 0, s, 2s, ... (frame by frame)
-                x0 = wm_data.encode_latent_frames(codec, images, s).float()  # (B, C, T, h, w)
+                # 2. latents of raw frames 0, s, 2s, ... (frame by frame; cached for a pool)
+                if batch.latents is not None:
+                    x0 = batch.latents[:, wm_data.latent_frame_indices(images.shape[1], s)]  # (B, T, C, h, w)
+                    x0 = x0.transpose(1, 2).float().contiguous()  # (B, C, T, h, w)
+                else:
+                    x0 = wm_data.encode_latent_frames(codec, images, s).float()  # (B, C, T, h, w)
                 emb = caption_dropout(text.encode(batch.captions).to(dev), null, config.cfg_dropout, gen)
             # 3. camera inputs from the GT poses and the cropped intrinsics
             cam = wm_data.build_camera_inputs(batch.c2w, K, config.resolution, latent_size, s)
@@ -338,6 +376,9 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
             B, _, T = x0.shape[:3]
             sigma = sample_sigmas(B * T, config.logit_mean, config.logit_std, config.shift, gen, dev)
             sigma = sigma.view(B, T)
+            if config.sigma_one_prob > 0:
+                one = torch.rand(B, T, generator=gen, device=dev) < config.sigma_one_prob
+                sigma = torch.where(one, torch.ones_like(sigma), sigma)
             eps = torch.randn(x0.shape, generator=gen, device=dev)  # (B, C, T, h, w)
             clean = torch.zeros(B, T, device=dev)  # (B, T)
             if config.anchor_frame:
@@ -350,10 +391,17 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
                 x0, sigma, loss_mask = self_forcing_context(model, x0, sigma, loss_mask, emb, cam, chunk_kw,
                                                             config, gen)
             # 5. chunk-causal forward (all chunks in one pass), v-target MSE over the non-anchor frames
-            with autocast(dev, optim.bf16):
-                loss = diffusion_forcing_loss(ddp, x0, eps, sigma, clean, loss_mask, emb, cam, chunk_kw)
-            # 6. backward, clip, optimizer and LR step, EMA
-            grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
+            if config.cuda_graph:  # forward + backward replayed, then one flat gradient all-reduce
+                loss = graphed(x0=x0, eps=eps, sigma=sigma, clean=clean, loss_mask=loss_mask, hidden=emb.hidden,
+                               mask=emb.mask, camera_conditions=cam.camera_conditions,
+                               chunk_plucker=cam.chunk_plucker)
+                all_reduce_grads(model)
+                grad_norm, lr = train_run.optimizer_step(state, None, optim.grad_clip)
+            else:
+                with autocast(dev, optim.bf16):
+                    loss = diffusion_forcing_loss(ddp, x0, eps, sigma, clean, loss_mask, emb, cam, chunk_kw)
+                # 6. backward, clip, optimizer and LR step, EMA
+                grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step
             state.data_state = {"source": config.data, "seed": run.seed, "next_step": step + 1}
             # 7. log, checkpoint, sample videos

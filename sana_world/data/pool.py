@@ -142,7 +142,8 @@ class ClipPool:
 
     def clips(self, length: int, count: int, generator: torch.Generator) -> dict[str, Any]:
         """``count`` random windows of ``length`` frames: rgb (B, L, H, W, 3), c2w (B, L, 4, 4), K (B, 3, 3),
-        captions; trajectories and start frames drawn with ``generator`` (a CPU generator)."""
+        captions, and index (trajectory, frame) (B, L) each, to gather per-frame extras; trajectories and
+        start frames drawn with ``generator`` (a CPU generator)."""
         F = self.frames_per_trajectory
         if not 1 <= length <= F:
             raise ValueError(f"clip length {length} outside 1..{F} (frames per pooled trajectory)")
@@ -150,7 +151,7 @@ class ClipPool:
         start = torch.randint(0, F - length + 1, (count,), generator=generator)  # (B,)
         frame = start[:, None] + torch.arange(length)[None]  # (B, L)
         ti, fi = traj[:, None].expand_as(frame).to(self.device), frame.to(self.device)
-        return {"rgb": self.rgb[ti, fi], "c2w": self.c2w[ti, fi],
+        return {"rgb": self.rgb[ti, fi], "c2w": self.c2w[ti, fi], "index": (ti, fi),
                 "K": self.K.expand(count, 3, 3).clone(), "captions": [self.captions[int(t)] for t in traj]}
 
     def frames(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:

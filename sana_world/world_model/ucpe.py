@@ -83,7 +83,7 @@ def camera_ray_matrices(
     y_ray = F.normalize(torch.linalg.cross(z_ray, x_ray, dim=-1), dim=-1, eps=1e-6)
     R_w2r = torch.stack([x_ray, y_ray, z_ray], dim=-2)  # (B, T, h, w, 3, 3): rows are the ray axes
     t_w2r = -(R_w2r @ t[..., None])  # (B, T, h, w, 3, 1)
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], device=c2w.device, dtype=c2w.dtype).expand(B, T, h, w, 1, 4)
+    bottom = torch.eye(4, device=c2w.device, dtype=c2w.dtype)[3:].expand(B, T, h, w, 1, 4)  # no host copy
     P = torch.cat([torch.cat([R_w2r, t_w2r], dim=-1), bottom], dim=-2)  # (B, T, h, w, 4, 4)
     # 1. Rays that came out NaN (degenerate poses) get the identity, as diffusers does.
     bad = torch.isnan(d_world).any(-1)[..., None, None]

@@ -261,3 +261,67 @@ def test_cli_parses_into_config() -> None:
     assert cfg.model == "tiny" and cfg.chunk_size is None and cfg.anchor_frame is False
     assert cfg.clip_frames == 9 and cfg.latent_frames == 5 and cfg.optim.adam_betas == (0.8, 0.9)
     assert cfg.optim.warmup_steps == 1000 and cfg.run.out_dir == "runs/world_model"  # trainer defaults
+
+
+def test_pool_latent_cache_equals_per_step_encoding() -> None:
+    """Cached pool latents gathered per clip == encoding the clip's frames that step (an AE codec)."""
+    from sana_world.data.pool import PoolConfig
+    from sana_world.generators.autoencoder import AE_PRESETS, build_autoencoder
+    from sana_world.generators.train.common import DistInfo
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    data = wm_data.PoolClips(PoolConfig(trajectories=3, steps=6, size=32, workers=0, seed=5), 5, 0, 2, info)
+    from sana_world.generators.autoencoder import LatentCodec
+
+    torch.manual_seed(0)
+    codec = LatentCodec(build_autoencoder(AE_PRESETS["f8c16_lite"]())).eval().requires_grad_(False)
+    before = data.batch_at(3)
+    assert before.latents is None
+    data.cache_latents(codec, 32, bf16=False, batch=5)  # a slice size that splits trajectories
+    batch = data.batch_at(3)
+    assert torch.equal(batch.rgb, before.rgb)
+    images, _ = wm_data.to_clip_images(batch.rgb, batch.K, 32)
+    ref = wm_data.encode_latent_frames(codec, images, 1)  # (B, C, T, h, w)
+    torch.testing.assert_close(batch.latents.transpose(1, 2), ref, rtol=1e-5, atol=1e-5)
+    assert ref.abs().max() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_step_matches_eager() -> None:
+    """The captured forward + backward gives the eager loss and gradients, step after step."""
+    from sana_world.generators.train.graphs import GraphedLoss
+    from sana_world.generators.train.world_model import graph_loss
+    from sana_world.generators.text_encoders import TextEmbedding
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = SanaWM(_model_cfg()).to(dev)
+    chunk_kw = chunk_kwargs(model, 1)
+    fn = graph_loss(model, chunk_kw, dev, bf16=False)
+    graphed = GraphedLoss(fn, model)
+    B, T, h = 2, 5, 8
+    for step in range(3):
+        g = torch.Generator(dev).manual_seed(step)
+        c2w = torch.eye(4, device=dev).repeat(B, 2 * T - 1, 1, 1)
+        c2w[:, :, 2, 3] = 0.1 * torch.arange(2 * T - 1, device=dev)
+        K = torch.tensor([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]], device=dev).repeat(B, 1, 1)
+        cam = wm_data.build_camera_inputs(c2w, K, RES, (h, h), STRIDE)
+        inputs = dict(x0=torch.randn(B, 3, T, h, h, device=dev, generator=g),
+                      eps=torch.randn(B, 3, T, h, h, device=dev, generator=g),
+                      sigma=torch.rand(B, T, device=dev, generator=g), clean=torch.zeros(B, T, device=dev),
+                      loss_mask=torch.ones(B, T, device=dev), hidden=torch.randn(B, 4, 256, device=dev, generator=g),
+                      mask=torch.ones(B, 4, dtype=torch.bool, device=dev),
+                      camera_conditions=cam.camera_conditions, chunk_plucker=cam.chunk_plucker)
+        loss = graphed(**inputs).clone()
+        params = [p for p in model.parameters() if p.requires_grad]
+        buffers = [p.grad for p in params]  # the tensors the graph writes every replay
+        grads = [b.clone() for b in buffers]
+        for p in params:
+            p.grad = None
+        ref = fn(**inputs)
+        ref.backward()
+        torch.testing.assert_close(loss, ref.detach(), rtol=1e-4, atol=1e-6)
+        for gg, p in zip(grads, params):
+            torch.testing.assert_close(gg, p.grad, rtol=1e-3, atol=1e-5)
+        for p, b in zip(params, buffers):
+            p.grad = b
+        TextEmbedding(inputs["hidden"], inputs["mask"])  # the inputs are a valid embedding
