@@ -30,9 +30,9 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str) -> float:
+def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str, bf16: bool = False) -> float:
     env = DreamVectorEnv(num_envs=batch, device=str(dev), sampler_steps=steps, renderer=renderer,
-                         return_torch=True)
+                         return_torch=True, bf16=bf16)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     acts = [rng.uniform(-1, 1, (batch, 6)).astype(np.float32) for _ in range(iters + 2)]
@@ -46,12 +46,12 @@ def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: st
     return batch * iters / (time.perf_counter() - t)
 
 
-def time_dream(batch: int, steps: int, dev: torch.device, iters: int, env: DreamVectorEnv | None = None) -> float:
+def time_dream(batch: int, steps: int, dev: torch.device, iters: int, bf16: bool = False) -> float:
     from sana_world.generators.dreamer import Dreamer, DreamerConfig
     from sana_world.envs.dream_core import load_models
 
     models = load_models("rooms-128", dev)
-    dreamer = Dreamer(models, DreamerConfig(num_steps=steps))
+    dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=steps, bf16=bf16))
     S = models.resolution
     K = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)
     rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
@@ -78,6 +78,8 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--env-max-batch", type=int, default=256, help="skip env rows above this batch (GT render)")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                   help="bf16: the models under bf16 autocast (CUDA only)")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args()
     if a.threads:
@@ -87,16 +89,19 @@ def main() -> None:
           else f"cpu{torch.get_num_threads()}")
     renderer = "torch" if dev.type == "cuda" else "auto"
     rows = []
-    print(f"{'kind':<6} {'batch':>6} {'steps':>5} {'steps/s':>10}")
-    for steps in a.steps:
-        for b in a.batches:
-            kinds = [("dream", lambda: time_dream(b, steps, dev, a.iters))]
-            if b <= a.env_max_batch:
-                kinds.append(("env", lambda: time_env(b, steps, dev, a.iters, renderer)))
-            for kind, fn in kinds:
-                sps = fn()
-                rows.append({"kind": kind, "batch": b, "sampler_steps": steps, "steps_per_s": sps})
-                print(f"{kind:<6} {b:>6} {steps:>5} {sps:>10.1f}", flush=True)
+    print(f"{'kind':<6} {'prec':>5} {'batch':>6} {'steps':>5} {'steps/s':>10}")
+    for prec in a.precision:
+        bf16 = prec == "bf16"
+        for steps in a.steps:
+            for b in a.batches:
+                kinds = [("dream", lambda: time_dream(b, steps, dev, a.iters, bf16))]
+                if b <= a.env_max_batch:
+                    kinds.append(("env", lambda: time_env(b, steps, dev, a.iters, renderer, bf16)))
+                for kind, fn in kinds:
+                    sps = fn()
+                    rows.append({"kind": kind, "precision": prec, "batch": b, "sampler_steps": steps,
+                                 "steps_per_s": sps})
+                    print(f"{kind:<6} {prec:>5} {b:>6} {steps:>5} {sps:>10.1f}", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),

@@ -20,6 +20,7 @@ the GT frame 0 and follows the path; everything below is measured in the same ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -109,6 +110,8 @@ def main() -> None:
     p.add_argument("--follow", type=int, default=32, help="consecutive pairs per scene for camera following")
     p.add_argument("--long", type=int, default=1000, help="steps of the stability rollout (0: skip)")
     p.add_argument("--long-scenes", type=int, default=4)
+    p.add_argument("--context-sigma", type=float, default=None,
+                   help="noise level of dreamed frames entering the state (default: the zoo entry's)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -117,6 +120,7 @@ def main() -> None:
     dev = torch.device(args.device)
     t0 = time.perf_counter()
     models = zoo.load(args.model, device=dev)
+    overrides = {} if args.context_sigma is None else {"context_sigma": args.context_sigma}
     size = models.resolution
     seeds = [HELDOUT_START + i for i in range(args.scenes)]
     # 1. GT paths and frames
@@ -144,11 +148,12 @@ def main() -> None:
                                   "autoencoder": {"psnr": ae_psnr, "ssim": ae_ssim}}, "dream": {}}
     # 3. the dream, per sampler setting
     for steps in args.steps:
-        dreamer = Dreamer(models, DreamerConfig(num_steps=steps, **{k: v for k, v in
-                                                models.entry.dream_defaults.items() if k == "shift"}))
+        dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=steps,
+                                                         **overrides))
         frames = dream_paths(dreamer, gt[:, 0], c2w, K, captions, args.batch, 0, f"dream ({steps} step)")
         d_psnr, d_ssim = curve(frames, gt_cpu[:, 1:], at)
-        row = {"psnr": d_psnr, "ssim": d_ssim, "finite": bool(torch.isfinite(frames.float()).all())}
+        row = {"psnr": d_psnr, "ssim": d_ssim, "finite": bool(torch.isfinite(frames.float()).all()),
+               "dreamer": dataclasses.asdict(dreamer.config)}
         # 3a. revisits: out k steps and back along the same poses
         k, m = min(args.revisit, H), min(args.revisit_scenes, args.scenes)
         path = torch.cat([c2w[:m, : k + 1], c2w[:m, :k].flip(1)], dim=1)  # (m, 2k + 1, 4, 4)
@@ -179,7 +184,8 @@ def main() -> None:
     if args.long:
         n = min(args.long_scenes, args.scenes)
         lplans, lc2w, lgt, _, _ = render_paths(seeds[:n], args.long, size, dev, args.workers)
-        dreamer = Dreamer(models, DreamerConfig(num_steps=args.steps[0]))
+        dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=args.steps[0],
+                                                         **overrides))
         frames = dream_paths(dreamer, lgt[:, 0], lc2w, K, [pl.caption for pl in lplans], n, 2, "long rollout")
         std = frames.float().std(dim=(2, 3, 4))  # (n, T) contrast of each frame
         gstd = lgt[:, 1:].float().std(dim=(2, 3, 4)).cpu()

@@ -38,6 +38,7 @@ class DreamConfig:
     prompt_steps / prompt_guidance: the image model's sampler for ``reset(options={"prompt": ...})``.
     gt: the GT twin's config (task, actions, limits, split, device, renderer, ...); its frame size must
         be the model's resolution.
+    bf16: dream under bf16 autocast (CUDA only; ``DreamerConfig.bf16``).
     """
 
     model: str = "rooms-128"
@@ -46,6 +47,7 @@ class DreamConfig:
     prompt_steps: int = 20
     prompt_guidance: float = 3.0
     gt: GTConfig = GTConfig(split="heldout")
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.sampler_steps < 1 or self.prompt_steps < 1:
@@ -90,8 +92,9 @@ class DreamCore:
         if (config.gt.width, config.gt.height) != (self.models.resolution,) * 2:
             raise ValueError(f"model {config.model!r} dreams {self.models.resolution}x{self.models.resolution} "
                              f"frames; the env asks for {config.gt.width}x{config.gt.height}")
-        shift = float(self.models.entry.dream_defaults.get("shift", 2.0))
-        self.dreamer = Dreamer(self.models, DreamerConfig(num_steps=config.sampler_steps, shift=shift))
+        self.dreamer = Dreamer(self.models, DreamerConfig.from_zoo(self.models.entry.dream_defaults,
+                                                                   num_steps=config.sampler_steps,
+                                                                   bf16=config.bf16))
         self.num_envs = num_envs
         self.groups: list[tuple[list[int], Any]] = []  # (env indices, DreamState of those envs)
         self.rgb = torch.zeros(num_envs, config.gt.height, config.gt.width, 3, dtype=torch.uint8, device=self.device)

@@ -7,13 +7,18 @@
 One env step is one latent frame (the shipped models use Plücker stride 1). ``start`` encodes the anchor
 frame and appends it to an empty stream (one model pass at t = 0). ``step`` samples the next latent frame
 from noise with ``num_steps`` Flow-Euler steps at the new camera (poses relative to the stream's first
-frame, as in training), decodes it, and appends it (one more pass) so the state (constant size: GDN states
-and a softmax window of sink + recent frames) carries it. States are never modified in place.
+frame, as in training), decodes it, and appends it (one more pass; optionally re-noised to
+``context_sigma``) so the state (constant size: GDN states and a softmax window of sink + recent frames)
+carries it. States are never modified in place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -32,12 +37,19 @@ class DreamerConfig:
         PSNR; more: sharper, less faithful).
     shift: flow shift of the sampling schedule (the shipped models trained with 2.0).
     sink_frames / window_frames: softmax attention sink and window (trained with 1 and 10).
+    context_sigma: noise level at which each dreamed frame enters the state (0: as a clean frame). Diffusion
+        forcing trains on noisy context, so a dreamed frame, itself an estimate, may be better read as a
+        slightly noisy one: it is re-noised, ``(1 - s) z + s eps``, and appended at timestep ``1000 s``.
+    bf16: run the model passes and the decode under bf16 autocast (CUDA only; the GDN scans and the
+        sampler stay fp32). Off by default: fp32 is the reference.
     """
 
     num_steps: int = 1
     shift: float = 2.0
     sink_frames: int = 1
     window_frames: int = 10
+    context_sigma: float = 0.0
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -46,6 +58,14 @@ class DreamerConfig:
             raise ValueError(f"shift must be > 0, got {self.shift}")
         if self.sink_frames < 0 or self.window_frames < 1:
             raise ValueError("sink_frames must be >= 0 and window_frames >= 1")
+        if not 0.0 <= self.context_sigma < 1.0:
+            raise ValueError(f"context_sigma must lie in [0, 1), got {self.context_sigma}")
+
+    @classmethod
+    def from_zoo(cls, defaults: Mapping[str, Any], **overrides: Any) -> DreamerConfig:
+        """The config a zoo entry's ``dream`` defaults name (fields of this class only), then ``overrides``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in defaults.items() if k in known}, **overrides})
 
 
 @dataclass
@@ -90,6 +110,13 @@ class Dreamer:
                                      WMStreamConfig(causal=causal))
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
+        if config.bf16 and self.device.type != "cuda":
+            raise ValueError(f"DreamerConfig.bf16 needs the models on CUDA, they are on {self.device}")
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16)
 
     # 1. Inputs.
     def _camera(self, c2w0: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int],
@@ -117,12 +144,15 @@ class Dreamer:
             raise ValueError(f"{len(captions)} captions for {B} frames")
         c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
         K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(B, 3, 3).clone()
-        z0 = self.codec.encode(rgb.to(self.device)).to(self.dtype) if latents is None else latents.to(self.device, self.dtype)
+        with self._autocast():
+            z0 = self.codec.encode(rgb.to(self.device)) if latents is None else latents.to(self.device)
+        z0 = z0.to(self.dtype)
         text = self.encode_text(captions)
         lat = tuple(z0.shape[-2:])
         state = self.engine.init_state(B, lat, self.device, torch.float32)
         cam = self._camera(c2w0, c2w0, K, (H, W), lat)
-        state = self.engine.advance(state, z0[:, :, None], text, cam)
+        with self._autocast():
+            state = self.engine.advance(state, z0[:, :, None], text, cam)
         return DreamState(state, c2w0, K, text, z0)
 
     @torch.no_grad()
@@ -137,10 +167,19 @@ class Dreamer:
         if noise is None:
             noise = torch.randn(B, C, 1, h, w, generator=generator, device=self.device if generator is None
                                 else generator.device).to(self.device)  # (B, C, 1, h, w)
-        z = self.engine.denoise_chunk(state.stream, noise.to(self.dtype), state.text, cam)  # (B, C, 1, h, w)
+        with self._autocast():
+            z = self.engine.denoise_chunk(state.stream, noise.to(self.dtype), state.text, cam)  # (B, C, 1, h, w)
         z = z.to(self.dtype)
-        stream = self.engine.advance(state.stream, z, state.text, cam)
-        rgb = self.codec.decode(z[:, :, 0], as_uint8=True)  # (B, H, W, 3)
+        s = self.config.context_sigma
+        if s > 0:  # the frame enters the state as a noisy observation at sigma s
+            eps = torch.randn(z.shape, generator=generator, device=self.device if generator is None
+                              else generator.device).to(self.device, self.dtype)  # (B, C, 1, h, w)
+            ctx, t = (1 - s) * z + s * eps, torch.full((B, 1), 1000.0 * s, device=self.device)
+        else:
+            ctx, t = z, None
+        with self._autocast():
+            stream = self.engine.advance(state.stream, ctx, state.text, cam, timesteps=t)
+            rgb = self.codec.decode(z[:, :, 0], as_uint8=True)  # (B, H, W, 3)
         return rgb, DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0])
 
     @torch.no_grad()

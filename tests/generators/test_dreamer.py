@@ -33,3 +33,58 @@ def test_stream_equals_chunk_causal_sampler_of_training() -> None:
         err = (state.last - ref[:, :, t]).abs().max() / ref[:, :, t].abs().max()
         assert err < 1e-4, (t, float(err))
     assert state.frame == 5
+
+
+def test_context_sigma_appends_a_renoised_frame() -> None:
+    """context_sigma s: the sampled frame is unchanged, the state gets ((1 - s) z + s eps) at timestep 1000 s."""
+    import pytest
+
+    models = zoo.load("rooms-128")
+    g = torch.Generator().manual_seed(1)
+    rgb = torch.randint(0, 256, (1, 128, 128, 3), generator=g, dtype=torch.uint8)
+    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+    c2w1 = torch.eye(4)[None].clone()
+    c2w1[0, 2, 3] = 0.1
+    noise = torch.randn(1, 16, 1, 16, 16, generator=g)
+    plain, renoised = (Dreamer(models, DreamerConfig(context_sigma=s)) for s in (0.0, 0.5))
+    state = renoised.start(rgb, torch.eye(4)[None], K, ["a room"])
+    _, s0 = plain.step(state, c2w1, noise=noise)
+    _, s5 = renoised.step(state, c2w1, generator=torch.Generator().manual_seed(7), noise=noise)
+    assert torch.equal(s0.last, s5.last)  # the dreamed frame itself does not depend on it
+    # the reference: the same pieces by hand
+    cam = renoised._camera(state.c2w0, c2w1, state.K, (128, 128), (16, 16))
+    z = s5.last[:, :, None]
+    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(7))
+    ref = renoised.engine.advance(state.stream, 0.5 * z + 0.5 * eps, state.text, cam,
+                                  timesteps=torch.full((1, 1), 500.0))
+    for name, t in ref.tensors().items():
+        torch.testing.assert_close(s5.stream.tensors()[name], t, rtol=1e-5, atol=1e-6)
+    assert any(not torch.allclose(s0.stream.tensors()[n], t) for n, t in ref.tensors().items())
+    # the zoo default and its validation
+    cfg = DreamerConfig.from_zoo({"shift": 3.0, "context_sigma": 0.2, "not_a_field": 1}, num_steps=2)
+    assert (cfg.shift, cfg.context_sigma, cfg.num_steps) == (3.0, 0.2, 2)
+    assert DreamerConfig.from_zoo(zoo.entry("rooms-128").dream_defaults).context_sigma == 0.5
+    with pytest.raises(ValueError, match="context_sigma"):
+        DreamerConfig(context_sigma=1.0)
+
+
+def test_bf16_needs_cuda_and_stays_close_to_fp32() -> None:
+    import pytest
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            Dreamer(zoo.load("rooms-128"), DreamerConfig(bf16=True))
+        pytest.skip("the bf16 / fp32 comparison needs CUDA")
+    models = zoo.load("rooms-128", device="cuda")
+    g = torch.Generator().manual_seed(2)
+    rgb = torch.randint(0, 256, (2, 128, 128, 3), generator=g, dtype=torch.uint8)
+    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+    c2w = torch.eye(4).repeat(2, 1, 1)
+    frames = {}
+    for bf16 in (False, True):
+        d = Dreamer(models, DreamerConfig(bf16=bf16))
+        state = d.start(rgb, c2w, K, ["a room"] * 2)
+        noise = torch.randn(2, 16, 1, 16, 16, generator=torch.Generator().manual_seed(3)).cuda()
+        frames[bf16], _ = d.step(state, c2w, noise=noise)
+    err = (frames[True].float() - frames[False].float()).square().mean()
+    assert 10 * torch.log10(255.0**2 / err.clamp(min=1e-12)) > 30  # dB between the two precisions
