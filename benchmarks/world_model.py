@@ -25,7 +25,7 @@ Rows, in the order they run:
    video frames = 1.5 s in steady state (the stream's first chunk holds 1 + 2 × 8 = 17).
 3. ours + ``torch.compile`` of the bidirectional forward (`--compile-frames`, default 161 then 41).
 
-Columns, `--time-budget-s` and failure handling as in sana_image.py. Writes
+Columns, `--time-budget-s` and failure handling as in sana_image.py (machinery in model_bench.py). Writes
 ``<out>/world_model_<hardware>_<YYYYMMDD>.json``.
 """
 
@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sana_image import (
+from model_bench import (
     Row,
     Runner,
     best,
