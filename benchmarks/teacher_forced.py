@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fidelity import hardware, render_paths
 from sana_world.envs.world import HELDOUT_START
 from sana_world.generators import zoo
-from sana_world.generators.dreamer import Dreamer, DreamerConfig, DreamState
+from sana_world.generators.dreamer import Dreamer, DreamerConfig
 from sana_world.metrics import psnr
 
 REPORT = (1, 8, 16, 32, 33, 40, 48, 64, 80, 100, 128)
@@ -46,30 +46,26 @@ def main() -> None:
     S, H = models.resolution, args.steps
     seeds = [HELDOUT_START + i for i in range(args.scenes)]
     plans, c2w, gt, _, K = render_paths(seeds, H, S, dev, args.workers)  # gt (N, H + 1, S, S, 3)
-    dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=1))
+    # context_sigma 0: the step's own append is discarded, and the generator draws only the sampler's noise
+    defaults = models.entry.dream_defaults
+    dreamer = Dreamer(models, DreamerConfig.from_zoo(defaults, num_steps=1, context_sigma=0.0))
     state = dreamer.start(gt[:, 0], c2w[:, 0], K, [pl.caption for pl in plans])
     gen = torch.Generator(dev).manual_seed(0)
     pred_db, prev_db = [], []
-    f = models.codec.downsample_factor
     for n in tqdm(range(1, H + 1), desc="teacher-forced", unit="frame"):
-        cam = dreamer._camera(state.c2w0, c2w[:, n], state.K, (S, S), (S // f, S // f))
-        with torch.no_grad():
-            # 1. predict frame n from GT frames 0..n-1 (one Euler step from noise)
-            noise = torch.randn(state.last[:, :, None].shape, generator=gen, device=dev)  # (N, C, 1, h, w)
-            pred = dreamer.engine.denoise_chunk(state.stream, noise, state.text, cam)  # (N, C, 1, h, w)
-            rgb = models.codec.decode(pred[:, :, 0].to(dreamer.dtype), as_uint8=True)  # (N, S, S, 3)
-            pred_db.append(float(psnr(rgb.cpu(), gt[:, n].cpu()).mean()))
-            prev_db.append(float(psnr(gt[:, n - 1].cpu(), gt[:, n].cpu()).mean()))
-            # 2. GT frame n enters the state (clean, timestep 0), at its own pose
-            z = models.codec.encode(gt[:, n]).to(dreamer.dtype)  # (N, C, h, w)
-            stream = dreamer.engine.advance(state.stream, z[:, :, None], state.text, cam)
-        state = DreamState(stream, state.c2w0, state.K, state.text, z)
+        # 1. predict frame n from GT frames 0..n-1 (the state is not changed by a dream step)
+        rgb, _ = dreamer.step(state, c2w[:, n], gen)  # (N, S, S, 3)
+        pred_db.append(float(psnr(rgb.cpu(), gt[:, n].cpu()).mean()))
+        prev_db.append(float(psnr(gt[:, n - 1].cpu(), gt[:, n].cpu()).mean()))
+        # 2. GT frame n enters the state (clean, timestep 0), at its own pose
+        state = dreamer.observe(state, gt[:, n], c2w[:, n])
     rows = [{"frame": n, "predicted_db": pred_db[n - 1], "previous_frame_db": prev_db[n - 1]}
             for n in REPORT if n <= H]
     print(f"{'frame':>6} {'predicted':>10} {'previous GT':>12}")
     for r in rows:
         print(f"{r['frame']:>6} {r['predicted_db']:>10.2f} {r['previous_frame_db']:>12.2f}")
-    first, last = sum(pred_db[:16]) / 16, sum(pred_db[-16:]) / 16
+    head, tail = pred_db[:16], pred_db[-16:]
+    first, last = sum(head) / len(head), sum(tail) / len(tail)
     print(f"mean of frames 1-16: {first:.2f} dB; of the last 16: {last:.2f} dB")
     res = {"benchmark": "teacher_forced", "date": date.today().isoformat(), "hardware": hardware(dev),
            "platform": platform.platform(), "torch": torch.__version__, "model": args.model,

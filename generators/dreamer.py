@@ -127,6 +127,11 @@ class Dreamer:
         return WMCameraInputs(cam.camera_conditions[:, 1:].to(self.dtype),
                               cam.chunk_plucker[:, :, 1:].to(self.dtype))
 
+    def _randn(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+        """Standard normal noise on the models' device, drawn on ``generator``'s device when one is given."""
+        dev = self.device if generator is None else generator.device
+        return torch.randn(shape, generator=generator, device=dev).to(self.device)
+
     def encode_text(self, captions: list[str]) -> WMText:
         emb = self.text_encoder.encode(captions)
         return WMText(emb.hidden.to(self.device, self.dtype), emb.mask.to(self.device))
@@ -165,15 +170,13 @@ class Dreamer:
         f = self.codec.downsample_factor
         cam = self._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w))
         if noise is None:
-            noise = torch.randn(B, C, 1, h, w, generator=generator, device=self.device if generator is None
-                                else generator.device).to(self.device)  # (B, C, 1, h, w)
+            noise = self._randn((B, C, 1, h, w), generator)  # (B, C, 1, h, w)
         with self._autocast():
             z = self.engine.denoise_chunk(state.stream, noise.to(self.dtype), state.text, cam)  # (B, C, 1, h, w)
         z = z.to(self.dtype)
         s = self.config.context_sigma
         if s > 0:  # the frame enters the state as a noisy observation at sigma s
-            eps = torch.randn(z.shape, generator=generator, device=self.device if generator is None
-                              else generator.device).to(self.device, self.dtype)  # (B, C, 1, h, w)
+            eps = self._randn(tuple(z.shape), generator).to(self.dtype)  # (B, C, 1, h, w)
             ctx, t = (1 - s) * z + s * eps, torch.full((B, 1), 1000.0 * s, device=self.device)
         else:
             ctx, t = z, None
@@ -181,6 +184,22 @@ class Dreamer:
             stream = self.engine.advance(state.stream, ctx, state.text, cam, timesteps=t)
             rgb = self.codec.decode(z[:, :, 0], as_uint8=True)  # (B, H, W, 3)
         return rgb, DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0])
+
+    @torch.no_grad()
+    def observe(self, state: DreamState, rgb: torch.Tensor, c2w: torch.Tensor) -> DreamState:
+        """The state after real frames ``rgb`` (B, H, W, 3) uint8 seen at poses ``c2w`` (B, 4, 4): encoded and
+        appended clean (timestep 0), as ``start`` appends the anchor; nothing is dreamed."""
+        B = state.batch_size
+        if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[0] != B:
+            raise ValueError(f"rgb must be uint8 (B={B}, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
+        c2w = torch.as_tensor(c2w, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
+        with self._autocast():
+            z = self.codec.encode(rgb.to(self.device))
+        z = z.to(self.dtype)  # (B, C, h, w)
+        cam = self._camera(state.c2w0, c2w, state.K, tuple(rgb.shape[1:3]), tuple(z.shape[-2:]))
+        with self._autocast():
+            stream = self.engine.advance(state.stream, z[:, :, None], state.text, cam)
+        return DreamState(stream, state.c2w0, state.K, state.text, z)
 
     @torch.no_grad()
     def rollout(self, state: DreamState, path: torch.Tensor,

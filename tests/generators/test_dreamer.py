@@ -88,3 +88,26 @@ def test_bf16_needs_cuda_and_stays_close_to_fp32() -> None:
         frames[bf16], _ = d.step(state, c2w, noise=noise)
     err = (frames[True].float() - frames[False].float()).square().mean()
     assert 10 * torch.log10(255.0**2 / err.clamp(min=1e-12)) > 30  # dB between the two precisions
+
+
+def test_observe_appends_the_encoded_frame_clean() -> None:
+    models = zoo.load("rooms-128")
+    g = torch.Generator().manual_seed(4)
+    rgb = torch.randint(0, 256, (2, 2, 128, 128, 3), generator=g, dtype=torch.uint8)  # (B, 2 frames, ...)
+    c2w = torch.eye(4).repeat(2, 2, 1, 1)
+    c2w[:, 1, 0, 3] = 0.2
+    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+    d = Dreamer(models)
+    state = d.start(rgb[:, 0], c2w[:, 0], K, ["a room"] * 2)
+    seen = d.observe(state, rgb[:, 1], c2w[:, 1])
+    with torch.no_grad():
+        z = models.codec.encode(rgb[:, 1])
+        cam = d._camera(state.c2w0, c2w[:, 1], state.K, (128, 128), (16, 16))
+        ref = d.engine.advance(state.stream, z[:, :, None], state.text, cam)
+    assert seen.frame == 2 and torch.equal(seen.last, z)
+    for name, t in ref.tensors().items():
+        torch.testing.assert_close(seen.stream.tensors()[name], t)
+    import pytest
+
+    with pytest.raises(ValueError, match="uint8"):
+        d.observe(state, rgb[:1, 1], c2w[:, 1])
