@@ -78,7 +78,8 @@ def wm_step_fn(batch: int, frames: int, device: torch.device, compiled: bool,
                smoke: bool) -> tuple[Callable[[], None], Callable[[], None]]:
     """(model step, the AE encode the trainer runs per step) for the rooms world model."""
     from sana_world.generators.train import wm_data
-    from sana_world.generators.train.world_model import WorldModelTrainConfig, chunk_kwargs, resolve_model_config
+    from sana_world.generators.train.world_model import (WorldModelTrainConfig, chunk_kwargs, graph_loss,
+                                                             resolve_model_config)
     from sana_world.generators.train.flow_matching import build_components
     from sana_world.world_model import SanaWM
 
@@ -108,14 +109,14 @@ def wm_step_fn(batch: int, frames: int, device: torch.device, compiled: bool,
     sigma = torch.rand(batch, frames, device=device, generator=g)
     clean = torch.zeros(batch, frames, device=device)
     clean[:, 0] = 1
-    eps = torch.randn(x0.shape, device=device, generator=g)
+    inputs = dict(x0=x0, eps=torch.randn(x0.shape, device=device, generator=g), sigma=sigma * (1 - clean),
+                  clean=clean, loss_mask=1 - clean, hidden=emb.hidden, mask=emb.mask,
+                  camera_conditions=cam.camera_conditions, chunk_plucker=cam.chunk_plucker)
+    loss_fn = graph_loss(fwd, chunk_kw, device, device.type == "cuda")  # the trainer's own objective
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        s = sigma[:, None, :, None, None]
-        with autocast(device, device.type == "cuda"):
-            pred = wm_data.velocity(fwd, (1 - s) * x0 + s * eps, sigma, clean, emb, cam, chunk_kw)
-        (pred.float() - (eps - x0)).square().mean().backward()
+        loss_fn(**inputs).backward()
         opt.step()
 
     def encode() -> None:
