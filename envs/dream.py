@@ -22,12 +22,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
 
 from sana_world.envs.dream_core import DreamConfig, DreamCore
 from sana_world.envs.gt import build_obs, make_config
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
-from sana_world.envs.vector import episode_rngs, step_outcome
+from sana_world.envs.vector import episode_rngs, init_vector_env, step_outcome
 
 __all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
 
@@ -136,18 +135,8 @@ class DreamVectorEnv(VectorEnv):
                  render_mode: str | None = None, return_torch: bool = False, **kwargs: Any) -> None:
         self.config = make_dream_config(task, **kwargs)
         self.cfg = self.config.gt
-        self.num_envs, self.render_mode, self.return_torch = num_envs, render_mode, return_torch
-        self.max_episode_steps = max_episode_steps
-        self.single_action_space = action_space(self.cfg.action_mode)
-        self.single_observation_space = observation_space(task, self.cfg.height, self.cfg.width, False,
-                                                          self.cfg.max_depth)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.core = DreamCore(self.config, num_envs)
-        dev = self.core.device
-        self._steps = torch.zeros(num_envs, dtype=torch.long, device=dev)
-        self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=dev)
-        self._rngs: list[np.random.Generator] = []
+        init_vector_env(self, task, num_envs, max_episode_steps, render_mode, return_torch, False, self.core.device)
         self._started = False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):

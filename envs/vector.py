@@ -25,23 +25,10 @@ class GTVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, task: str = "explore", max_episode_steps: int | None = None,
                  render_mode: str | None = None, return_torch: bool = False, **kwargs: Any) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.cfg = make_config(task, **kwargs)
-        self.num_envs = num_envs
-        self.render_mode = render_mode
-        self.return_torch = return_torch
-        self.max_episode_steps = max_episode_steps
-        self.single_action_space = action_space(self.cfg.action_mode)
-        self.single_observation_space = observation_space(task, self.cfg.height, self.cfg.width, self.cfg.depth,
-                                                          self.cfg.max_depth)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.world = GTWorld(self.cfg, num_envs)
-        dev = self.world.device
-        self._steps = torch.zeros(num_envs, dtype=torch.long, device=dev)
-        self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=dev)
-        self._rngs: list[np.random.Generator] = []
+        init_vector_env(self, task, num_envs, max_episode_steps, render_mode, return_torch, self.cfg.depth,
+                        self.world.device)
         self._frame = None
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
@@ -59,7 +46,6 @@ class GTVectorEnv(VectorEnv):
         if self._frame is None:
             raise RuntimeError("call reset() before step()")
         twist = validate_actions(actions, self.cfg.action_mode, self.num_envs).to(self.world.device)
-        dev = self.world.device
         # 1. envs that finished last step restart now; their action is ignored (next-step autoreset)
         restart = self._needs_reset.clone()
         if bool(restart.any()):
@@ -105,6 +91,25 @@ class GTVectorEnv(VectorEnv):
             "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in self.world.specs]),
         }
         return {k: self._out(v) for k, v in info.items()}
+
+
+def init_vector_env(env: VectorEnv, task: str, num_envs: int, max_episode_steps: int | None,
+                    render_mode: str | None, return_torch: bool, depth: bool, device: torch.device) -> None:
+    """What both native vector envs (GT and Dream) set up alike: the checked render mode, the single and
+    batched spaces of ``env.cfg`` (a ``GTConfig``), and the per-env step counters and reset flags on
+    ``device``."""
+    if render_mode is not None and render_mode not in env.metadata["render_modes"]:
+        raise ValueError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}")
+    cfg = env.cfg
+    env.num_envs, env.render_mode, env.return_torch = num_envs, render_mode, return_torch
+    env.max_episode_steps = max_episode_steps
+    env.single_action_space = action_space(cfg.action_mode)
+    env.single_observation_space = observation_space(task, cfg.height, cfg.width, depth, cfg.max_depth)
+    env.action_space = batch_space(env.single_action_space, num_envs)
+    env.observation_space = batch_space(env.single_observation_space, num_envs)
+    env._steps = torch.zeros(num_envs, dtype=torch.long, device=device)
+    env._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=device)
+    env._rngs = []
 
 
 def episode_rngs(seed: int | list[int] | None, num_envs: int) -> list[np.random.Generator]:
