@@ -11,6 +11,8 @@ Exact resume as in the other trainers: the pool is a pure function of the seed a
 frames and noise of step ``n`` on rank ``r`` come from generators seeded by ``(seed, n, r)``.
 
     python -m sana_world.generators.train.autoencoder --preset f8c16_lite --steps 20000 --out-dir runs/ae
+    python -m sana_world.generators.train.autoencoder --init-weights sana_world/zoo/rooms-128/autoencoder \
+        --freeze-encoder ...   # a better decoder for the same latents
     torchrun --nproc-per-node 4 -m sana_world.generators.train.autoencoder --time-limit-s 240 ...
 """
 
@@ -52,6 +54,11 @@ class AutoencoderTrainConfig:
     l1_weight: float = _f(1.0, "weight of the L1 reconstruction term")
     mse_weight: float = _f(1.0, "weight of the squared-error reconstruction term")
     eval_trajectories: int = _f(32, "held-out trajectories scored at the end (pool_steps + 1 frames each)")
+    init_weights: str | None = _f(None, "start from this AutoencoderDC folder (e.g. a zoo autoencoder) instead of "
+                                  "a fresh init; its architecture must be the preset's")
+    freeze_encoder: bool = _f(False, "train the decoder only (needs init_weights): the latent space, and its "
+                              "scaling factor, stay exactly those of init_weights, so models trained on its "
+                              "latents keep working")
     optim: OptimConfig = nested_field(lambda: OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999,
                                                           grad_clip=1.0), "optimizer, LR, EMA, numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/autoencoder"),
@@ -67,6 +74,8 @@ class AutoencoderTrainConfig:
             raise ValueError(f"pool_workers must be >= 0, got {self.pool_workers}")
         if self.l1_weight < 0 or self.mse_weight < 0 or self.l1_weight + self.mse_weight == 0:
             raise ValueError("l1_weight and mse_weight must be >= 0 and not both 0")
+        if self.freeze_encoder and not self.init_weights:
+            raise ValueError("freeze_encoder needs init_weights (a trained encoder to keep)")
 
     @classmethod
     def from_flat(cls, **kwargs: Any) -> AutoencoderTrainConfig:
@@ -116,7 +125,7 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
     info = setup_distributed(run.device)
     dev = info.device
     spec = config.spec()
-    state = train_run.init_train_state(lambda: build_autoencoder(spec), optim, run.seed, info)
+    state = train_run.init_train_state(lambda: build_initial(config), optim, run.seed, info)
     resolved = train_run.resolved_config(config, spec, "AutoencoderDC", "sana_world.generators.train.autoencoder")
     # 1. resume, or refuse to mix a fresh run into an old one
     train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
@@ -147,6 +156,28 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
     return TrainResult(loop.losses, loop.checkpoint(), state.step, export, psnr)
 
 
+def build_initial(config: AutoencoderTrainConfig) -> nn.Module:
+    """The preset's AutoencoderDC, with ``init_weights`` loaded (strictly) and the encoder frozen if asked."""
+    ae = build_autoencoder(config.spec())
+    if config.init_weights is None:
+        return ae
+    from safetensors.torch import load_file
+
+    folder = Path(config.init_weights)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights in {folder}")
+    weights: dict[str, torch.Tensor] = {}
+    for f in files:
+        weights.update(load_file(str(f)))
+    ae.load_state_dict(weights, strict=True)
+    scale = json.loads((folder / "config.json").read_text())["scaling_factor"]
+    ae.register_to_config(scaling_factor=float(scale))
+    if config.freeze_encoder:
+        ae.encoder.requires_grad_(False)
+    return ae
+
+
 def finish(ae: nn.Module, pool: ClipPool, config: AutoencoderTrainConfig, out: Path) -> tuple[Path, float]:
     """Score ``ae`` on held-out frames, fit its latent scale and write ``out/export`` + ``out/eval.json``."""
     ae = ae.eval()
@@ -156,8 +187,11 @@ def finish(ae: nn.Module, pool: ClipPool, config: AutoencoderTrainConfig, out: P
     frames = heldout.rgb.flatten(0, 1)  # (N, H, W, 3)
     psnr = reconstruction_psnr(ae, frames)
     train_psnr = reconstruction_psnr(ae, pool.rgb[:64].flatten(0, 1)[:1024])
-    scale = fit_scaling_factor(ae, pool.rgb[: max(1, 1024 // pool.frames_per_trajectory)].flatten(0, 1))
-    ae.register_to_config(scaling_factor=scale)
+    if config.freeze_encoder:  # the latent space is the init's: keep its scale exactly
+        scale = float(ae.config.scaling_factor)
+    else:
+        scale = fit_scaling_factor(ae, pool.rgb[: max(1, 1024 // pool.frames_per_trajectory)].flatten(0, 1))
+        ae.register_to_config(scaling_factor=scale)
     export = out / "export"
     ae.save_pretrained(export, safe_serialization=True)
     report = {"preset": config.model, "heldout_psnr_db": psnr, "train_psnr_db": train_psnr,

@@ -230,6 +230,50 @@ def dream(model: nn.Module, anchor: torch.Tensor | None, noise: torch.Tensor, em
     return x
 
 
+def camera_slice(cam: WMCameraInputs, a: int, b: int) -> WMCameraInputs:
+    """The camera inputs of latent frames ``[a, b)`` of a clip."""
+    return WMCameraInputs(cam.camera_conditions[:, a:b], cam.chunk_plucker[:, :, a:b])
+
+
+@torch.no_grad()
+def stream_rollout(model: nn.Module, anchor: torch.Tensor, noise: torch.Tensor, ctx_noise: torch.Tensor,
+                   emb: Any, cam: WMCameraInputs, chunks: list[tuple[int, int]], num_steps: int, shift: float,
+                   context_sigma: float) -> torch.Tensor:
+    """Dream the chunks ``chunks`` (from frame 0 on) exactly as :class:`~sana_world.generators.dreamer.Dreamer`
+    does: through the streaming engine (constant-size state, softmax sink + window), each chunk sampled from
+    ``noise`` (B, C, T, h, w) with ``num_steps`` Flow-Euler steps, then appended to the state re-noised to
+    ``context_sigma`` with ``ctx_noise`` (same shape) at timestep ``1000 * context_sigma``; ``anchor``
+    (B, C, h, w) is latent frame 0, appended clean. Returns the latents (B, C, b_last, h, w), frame 0 the
+    anchor."""
+    from sana_world.generators.train.common import unwrap
+    from sana_world.world_model.causal import ChunkCausalConfig
+    from sana_world.world_model.streaming import WMStreamConfig, WMStreamEngine, WMText
+
+    B, _, _, h, w = noise.shape
+    s = float(context_sigma)
+    engine = WMStreamEngine(unwrap(model), FlowEulerSampler(num_steps, shift), WMStreamConfig(causal=ChunkCausalConfig()))
+    text = WMText(emb.hidden, emb.mask)
+    state = engine.init_state(B, (h, w), noise.device, torch.float32)
+    out = []
+    for i, (a, b) in enumerate(chunks):
+        # 1. sample the chunk (the first keeps its frame 0 pinned to the anchor)
+        cam_c = camera_slice(cam, a, b)
+        first = anchor if i == 0 else None
+        if i == 0 and b - a == 1:
+            z = anchor[:, :, None].to(noise.dtype)  # (B, C, 1, h, w)
+        else:
+            z = engine.denoise_chunk(state, noise[:, :, a:b], text, cam_c, first_frame=first).to(noise.dtype)
+        out.append(z)
+        # 2. append it to the state as a noisy observation at context_sigma (the anchor clean)
+        t = torch.full((B, b - a), 1000.0 * s, device=noise.device)  # (B, T_c)
+        ctx = (1.0 - s) * z + s * ctx_noise[:, :, a:b]  # (B, C, T_c, h, w)
+        if i == 0:
+            t[:, 0] = 0.0
+            ctx[:, :, 0] = anchor
+        state = engine.advance(state, ctx, text, cam_c, timesteps=t)
+    return torch.cat(out, dim=2)
+
+
 # --- Sample videos ---------------------------------------------------------------------------------------
 
 

@@ -10,9 +10,10 @@ intrinsics (:mod:`~sana_world.generators.train.wm_data` documents how raw frames
 chunk of latent frames sees itself and earlier chunks), if this ``SanaWM`` supports it; otherwise the run
 falls back to bidirectional attention and says so in the log and in ``TrainResult.chunk_causal``.
 
-Self-forcing (optional, probability ``self_forcing_prob`` per step): pick a chunk ``c >= 1``, generate
-chunks ``< c`` with the model's own few-step samples from the GT first frame (no gradient), then train
-chunk ``c`` on that context (context clean, later frames pure noise, loss on chunk ``c`` only).
+Self-forcing (optional, probability ``self_forcing_prob`` per step): pick a chunk ``c >= 1``, stream
+chunks ``< c`` from the GT first frame with the model's own samples exactly as the Dreamer does (no
+gradient), then train chunk ``c`` and later frames on that context (GT targets, context re-noised to
+``self_forcing_context_sigma``, no loss on it).
 
 Exact resume as in :mod:`~sana_world.generators.train.flow_matching`: every draw of step ``n`` on rank ``r``
 comes from a generator seeded by ``(seed, n, r)`` and the clips of step ``n`` are a pure function of
@@ -94,7 +95,10 @@ class WorldModelTrainConfig:
     cfg_dropout: float = _f(0.1, "probability of replacing a caption by the null caption")
     self_forcing_prob: float = _f(0.0, "probability per step of training a chunk on the model's own "
                                   "generated context (needs chunk_size and >= 2 chunks)")
-    self_forcing_steps: int = _f(2, "Flow-Euler steps per chunk of the self-forcing rollout")
+    self_forcing_steps: int = _f(1, "Flow-Euler steps per chunk of the self-forcing rollout (the Dreamer's "
+                                 "num_steps)")
+    self_forcing_context_sigma: float = _f(0.0, "noise level at which rolled-out frames enter the context (the "
+                                           "Dreamer's context_sigma)")
     cuda_graph: bool = _f(False, "capture forward + backward in one CUDA graph (generators.train.graphs; "
                           "gradients all-reduced without DDP); CUDA only, no self-forcing")
     optim: OptimConfig = nested_field(lambda: OptimConfig(warmup_steps=1000),
@@ -143,6 +147,10 @@ class WorldModelTrainConfig:
             raise ValueError(f'sample_mode must be "chunks" or "clip", got {self.sample_mode!r}')
         if self.chunk_size is None and (self.sample_mode == "chunks" or self.self_forcing_prob > 0):
             raise ValueError('sample_mode="chunks" and self_forcing_prob > 0 need a chunk_size')
+        if not 0.0 <= self.self_forcing_context_sigma < 1.0:
+            raise ValueError(f"self_forcing_context_sigma must lie in [0, 1), got {self.self_forcing_context_sigma}")
+        if self.self_forcing_prob > 0 and not self.anchor_frame:
+            raise ValueError("self-forcing rolls out from the GT anchor: it needs anchor_frame")
         if self.cuda_graph and self.self_forcing_prob > 0:
             raise ValueError("cuda_graph captures one fixed step; self-forcing rollouts vary per step")
         if self.self_forcing_prob > 0 and len(wm_data.chunk_bounds(self.latent_frames, self.chunk_size)) < 2:
@@ -241,25 +249,27 @@ def graph_loss(model: nn.Module, chunk_kw: dict[str, int], device: torch.device,
     return loss_fn
 
 
-def self_forcing_context(model: nn.Module, x0: torch.Tensor, sigma: torch.Tensor, loss_mask: torch.Tensor,
-                         emb: Any, cam: WMCameraInputs, chunk_kw: dict[str, int],
-                         config: WorldModelTrainConfig,
+def self_forcing_context(model: nn.Module, x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor,
+                         loss_mask: torch.Tensor, emb: Any, cam: WMCameraInputs, config: WorldModelTrainConfig,
                          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Replace the frames before a random chunk ``c >= 1`` by the model's own rollout from the GT first
-    frame; returns (x0 with that context, sigma: context 0, chunk c as drawn, later 1; loss mask: chunk c)."""
+    """Replace the frames before a random chunk ``c >= 1`` by the model's own streamed rollout from the GT
+    anchor, made exactly as the Dreamer makes it (:func:`~.wm_data.stream_rollout`). They become context at
+    ``self_forcing_context_sigma`` (the model reads ``(1 - s) z + s eps``, as a dreamed frame enters the
+    stream) without loss; chunk ``c`` and later frames keep their GT targets and drawn sigmas, so the model
+    learns to continue the truth from its own past. Returns (x0, sigma, loss_mask)."""
     chunks = wm_data.chunk_bounds(x0.shape[2], config.chunk_size)
     c = int(torch.randint(1, len(chunks), (1,), generator=gen, device=gen.device))
-    a, b = chunks[c]
-    noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0.device)  # (B, C, T, h, w)
-    anchor = x0[:, :, 0] if config.anchor_frame else None
+    a = chunks[c][0]
+    noise = torch.randn(x0[:, :, :a].shape, generator=gen, device=gen.device).to(x0.device)  # (B, C, a, h, w)
+    s = config.self_forcing_context_sigma
     with autocast(x0.device, config.optim.bf16):
-        rollout = wm_data.dream(model, anchor, noise, emb, cam, chunk_kw, chunks[:c],
-                                config.self_forcing_steps, config.shift)  # (B, C, T, h, w); < a generated
-    x0 = torch.cat([rollout[:, :, :a], x0[:, :, a:]], dim=2)
+        rollout = wm_data.stream_rollout(model, x0[:, :, 0], noise, eps[:, :, :a], emb, cam, chunks[:c],
+                                         config.self_forcing_steps, config.shift, s).float()  # (B, C, a, h, w)
+    x0 = torch.cat([rollout, x0[:, :, a:]], dim=2)
     sigma = sigma.clone()
-    sigma[:, :a], sigma[:, b:] = 0.0, 1.0
-    mask = torch.zeros_like(loss_mask)
-    mask[:, a:b] = loss_mask[:, a:b]
+    sigma[:, 1:a] = s  # frame 0 is the clean anchor
+    mask = loss_mask.clone()
+    mask[:, :a] = 0.0
     return x0, sigma, mask
 
 
@@ -388,8 +398,7 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
             use_sf = config.self_forcing_prob > 0 and float(torch.rand((), generator=gen, device=dev)) < \
                 config.self_forcing_prob
             if use_sf:  # the context of a random chunk from the model's own few-step rollout
-                x0, sigma, loss_mask = self_forcing_context(model, x0, sigma, loss_mask, emb, cam, chunk_kw,
-                                                            config, gen)
+                x0, sigma, loss_mask = self_forcing_context(model, x0, eps, sigma, loss_mask, emb, cam, config, gen)
             # 5. chunk-causal forward (all chunks in one pass), v-target MSE over the non-anchor frames
             if config.cuda_graph:  # forward + backward replayed, then one flat gradient all-reduce
                 loss = graphed(x0=x0, eps=eps, sigma=sigma, clean=clean, loss_mask=loss_mask, hidden=emb.hidden,

@@ -48,3 +48,27 @@ def test_ema_warm_up_forgets_the_init() -> None:
     for step in range(1, 101):
         ema.update(net, step)
     assert torch.allclose(ema.model.weight, torch.ones(2, 2), atol=1e-3)  # constant 0.999 would keep ~90% init
+
+
+def test_decoder_only_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
+    """freeze_encoder: the export's encoder and scaling factor are exactly the init's, the decoder moved."""
+    from safetensors.torch import load_file
+
+    from sana_world.generators.autoencoder import load_autoencoder
+
+    zoo_ae = Path(__file__).resolve().parents[2] / "sana_world" / "zoo" / "rooms-128" / "autoencoder"
+    init = load_autoencoder(zoo_ae)
+    res = train(config(tmp_path / "ae", steps=3, init_weights=str(zoo_ae), freeze_encoder=True, lr=1e-3))
+    tuned = load_autoencoder(res.export)
+    assert tuned.config.scaling_factor == init.config.scaling_factor
+    before, after = init.state_dict(), tuned.state_dict()
+    enc = [k for k in before if k.startswith("encoder.")]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and dec
+    assert all(torch.equal(before[k].float(), after[k].float()) for k in enc)
+    assert any(not torch.equal(before[k].float(), after[k].float()) for k in dec)
+    assert load_file(str(next(res.export.glob("*.safetensors"))))  # a real weights file
+    with pytest.raises(ValueError, match="init_weights"):
+        config(tmp_path / "x", freeze_encoder=True)
+    with pytest.raises(RuntimeError, match="size mismatch|Missing|Unexpected"):
+        train(config(tmp_path / "y", steps=1, init_weights=str(zoo_ae), model="f8c16"))

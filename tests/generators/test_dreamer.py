@@ -35,6 +35,39 @@ def test_stream_equals_chunk_causal_sampler_of_training() -> None:
     assert state.frame == 5
 
 
+def test_self_forcing_rollout_is_the_dreamers_rollout() -> None:
+    """The trainer's self-forcing context (wm_data.stream_rollout) is what the Dreamer dreams, re-noising
+    included: same anchor, poses, sample noise and context noise -> same latent frames."""
+    models = zoo.load("rooms-128")
+    from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
+
+    pool = ClipPool(PoolConfig(trajectories=2, steps=4, workers=0, seed=1_000_001), progress=False)
+    clip = pool.clips(5, 2, pool_generator(0, 1, 0))  # rgb (2, 5, 128, 128, 3)
+    noise = torch.randn(2, 16, 5, 16, 16, generator=torch.Generator().manual_seed(3))
+    draws = torch.Generator().manual_seed(9)
+    ctx_noise = torch.cat([torch.zeros(2, 16, 1, 16, 16)] + [torch.randn(2, 16, 1, 16, 16, generator=draws)
+                                                              for _ in range(4)], dim=2)  # (2, 16, 5, 16, 16)
+    images, K = wm_data.to_clip_images(clip["rgb"], clip["K"], 128)
+    with torch.no_grad():
+        x0 = wm_data.encode_latent_frames(models.codec, images, 1)
+    cam = wm_data.build_camera_inputs(clip["c2w"], K, 128, (16, 16), 1)
+    emb = models.text.encode(clip["captions"])
+    ref = wm_data.stream_rollout(models.world_model, x0[:, :, 0], noise, ctx_noise, emb, cam,
+                                 wm_data.chunk_bounds(5, 1), 1, 2.0, 0.5)  # (2, 16, 5, 16, 16)
+    assert ref.shape == (2, 16, 5, 16, 16) and torch.equal(ref[:, :, 0], x0[:, :, 0])
+    dreamer = Dreamer(models, DreamerConfig(num_steps=1, shift=2.0, context_sigma=0.5))
+    state = dreamer.start(clip["rgb"][:, 0], clip["c2w"][:, 0], clip["K"], clip["captions"])
+    g = torch.Generator().manual_seed(9)
+    for t in range(1, 5):
+        _, state = dreamer.step(state, clip["c2w"][:, t], generator=g, noise=noise[:, :, t:t + 1])
+        err = (state.last - ref[:, :, t]).abs().max() / ref[:, :, t].abs().max()
+        assert err < 1e-4, (t, float(err))
+    # a different context noise level changes the later frames (the state really carries the re-noising)
+    other = wm_data.stream_rollout(models.world_model, x0[:, :, 0], noise, ctx_noise, emb, cam,
+                                   wm_data.chunk_bounds(5, 1), 1, 2.0, 0.0)
+    assert torch.equal(other[:, :, 1], ref[:, :, 1]) and not torch.allclose(other[:, :, 2:], ref[:, :, 2:])
+
+
 def test_context_sigma_appends_a_renoised_frame() -> None:
     """context_sigma s: the sampled frame is unchanged, the state gets ((1 - s) z + s eps) at timestep 1000 s."""
     import pytest

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Stage 5 on a 4-GPU machine, everything from the shipped rooms-128 weights:
+#   GPU 0      a better decoder for the same latents (autoencoder trainer, --freeze-encoder);
+#   GPUs 1..2  the world model with self-forcing (rollouts made as the Dreamer makes them), eager DDP;
+#   GPU 3      the side script given as the third argument (checks and benchmarks), if any.
+# Every job stops after SECONDS of training; the exports (bf16, split for the trip home) land in OUT.
+# Usage (device machine, repo root): bash THIS OUT SECONDS [SIDE_SCRIPT or ""] [WM TRAINER ARGS...]
+set -uo pipefail
+out=${1:?usage: rooms_session.sh OUT SECONDS [SIDE_SCRIPT] [ARGS...]}
+secs=${2:?seconds of training}
+side=${3:-}
+shift 3 2>/dev/null || shift $#
+source generators/train/recipes/setup_gpu.sh
+zoo=sana_world/zoo/rooms-128
+n=$(nvidia-smi -L | wc -l)
+if [ "$n" -lt 3 ]; then echo "needs >= 3 GPUs, found $n"; exit 1; fi
+last=$((n - 1))
+wm_gpus=$(seq -s, 1 $((last - 1)))
+[ -n "$side" ] || wm_gpus=$(seq -s, 1 $last)
+wm_n=$(echo "$wm_gpus" | tr ',' '\n' | wc -l)
+# 1. the decoder
+CUDA_VISIBLE_DEVICES=0 python3 -m sana_world.generators.train.autoencoder --preset f8c16_lite \
+  --init-weights $zoo/autoencoder --freeze-encoder --pool-trajectories 4096 --pool-steps 15 --pool-workers 6 \
+  --batch-size 128 --lr 6e-4 --warmup-steps 100 --ema-decay 0.999 --bf16 --steps 1000000 \
+  --time-limit-s "$secs" --log-every 200 --ckpt-every 1000000 --no-progress --eval-trajectories 64 \
+  --out-dir runs/ae_dec > "$out/ae.log" 2>&1 &
+ae=$!
+# 2. the side script
+if [ -n "$side" ]; then
+  (CUDA_VISIBLE_DEVICES=$last bash "$side" "$out" > "$out/side.log" 2>&1) &
+fi
+# 3. the world model
+args=(--preset rooms --autoencoder $zoo/autoencoder --init-weights $zoo/world_model --data pool --pool-workers 8
+  --resolution 128 --bf16 --pool-trajectories 3072 --pool-steps 40 --clip-frames 33 --temporal-stride 1
+  --chunk-size 1 --batch-size 32 --lr 2e-4 --warmup-steps 50 --ema-decay 0.998 --grad-clip 1.0 --shift 2.0
+  --sigma-one-prob 0.2 --self-forcing-prob 0.5 --self-forcing-steps 1 --self-forcing-context-sigma 0.5
+  --steps 1000000 --log-every 50 --ckpt-every 1000000 --no-progress --out-dir runs/wm_sf)
+args+=("$@")  # last, so that they override the defaults above
+CUDA_VISIBLE_DEVICES=$wm_gpus torchrun --nproc-per-node "$wm_n" --master-port 29531 \
+  -m sana_world.generators.train.world_model "${args[@]}" --time-limit-s "$secs" > "$out/wm.log" 2>&1
+wait
+python3 -m sana_world.generators.train.export_folder runs/wm_sf /tmp/wm_ema.tar
+split -b 15m /tmp/wm_ema.tar "$out/wm_ema.tar.part-"
+python3 -m sana_world.generators.train.export_folder runs/ae_dec "$out/ae_dec.tar"
+grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm.log" | tail -n 25
+grep -v "Warn\|warn" "$out/ae.log" | tail -n 8
+cat runs/ae_dec/eval.json
+tail -n 120 "$out/side.log" 2>/dev/null
+ls -la "$out"
