@@ -38,12 +38,13 @@ args=(--preset rooms --autoencoder $zoo/autoencoder --init-weights $zoo/world_mo
 args+=("$@")  # last, so that they override the defaults above
 CUDA_VISIBLE_DEVICES=$wm_gpus torchrun --nproc-per-node "$wm_n" --master-port 29531 \
   -m sana_world.generators.train.world_model "${args[@]}" --time-limit-s "$secs" > "$out/wm.log" 2>&1
-wait
+wait $ae
 python3 -m sana_world.generators.train.export_folder runs/wm_sf /tmp/wm_ema.tar
 split -b 15m /tmp/wm_ema.tar "$out/wm_ema.tar.part-"
 python3 -m sana_world.generators.train.export_folder runs/ae_dec "$out/ae_dec.tar"
 grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm.log" | tail -n 25
 grep -v "Warn\|warn" "$out/ae.log" | tail -n 8
 cat runs/ae_dec/eval.json
+wait  # the side script (its commands carry their own timeouts)
 tail -n 120 "$out/side.log" 2>/dev/null
 ls -la "$out"
