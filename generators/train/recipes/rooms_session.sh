@@ -23,7 +23,7 @@ CUDA_VISIBLE_DEVICES=0 python3 -m sana_world.generators.train.autoencoder --pres
   --init-weights $zoo/autoencoder --freeze-encoder --pool-trajectories 4096 --pool-steps 15 --pool-workers 6 \
   --batch-size 128 --lr 6e-4 --warmup-steps 100 --ema-decay 0.999 --bf16 --steps 1000000 \
   --time-limit-s "$secs" --log-every 200 --ckpt-every 1000000 --no-progress --eval-trajectories 64 \
-  --out-dir runs/ae_dec > "$out/ae.log" 2>&1 &
+  --out-dir runs/ae_dec > /tmp/ae.log 2>&1 &
 ae=$!
 # 2. the side script
 if [ -n "$side" ]; then
@@ -43,7 +43,7 @@ python3 -m sana_world.generators.train.export_folder runs/wm_sf /tmp/wm_ema.tar
 split -b 15m /tmp/wm_ema.tar "$out/wm_ema.tar.part-"
 python3 -m sana_world.generators.train.export_folder runs/ae_dec "$out/ae_dec.tar"
 grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm.log" | tail -n 25
-grep -v "Warn\|warn" "$out/ae.log" | tail -n 8
+grep -v "Warn\|warn" /tmp/ae.log | tail -n 8
 cat runs/ae_dec/eval.json
 wait  # the side script (its commands carry their own timeouts)
 tail -n 120 "$out/side.log" 2>/dev/null
