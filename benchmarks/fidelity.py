@@ -156,29 +156,31 @@ def main() -> None:
                "dreamer": dataclasses.asdict(dreamer.config)}
         # 3a. revisits: out k steps and back along the same poses
         k, m = min(args.revisit, H), min(args.revisit_scenes, args.scenes)
-        path = torch.cat([c2w[:m, : k + 1], c2w[:m, :k].flip(1)], dim=1)  # (m, 2k + 1, 4, 4)
-        rev = dream_paths(dreamer, gt[:m, 0], path, K, captions[:m], args.batch, 1, f"revisit ({steps} step)")
-        out_f, back_f = rev[:, : k - 1], rev[:, k : 2 * k - 1].flip(1)  # poses 1..k-1, out and back
-        row["revisit_scenes"] = m
-        row["revisit_psnr"] = float(psnr(out_f, back_f).mean())
-        row["revisit_psnr_to_gt"] = float(psnr(back_f, gt_cpu[:m, 1:k]).mean())
-        row["revisit_psnr_out_to_gt"] = float(psnr(out_f, gt_cpu[:m, 1:k]).mean())
+        if m > 0 and k > 1:
+            path = torch.cat([c2w[:m, : k + 1], c2w[:m, :k].flip(1)], dim=1)  # (m, 2k + 1, 4, 4)
+            rev = dream_paths(dreamer, gt[:m, 0], path, K, captions[:m], args.batch, 1, f"revisit ({steps} step)")
+            out_f, back_f = rev[:, : k - 1], rev[:, k : 2 * k - 1].flip(1)  # poses 1..k-1, out and back
+            row["revisit_scenes"] = m
+            row["revisit_psnr"] = float(psnr(out_f, back_f).mean())
+            row["revisit_psnr_to_gt"] = float(psnr(back_f, gt_cpu[:m, 1:k]).mean())
+            row["revisit_psnr_out_to_gt"] = float(psnr(out_f, gt_cpu[:m, 1:k]).mean())
         # 3b. camera following on consecutive frames 1..follow
         n = min(args.follow, H - 1)
-        T_true = (torch.linalg.inv(c2w[:, 2:n + 2]) @ c2w[:, 1:n + 1]).reshape(-1, 4, 4)
-        Kp = K.expand(T_true.shape[0], 3, 3)
-        da = depth[:, 1:n + 1].reshape(-1, size, size)
-        est_d = estimate_relative_pose(frames[:, :n].reshape(-1, size, size, 3).to(dev), da,
-                                       frames[:, 1:n + 1].reshape(-1, size, size, 3).to(dev), Kp)
-        est_g = estimate_relative_pose(gt[:, 1:n + 1].reshape(-1, size, size, 3), da,
-                                       gt[:, 2:n + 2].reshape(-1, size, size, 3), Kp)
-        rd, td = pose_errors(est_d, T_true)
-        rg, tg = pose_errors(est_g, T_true)
-        rm, tm = motion_magnitude(T_true)
-        row["camera_following"] = {"dream_rot_err_deg": float(rd.mean()), "dream_trans_err_m": float(td.mean()),
-                                   "estimator_on_gt_rot_err_deg": float(rg.mean()),
-                                   "estimator_on_gt_trans_err_m": float(tg.mean()),
-                                   "true_motion_rot_deg": float(rm.mean()), "true_motion_trans_m": float(tm.mean())}
+        if n > 0:
+            T_true = (torch.linalg.inv(c2w[:, 2:n + 2]) @ c2w[:, 1:n + 1]).reshape(-1, 4, 4)
+            Kp = K.expand(T_true.shape[0], 3, 3)
+            da = depth[:, 1:n + 1].reshape(-1, size, size)
+            est_d = estimate_relative_pose(frames[:, :n].reshape(-1, size, size, 3).to(dev), da,
+                                           frames[:, 1:n + 1].reshape(-1, size, size, 3).to(dev), Kp)
+            est_g = estimate_relative_pose(gt[:, 1:n + 1].reshape(-1, size, size, 3), da,
+                                           gt[:, 2:n + 2].reshape(-1, size, size, 3), Kp)
+            rd, td = pose_errors(est_d, T_true)
+            rg, tg = pose_errors(est_g, T_true)
+            rm, tm = motion_magnitude(T_true)
+            row["camera_following"] = {"dream_rot_err_deg": float(rd.mean()), "dream_trans_err_m": float(td.mean()),
+                                       "estimator_on_gt_rot_err_deg": float(rg.mean()),
+                                       "estimator_on_gt_trans_err_m": float(tg.mean()),
+                                       "true_motion_rot_deg": float(rm.mean()), "true_motion_trans_m": float(tm.mean())}
         result["dream"][f"euler{steps}"] = row
     # 4. stability over a long rollout
     if args.long:
@@ -213,8 +215,8 @@ def summarise(result: dict, horizons: list[int], out: Path) -> None:
     result["horizons"] = horizons
     for k, v in result["dream"].items():
         v["margin_over_hold_db"] = {str(h): v["psnr"][h - 1] - b["hold"]["psnr"][h - 1] for h in horizons}
-        print(f"{k}: over hold {v['margin_over_hold_db']}, revisit PSNR {v['revisit_psnr']:.2f}, "
-              f"camera {v['camera_following']}")
+        print(f"{k}: over hold {v['margin_over_hold_db']}, revisit PSNR {v.get('revisit_psnr', math.nan):.2f}, "
+              f"camera {v.get('camera_following')}")
     if "long" in result:
         print("long rollout:", result["long"])
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))

@@ -23,7 +23,8 @@ Rows, in the order they run:
    bf16 weights run under bf16 autocast there (the sampler keeps latents in fp32). The real-time factor
    is the chunk's video time over its wall time, at 16 fps: a chunk of 3 latent frames is 3 × 8 = 24
    video frames = 1.5 s in steady state (the stream's first chunk holds 1 + 2 × 8 = 17).
-3. ours + ``torch.compile`` of the bidirectional forward (`--compile-frames`, default 161 then 41).
+3. ours + ``torch.compile`` of the bidirectional forward, block by block (`SanaWM.compile_blocks`;
+   `--compile-frames`, default 161 then 41).
 
 Columns, `--time-budget-s` and failure handling as in sana_image.py (machinery in model_bench.py). Writes
 ``<out>/world_model_<hardware>_<YYYYMMDD>.json``.
@@ -48,7 +49,6 @@ from model_bench import (
     Runner,
     best,
     caption_mask,
-    compiled,
     describe,
     fill_zero_parameters_,
     package_version,
@@ -227,12 +227,14 @@ def bench(r: Runner, cfg: BenchConfig) -> None:
         r.add(Row(group[F], "ours+triton", 1, r.dtype, r.device, info=dict(info[F]), error=NO_TRITON))
     # 2. Streaming.
     bench_stream(r, cfg, ours, hw)
-    # 3. Compiled.
-    comp = compiled(ours, cfg.compile_mode, cfg.smoke)
+    # 3. Compiled, block by block (SanaWM.compile_blocks: one graph per block kind, not one for the model).
+    if cfg.compile_frames:
+        kw = dict(backend="eager") if cfg.smoke else dict(mode=cfg.compile_mode)
+        ours.compile_blocks(dynamic=False, **kw)
     for F in (F for F in cfg.compile_frames if F in cfg.frames):
-        r.run(group[F], "ours+compile", 1, partial(comp, **inputs[F]), ref=group[F],
+        r.run(group[F], "ours+compile", 1, partial(ours, **inputs[F]), ref=group[F],
               estimate_s=cfg.compile_row_s, info=info[F])  # fmt: skip
-    del comp, ours
+    del ours
     release(reset_compiled=True)
 
 

@@ -315,10 +315,46 @@ def bidirectional_gdn(
 
     With `denominator` the summed numerators are divided by the summed normalisers + eps; without, the
     summed numerators are returned (the camera branch's "single path" rule).
+
+    Both directions share the per-frame transitions (W_t, U_t): the backward state of frame t is
+    B_t = B_{t+1} W_{t+1} + U_{t+1} with B_{T−1} = 0, the same recurrence run over the reversed frames, so
+    nothing of size T·S is flipped and the transitions are built once. Both read out linearly in q, so
+    one product with the summed state S^f_t + B_t gives num_fwd + num_bwd (and z likewise for the
+    normaliser). Equal to `gdn_forward_scan` + `gdn_backward_scan` up to fp32 rounding.
     """
-    kwargs = dict(q_rot=q_rot, k_rot=k_rot, denominator=denominator)
-    num_f, den_f, _ = gdn_forward_scan(q, k, v, beta, decay, **kwargs)
-    num_b, den_b = gdn_backward_scan(q, k, v, beta, decay, **kwargs)
+    f32 = torch.float32
+    q, k, v, beta, decay = (t.to(f32) for t in (q, k, v, beta, decay))
+    q_num = q if q_rot is None else q_rot.to(f32)
+    k_num = k if k_rot is None else k_rot.to(f32)
+    Dv = v.shape[-1]
+    # 1. Transitions, once; the normaliser rides along as row D_v when the keys are not rotated.
+    W, U = gdn_transitions(k_num, v, beta, decay)  # (B, H, T, Dk, Dk), (B, H, T, Dv, Dk)
+    u_z = (k * beta[..., None]).sum(dim=3) if denominator else None  # (B, H, T, Dk)
+    merged = denominator and k_rot is None
+    rows = torch.cat([U, u_z[..., None, :]], dim=-2) if merged else U  # (B, H, T, R, Dk)
+    # 2. Forward (inclusive) plus backward (exclusive) states.
+    states = _both_directions(W, rows)  # (B, H, T, R, Dk)
+    num = q_num @ states[..., :Dv, :].transpose(-1, -2)  # (B, H, T, S, Dv)
     if not denominator:
-        return num_f + num_b
-    return (num_f + num_b) / (den_f + den_b + eps)[..., None]
+        return num
+    # 3. Normaliser: z^f_t + z^b_t read by the unrotated queries.
+    if merged:
+        zs = states[..., Dv, :]  # (B, H, T, Dk)
+    else:
+        W_z = gdn_transitions(k, v[..., :1], beta, decay)[0]  # (B, H, T, Dk, Dk)
+        zs = _both_directions(W_z, u_z[..., None, :])[..., 0, :]  # (B, H, T, Dk)
+    den = (q * zs[:, :, :, None, :]).sum(-1)  # (B, H, T, S)
+    return num / (den + eps)[..., None]
+
+
+def _both_directions(W: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """S^f_t + B_t for X_t = X_{t−1} W_t + U_t from 0 (inclusive, frames 0..t) and B_t = B_{t+1} W_{t+1} +
+    U_{t+1} from B_{T−1} = 0 (exclusive, frames T−1 down to t+1): W (B, H, T, D, D), U (B, H, T, R, D)."""
+    B, H, T, R, D = U.shape
+    zero = U.new_zeros(B, H, R, D)
+    fwd = linear_recurrence(W, U, zero)  # (B, H, T, R, D)
+    if T == 1:
+        return fwd
+    rev = linear_recurrence(W[:, :, 1:].flip(2), U[:, :, 1:].flip(2), zero)  # B_{T−2}, ..., B_0
+    bwd = torch.cat([rev.flip(2), zero[:, :, None]], dim=2)  # (B, H, T, R, D)
+    return fwd + bwd
