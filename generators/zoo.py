@@ -10,6 +10,10 @@ keep another precision. ``add_component`` imports a trainer's ``export/`` folder
 weights into safetensors shards of at most ``max_shard_bytes`` (the repository keeps files under 16 MiB).
 
     python -m sana_world.generators.zoo add rooms-128 world_model runs/wm/export
+    python -m sana_world.generators.zoo derive rooms-128 /tmp/candidate --world-model runs/wm/export
+
+``derive_entry`` copies an entry to a new folder with some components replaced by exports (a candidate to
+score with ``benchmarks/fidelity.py --model /tmp/candidate`` before it replaces the shipped one).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import nn
 
 from sana_world.zoo import ZOO_ROOT, ZooEntry, ZooError, entry
 
-__all__ = ["ZooModels", "add_component", "load", "load_state_dict"]
+__all__ = ["ZooModels", "add_component", "derive_entry", "load", "load_state_dict"]
 
 MAX_SHARD_BYTES = 15 * 1024 * 1024
 _CLASSES = {"world_model": "SanaWM", "image": "SanaDiT", "autoencoder": "AutoencoderDC"}
@@ -144,6 +148,29 @@ def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT
     return dest
 
 
+def derive_entry(base: str, dest: Path, exports: dict[str, Path]) -> Path:
+    """A copy of zoo entry ``base`` at folder ``dest`` (which must not exist) whose components ``exports``
+    (component -> a trainer's ``export/`` folder) are replaced, manifest rewritten; returns ``dest``."""
+    from sana_world.zoo import write_manifest
+
+    src = entry(base)
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; derive_entry writes a new folder")
+    unknown = sorted(set(exports) - set(_CLASSES))
+    if unknown:
+        raise ValueError(f"unknown components {unknown}; choose from {sorted(_CLASSES)}")
+    shutil.copytree(src.root, dest)
+    for component, export in exports.items():
+        add_component(dest.name, component, Path(export), root=dest.parent)
+    man = src.manifest
+    comps = {k: {"folder": v["folder"], "class": v["class"]} for k, v in man["components"].items()}
+    for component in exports:
+        comps.setdefault(component, {"folder": component, "class": _CLASSES[component]})
+    write_manifest(dest, dest.name, man["resolution"], comps, man.get("description", ""), man.get("dream"))
+    return dest
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="zoo maintenance")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -151,8 +178,17 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("name")
     a.add_argument("component", choices=sorted(_CLASSES))
     a.add_argument("export", type=Path)
+    d = sub.add_parser("derive", help="copy an entry to a new folder with components replaced by exports")
+    d.add_argument("base")
+    d.add_argument("dest", type=Path)
+    for component in sorted(_CLASSES):
+        d.add_argument(f"--{component.replace('_', '-')}", type=Path, default=None, help="an export/ folder")
     args = p.parse_args(argv)
-    print(add_component(args.name, args.component, args.export))
+    if args.cmd == "add":
+        print(add_component(args.name, args.component, args.export))
+    else:
+        exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
+        print(derive_entry(args.base, args.dest, exports))
 
 
 if __name__ == "__main__":

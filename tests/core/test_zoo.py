@@ -46,3 +46,32 @@ def test_corrupted_truncated_missing_files_raise(copy: Path) -> None:
         entry(str(copy))
     with pytest.raises(ZooError, match="no zoo entry"):
         entry("no-such-model")
+
+
+def test_derive_entry_replaces_a_component(tmp_path: Path) -> None:
+    """A candidate entry: a copy of rooms-128 whose world model comes from an export folder; it verifies,
+    loads by path, and its new weights are the export's."""
+    import torch
+
+    from sana_world.generators import zoo
+
+    export = tmp_path / "export"
+    shutil.copytree(entry("rooms-128").folder("world_model"), export)
+    ref = zoo.load_state_dict(export)
+    with torch.no_grad():
+        first = sorted(ref)[0]
+        ref[first] = ref[first] + 1.0  # an export that differs from the shipped weights
+    from safetensors.torch import save_file
+
+    for f in export.glob("*.safetensors"):
+        f.unlink()
+    save_file({k: v.contiguous() for k, v in ref.items()}, str(export / "model.safetensors"))
+    dest = zoo.derive_entry("rooms-128", tmp_path / "cand", {"world_model": export})
+    models = zoo.load(str(dest))
+    got = models.world_model.state_dict()[first]
+    assert torch.allclose(got, ref[first].float()) and entry(str(dest)).manifest["dream"] == \
+        entry("rooms-128").manifest["dream"]
+    with pytest.raises(FileExistsError):
+        zoo.derive_entry("rooms-128", dest, {"world_model": export})
+    with pytest.raises(ValueError, match="unknown components"):
+        zoo.derive_entry("rooms-128", tmp_path / "other", {"decoder": export})

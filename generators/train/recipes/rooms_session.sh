@@ -3,7 +3,9 @@
 #   GPU 0      a better decoder for the same latents (autoencoder trainer, --freeze-encoder);
 #   GPUs 1..2  the world model with self-forcing (rollouts made as the Dreamer makes them), eager DDP;
 #   GPU 3      the side script given as the third argument (checks and benchmarks), if any.
-# Every job stops after SECONDS of training; the exports (bf16, split for the trip home) land in OUT.
+# Every job stops after SECONDS of training; the exports (bf16, split for the trip home) land in OUT. Then the
+# shipped entry and a candidate with both new components are scored side by side (benchmarks/fidelity.py,
+# 64 held-out scenes, horizons to 32, one Euler step) on GPUs 0 and 1.
 # Usage (device machine, repo root): bash THIS OUT SECONDS [SIDE_SCRIPT or ""] [WM TRAINER ARGS...]
 set -uo pipefail
 out=${1:?usage: rooms_session.sh OUT SECONDS [SIDE_SCRIPT] [ARGS...]}
@@ -37,14 +39,25 @@ args=(--preset rooms --autoencoder $zoo/autoencoder --init-weights $zoo/world_mo
   --steps 1000000 --log-every 50 --ckpt-every 1000000 --no-progress --out-dir runs/wm_sf)
 args+=("$@")  # last, so that they override the defaults above
 CUDA_VISIBLE_DEVICES=$wm_gpus torchrun --nproc-per-node "$wm_n" --master-port 29531 \
-  -m sana_world.generators.train.world_model "${args[@]}" --time-limit-s "$secs" > "$out/wm.log" 2>&1
+  -m sana_world.generators.train.world_model "${args[@]}" --time-limit-s "$secs" > /tmp/wm.log 2>&1
 wait $ae
 python3 -m sana_world.generators.train.export_folder runs/wm_sf /tmp/wm_ema.tar
 split -b 15m /tmp/wm_ema.tar "$out/wm_ema.tar.part-"
 python3 -m sana_world.generators.train.export_folder runs/ae_dec "$out/ae_dec.tar"
-grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm.log" | tail -n 25
-grep -v "Warn\|warn" /tmp/ae.log | tail -n 8
-cat runs/ae_dec/eval.json
+python3 -m sana_world.generators.zoo derive rooms-128 /tmp/candidate --autoencoder runs/ae_dec/export \
+  --world-model runs/wm_sf/export > /dev/null
+fid=(--scenes 64 --horizon 32 --steps 1 --revisit-scenes 0 --follow 0 --long 0 --batch 64 --workers 8 --device cuda)
+CUDA_VISIBLE_DEVICES=0 timeout 150 python3 benchmarks/fidelity.py --model rooms-128 "${fid[@]}" --out /tmp/fid_zoo \
+  > /tmp/fid_zoo.log 2>&1 &
+fz=$!
+CUDA_VISIBLE_DEVICES=1 timeout 150 python3 benchmarks/fidelity.py --model /tmp/candidate "${fid[@]}" \
+  --out /tmp/fid_cand > /tmp/fid_cand.log 2>&1
+wait $fz
+cp /tmp/fid_cand/fidelity_*.json "$out/" 2>/dev/null
 wait  # the side script (its commands carry their own timeouts)
-tail -n 120 "$out/side.log" 2>/dev/null
+tail -n 60 "$out/side.log" 2>/dev/null
+grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" /tmp/wm.log | tail -n 5
+grep -v "Warn\|warn" /tmp/ae.log | tail -n 3
+cat runs/ae_dec/eval.json
+for f in zoo cand; do echo "== fidelity $f"; grep -A4 "PSNR dB" /tmp/fid_$f.log; tail -n 3 /tmp/fid_$f.log; done
 ls -la "$out"
