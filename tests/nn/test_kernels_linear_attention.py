@@ -176,6 +176,9 @@ def test_cuda_matches_reference(dtype: torch.dtype) -> None:
     # in another order (fp32 accumulation), which the H100 run showed as 1.2e-7 on outputs of max 0.16
     unit = 8 * torch.finfo(dtype).eps
     assert max_err(out, exact) <= 2 * max_err(ref, exact) + unit * exact.abs().max().item()
+    # gradients sum over the N tokens twice (through the state and back); an H200 run measured 2.98e-7 on
+    # an fp32 dq of max 0.272 (about 9 units) where the torch path happened to round exactly: allow 32
+    unit_g = 32 * torch.finfo(dtype).eps
     for i, name in enumerate("qkv"):
         e_ker, e_ref = max_err(dx[:, :, i], dexact[:, :, i]), max_err(dref[:, :, i], dexact[:, :, i])
-        assert e_ker <= 2 * e_ref + unit * dexact[:, :, i].abs().max().item(), (name, e_ker, e_ref)
+        assert e_ker <= 2 * e_ref + unit_g * dexact[:, :, i].abs().max().item(), (name, e_ker, e_ref)
