@@ -27,7 +27,14 @@ from sana_world.world_model.cameras import WMCameraInputs, prepare_camera_inputs
 from sana_world.world_model.causal import ChunkCausalConfig
 from sana_world.world_model.streaming import WMStreamConfig, WMStreamEngine, WMStreamState, WMText
 
-__all__ = ["DreamState", "Dreamer", "DreamerConfig"]
+__all__ = ["DreamState", "Dreamer", "DreamerConfig", "context_entry"]
+
+
+def context_entry(z: torch.Tensor, eps: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """How a dreamed chunk z (B, C, T, h, w) enters a stream state: re-noised to ``sigma``,
+    ``(1 - sigma) z + sigma eps``, at timestep ``1000 sigma`` (B, T) (sigma 0: the clean frame at 0)."""
+    t = torch.full((z.shape[0], z.shape[2]), 1000.0 * sigma, device=z.device)  # (B, T)
+    return (1.0 - sigma) * z + sigma * eps, t
 
 
 @dataclass(frozen=True)
@@ -176,8 +183,7 @@ class Dreamer:
         z = z.to(self.dtype)
         s = self.config.context_sigma
         if s > 0:  # the frame enters the state as a noisy observation at sigma s
-            eps = self._randn(tuple(z.shape), generator).to(self.dtype)  # (B, C, 1, h, w)
-            ctx, t = (1 - s) * z + s * eps, torch.full((B, 1), 1000.0 * s, device=self.device)
+            ctx, t = context_entry(z, self._randn(tuple(z.shape), generator).to(self.dtype), s)  # (B, C, 1, h, w)
         else:
             ctx, t = z, None
         with self._autocast():

@@ -161,15 +161,10 @@ def build_initial(config: AutoencoderTrainConfig) -> nn.Module:
     ae = build_autoencoder(config.spec())
     if config.init_weights is None:
         return ae
-    from safetensors.torch import load_file
+    from sana_world.generators.zoo import load_state_dict
 
     folder = Path(config.init_weights)
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights in {folder}")
-    weights: dict[str, torch.Tensor] = {}
-    for f in files:
-        weights.update(load_file(str(f)))
+    weights = load_state_dict(folder)  # every shard; a folder without weights raises
     ae.load_state_dict(weights, strict=True)
     scale = json.loads((folder / "config.json").read_text())["scaling_factor"]
     ae.register_to_config(scaling_factor=float(scale))

@@ -245,13 +245,14 @@ def stream_rollout(model: nn.Module, anchor: torch.Tensor, noise: torch.Tensor, 
     ``context_sigma`` with ``ctx_noise`` (same shape) at timestep ``1000 * context_sigma``; ``anchor``
     (B, C, h, w) is latent frame 0, appended clean. Returns the latents (B, C, b_last, h, w), frame 0 the
     anchor."""
+    from sana_world.generators.dreamer import context_entry
     from sana_world.generators.train.common import unwrap
     from sana_world.world_model.causal import ChunkCausalConfig
     from sana_world.world_model.streaming import WMStreamConfig, WMStreamEngine, WMText
 
     B, _, _, h, w = noise.shape
-    s = float(context_sigma)
-    engine = WMStreamEngine(unwrap(model), FlowEulerSampler(num_steps, shift), WMStreamConfig(causal=ChunkCausalConfig()))
+    engine = WMStreamEngine(unwrap(model), FlowEulerSampler(num_steps, shift),
+                            WMStreamConfig(causal=ChunkCausalConfig()))
     text = WMText(emb.hidden, emb.mask)
     state = engine.init_state(B, (h, w), noise.device, torch.float32)
     out = []
@@ -265,8 +266,7 @@ def stream_rollout(model: nn.Module, anchor: torch.Tensor, noise: torch.Tensor, 
             z = engine.denoise_chunk(state, noise[:, :, a:b], text, cam_c, first_frame=first).to(noise.dtype)
         out.append(z)
         # 2. append it to the state as a noisy observation at context_sigma (the anchor clean)
-        t = torch.full((B, b - a), 1000.0 * s, device=noise.device)  # (B, T_c)
-        ctx = (1.0 - s) * z + s * ctx_noise[:, :, a:b]  # (B, C, T_c, h, w)
+        ctx, t = context_entry(z, ctx_noise[:, :, a:b], context_sigma)  # (B, C, T_c, h, w), (B, T_c)
         if i == 0:
             t[:, 0] = 0.0
             ctx[:, :, 0] = anchor
