@@ -20,6 +20,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -223,6 +224,32 @@ def warmup_constant(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torc
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     w = warmup_steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 if w == 0 else min(1.0, (s + 1) / w))
+
+
+def lr_factor(step: int, warmup_steps: int, decay_steps: int = 0, min_lr_ratio: float = 0.1) -> float:
+    """The learning-rate multiplier after ``step`` scheduler steps (0-based): a linear warm-up to 1 over
+    ``warmup_steps``, then constant (``decay_steps == 0``), or a cosine from 1 down to ``min_lr_ratio``
+    reached at step ``decay_steps`` and held after it (the anneal that ends a run of known length)."""
+    if warmup_steps < 0 or decay_steps < 0:
+        raise ValueError(f"warmup_steps and decay_steps must be >= 0, got {warmup_steps}, {decay_steps}")
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError(f"min_lr_ratio must lie in [0, 1], got {min_lr_ratio}")
+    if decay_steps and decay_steps <= warmup_steps:
+        raise ValueError(f"decay_steps ({decay_steps}) must exceed warmup_steps ({warmup_steps})")
+    if warmup_steps and step + 1 < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay_steps == 0:
+        return 1.0
+    frac = min(1.0, max(0.0, (step + 1 - warmup_steps) / (decay_steps - warmup_steps)))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, decay_steps: int,
+                  min_lr_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`lr_factor` as a scheduler (``decay_steps == 0``: the same as :func:`warmup_constant`)."""
+    lr_factor(0, warmup_steps, decay_steps, min_lr_ratio)  # validate now, not at the first step
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup_steps, decay_steps, min_lr_ratio))
 
 
 # --- TensorBoard -----------------------------------------------------------------------------------------

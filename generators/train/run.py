@@ -35,11 +35,12 @@ from sana_world.generators.train.common import (
     latest_checkpoint,
     load_checkpoint,
     load_config,
+    lr_factor,
     rank_seed,
     save_checkpoint,
     seed_everything,
     set_gradient_checkpointing,
-    warmup_constant,
+    warmup_cosine,
 )
 
 C = TypeVar("C")
@@ -62,7 +63,10 @@ class OptimConfig:
     resume."""
 
     lr: float = config_field(1e-4, "peak learning rate")
-    warmup_steps: int = config_field(2000, "linear warm-up steps, constant after")
+    warmup_steps: int = config_field(2000, "linear warm-up steps, constant after (or decayed: decay_steps)")
+    decay_steps: int = config_field(0, "cosine decay from the peak lr, ending at this optimizer step "
+                                       "(0: constant after warm-up; set it to the run's expected length)")
+    min_lr_ratio: float = config_field(0.1, "lr at and after decay_steps, as a fraction of the peak")
     weight_decay: float = config_field(0.0, "AdamW weight decay")
     adam_betas: tuple[float, float] = config_field((0.9, 0.999), "AdamW betas")
     ema_decay: float = config_field(0.9999, "EMA decay per step")
@@ -73,8 +77,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        lr_factor(0, self.warmup_steps, self.decay_steps, self.min_lr_ratio)  # raises on a bad schedule
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1], got {self.ema_decay}")
         if len(self.adam_betas) != 2:
@@ -228,7 +231,8 @@ def init_train_state(build_model: Callable[[], nn.Module], optim: OptimConfig, s
     ema = EMA(model, optim.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=optim.adam_betas,
                             weight_decay=optim.weight_decay)
-    return TrainState(model=model, optimizer=opt, scheduler=warmup_constant(opt, optim.warmup_steps), ema=ema)
+    sched = warmup_cosine(opt, optim.warmup_steps, optim.decay_steps, optim.min_lr_ratio)
+    return TrainState(model=model, optimizer=opt, scheduler=sched, ema=ema)
 
 
 def check_resume(saved: dict[str, Any], current: dict[str, Any], path: Path,

@@ -22,8 +22,10 @@ from sana_world.generators.train.common import (
     grad_clip,
     latest_checkpoint,
     load_checkpoint,
+    lr_factor,
     save_checkpoint,
     warmup_constant,
+    warmup_cosine,
 )
 from sana_world.generators.train.flow_matching import (
     FlowMatchingConfig,
@@ -75,9 +77,10 @@ def test_smoke_loss_falls(dataset, tmp_path) -> None:
 
 def test_exact_resume(dataset, tmp_path) -> None:
     n = 4
-    straight = train(_config(dataset, tmp_path / "a", steps=2 * n, ckpt_every=n))
-    first = train(_config(dataset, tmp_path / "b", steps=n, ckpt_every=n))  # "killed" after step n
-    second = train(_config(dataset, tmp_path / "b", steps=2 * n, ckpt_every=n, resume=True))
+    decay = dict(decay_steps=2 * n - 1, min_lr_ratio=0.2)  # the cosine anneal crosses the resume point
+    straight = train(_config(dataset, tmp_path / "a", steps=2 * n, ckpt_every=n, **decay))
+    first = train(_config(dataset, tmp_path / "b", steps=n, ckpt_every=n, **decay))  # "killed" after step n
+    second = train(_config(dataset, tmp_path / "b", steps=2 * n, ckpt_every=n, resume=True, **decay))
     resumed = np.array(first.losses + second.losses)
     ref = np.array(straight.losses)
     print(f"resume: max relative loss difference {np.max(np.abs(resumed - ref) / np.abs(ref)):.3e}")
@@ -88,11 +91,33 @@ def test_exact_resume(dataset, tmp_path) -> None:
         assert all(torch.equal(a[k], b[k]) for k in a), name
     # a config change that would break exactness is refused; so is mixing a fresh run into old checkpoints
     with pytest.raises(ValueError, match="lr"):
-        train(_config(dataset, tmp_path / "b", steps=3 * n, lr=1e-3, resume=True))
+        train(_config(dataset, tmp_path / "b", steps=3 * n, lr=1e-3, resume=True, **decay))
+    with pytest.raises(ValueError, match="decay_steps"):
+        train(_config(dataset, tmp_path / "b", steps=3 * n, resume=True))
     with pytest.raises(FileExistsError, match="resume=True"):
-        train(_config(dataset, tmp_path / "b", steps=3 * n))
+        train(_config(dataset, tmp_path / "b", steps=3 * n, **decay))
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         train(_config(dataset, tmp_path / "empty", steps=n, resume=True))
+
+
+def test_lr_schedule() -> None:
+    f = [lr_factor(s, 4, 0) for s in range(8)]  # warm-up then constant
+    assert f == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
+    c = [lr_factor(s, 2, 10, 0.1) for s in range(14)]  # warm-up, cosine 1 -> 0.1 at step 10, then held
+    assert c[0] == 0.5 and c[1] == 1.0 and c[9] == pytest.approx(0.1) and c[13] == pytest.approx(0.1)
+    assert c[5] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert all(a >= b for a, b in zip(c[1:], c[2:]))  # never rises after the peak
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = warmup_cosine(opt, 2, 10, 0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([2.0 * x for x in c[:12]])
+    for bad in (dict(decay_steps=2), dict(min_lr_ratio=1.5), dict(decay_steps=-1)):
+        with pytest.raises(ValueError):
+            lr_factor(0, **{"warmup_steps": 4, "decay_steps": 10, **bad})
 
 
 def test_data_order_is_a_function_of_step_and_rank(dataset) -> None:

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Score world-model candidates side by side with the shipped rooms-128 entry on a device machine, one
+# model per GPU, all in parallel: benchmarks/fidelity.py on 64 held-out scenes, horizons to 32, one Euler
+# step (the shipped dream sampler), without the revisit / follow / long sections. Each candidate is the
+# shipped entry with its world model replaced by an export/ folder (python -m sana_world.generators.zoo
+# derive). A label ending in @SIGMA also scores that context sigma instead of the entry's own.
+# Usage (device machine, repo root, after setup_gpu.sh): bash THIS OUT LABEL=EXPORT_DIR[@SIGMA] ...
+#   (LABEL=zoo scores the shipped entry itself)
+set -uo pipefail
+out=${1:?usage: gpu_fidelity_ab.sh OUT LABEL=EXPORT[@SIGMA] ...}
+shift
+n=$(nvidia-smi -L | wc -l)
+fid=(--scenes 64 --horizon 32 --steps 1 --revisit-scenes 0 --follow 0 --long 0 --batch 64 --workers 8
+  --device cuda)
+i=0
+for spec in "$@"; do
+  label=${spec%%=*}; rest=${spec#*=}
+  export_dir=${rest%@*}; sigma=""
+  [ "$rest" != "$export_dir" ] && sigma=${rest##*@}
+  model=rooms-128
+  if [ "$export_dir" != "zoo" ]; then
+    model=/tmp/cand_$label
+    python3 -m sana_world.generators.zoo derive rooms-128 "$model" --world-model "$export_dir" > /dev/null || continue
+  fi
+  extra=(); [ -n "$sigma" ] && extra=(--context-sigma "$sigma")
+  mkdir -p "/tmp/fid_$label"
+  CUDA_VISIBLE_DEVICES=$((i % n)) timeout 200 python3 benchmarks/fidelity.py --model "$model" "${fid[@]}" \
+    "${extra[@]}" --out "/tmp/fid_$label" > "/tmp/fid_$label.log" 2>&1 &
+  i=$((i + 1))
+done
+wait
+for spec in "$@"; do
+  label=${spec%%=*}
+  echo "== $spec"; grep -A4 "PSNR dB" "/tmp/fid_$label.log"; tail -n 2 "/tmp/fid_$label.log"
+  f=$(ls /tmp/fid_$label/fidelity_*.json 2>/dev/null | head -1)
+  [ -n "$f" ] && cp "$f" "$out/fidelity_ab_$label.json"
+done
