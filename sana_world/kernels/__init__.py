@@ -4,6 +4,7 @@ Nothing here imports triton at import time; a kernel that needs it raises `Trito
 called.
 """
 
+from .gdn_scan import GDNKernelConfig, triton_bidirectional_gdn
 from .linear_attention import (
     LinearAttentionKernelConfig,
     TritonUnavailableError,
@@ -12,8 +13,10 @@ from .linear_attention import (
 )
 
 __all__ = [
+    "GDNKernelConfig",
     "LinearAttentionKernelConfig",
     "TritonUnavailableError",
     "triton_available",
+    "triton_bidirectional_gdn",
     "triton_relu_linear_attention",
 ]

@@ -28,13 +28,14 @@ Tensors of the scans are laid out per frame: (B, H, T, S, D).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "GDNBackend",
     "GDNGates",
     "GDNState",
     "TemporalShortConv",
@@ -134,6 +135,9 @@ class GDNGates(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # Recurrences
 # ---------------------------------------------------------------------------------------------------
+
+
+GDNBackend = Literal["torch", "triton"]
 
 
 class GDNState(NamedTuple):
@@ -310,6 +314,7 @@ def bidirectional_gdn(
     k_rot: torch.Tensor | None = None,
     eps: float = 1e-8,
     denominator: bool = True,
+    backend: GDNBackend = "torch",
 ) -> torch.Tensor:
     """Forward (inclusive) + backward (exclusive) scans; fp32 (B, H, T, S, D_v).
 
@@ -321,7 +326,18 @@ def bidirectional_gdn(
     nothing of size T·S is flipped and the transitions are built once. Both read out linearly in q, so
     one product with the summed state S^f_t + B_t gives num_fwd + num_bwd (and z likewise for the
     normaliser). Equal to `gdn_forward_scan` + `gdn_backward_scan` up to fp32 rounding.
+
+    backend="triton" runs `sana_world.kernels.gdn_scan.triton_bidirectional_gdn` instead (CUDA tensors,
+    triton installed; the same function up to fp32 summation order); "torch" (default) is the reference.
     """
+    if backend == "triton":
+        from sana_world.kernels.gdn_scan import triton_bidirectional_gdn
+
+        return triton_bidirectional_gdn(
+            q, k, v, beta, decay, q_rot=q_rot, k_rot=k_rot, eps=eps, denominator=denominator
+        )  # fmt: skip
+    if backend != "torch":
+        raise ValueError(f"backend must be one of {get_args(GDNBackend)}, got {backend!r}")
     f32 = torch.float32
     q, k, v, beta, decay = (t.to(f32) for t in (q, k, v, beta, decay))
     q_num = q if q_rot is None else q_rot.to(f32)

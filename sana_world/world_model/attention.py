@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sana_world.nn.gdn import GDNGates, TemporalShortConv, bidirectional_gdn
+from sana_world.nn.gdn import GDNBackend, GDNGates, TemporalShortConv, bidirectional_gdn
 from sana_world.nn.norms import RMSNorm
 from sana_world.nn.rope import apply_rotary
 
@@ -43,6 +43,8 @@ class CameraAttentionConfig:
     gdn_eps: added to the GDN normaliser.
     softmax_in_bf16: run SDPA on bf16 copies of q, k, v (diffusers' numerics); else fp32.
     cam_softmax_scale: logit scale of the softmax camera branch (see `SanaWMConfig.cam_softmax_scale`).
+    gdn_backend: how the bidirectional GDN scans run: "torch" (the reference) or "triton" (the fused CUDA
+        kernels of `sana_world.kernels.gdn_scan`); a speed choice, not a model property (`SanaWM.set_gdn_backend`).
     """
 
     dim: int
@@ -53,6 +55,7 @@ class CameraAttentionConfig:
     gdn_eps: float = 1e-8
     softmax_in_bf16: bool = False
     cam_softmax_scale: float | None = None
+    gdn_backend: GDNBackend = "torch"
 
     def __post_init__(self) -> None:
         if self.dim % self.head_dim != 0 or self.head_dim % 8 != 0:
@@ -149,6 +152,7 @@ class GDNCameraAttention(_CameraAttentionBase):
         main = bidirectional_gdn(
             *(_to_frames(t, T) for t in (q, k, v)), beta, decay,
             q_rot=_to_frames(q_rot, T), k_rot=_to_frames(k_rot, T), eps=self.cfg.gdn_eps,
+            backend=self.cfg.gdn_backend,
         )  # fmt: skip  # (B, H, T, S, D) fp32
         main = _from_frames(main).flatten(2).to(v.dtype)  # (B, N, C)
         # 2. Camera branch.
@@ -181,7 +185,8 @@ class GDNCameraAttention(_CameraAttentionBase):
         growth = _to_frames((k_norm_post / k_norm_pre) ** 2, T)[..., 0].mean(-1)  # (B, H, T)
         beta = beta / growth.clamp_min(1.0)[..., None]  # (B, H, T, S)
         out = bidirectional_gdn(
-            *(_to_frames(t, T) for t in (q_u, k_u, v_u)), beta, decay, denominator=False
+            *(_to_frames(t, T) for t in (q_u, k_u, v_u)), beta, decay, denominator=False,
+            backend=self.cfg.gdn_backend,
         )  # (B, H, T, S, D) fp32
         out = _from_frames(out).to(v.dtype)  # (B, N, H, D)
         # 3. Decode back to world space.

@@ -15,8 +15,9 @@ tokens timestep 0, see `image_conditioned_timesteps`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ from sana_world.nn import (
     layer_norm,
     modulate,
 )
+from sana_world.nn.gdn import GDNBackend
 
 from .attention import CameraAttentionConfig, GDNCameraAttention, SoftmaxCameraAttention
 from .causal import (
@@ -272,6 +274,17 @@ class SanaWM(nn.Module):
         then runs compiled blocks; the chunk-causal and streaming paths stay eager. A CUDA speed option."""
         for block in self.blocks:
             block.compile(**compile_kwargs)
+        return self
+
+    def set_gdn_backend(self, backend: GDNBackend) -> SanaWM:
+        """Run every bidirectional GDN scan with ``backend`` ("torch": the reference; "triton": the fused CUDA
+        kernels, `sana_world.kernels.gdn_scan`) and return self. Weights and outputs (to fp32 summation
+        order) are unchanged; the chunk-causal and streaming scans stay in torch."""
+        if backend not in get_args(GDNBackend):
+            raise ValueError(f"backend must be one of {get_args(GDNBackend)}, got {backend!r}")
+        for m in self.modules():
+            if isinstance(m, GDNCameraAttention):
+                m.cfg = dataclasses.replace(m.cfg, gdn_backend=backend)
         return self
 
     def forward(
