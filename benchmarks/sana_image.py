@@ -11,6 +11,14 @@ copies them into ours (`from_diffusers`), times diffusers, frees it, times ours,
 3. DC-AE ``f32c32`` decoder (diffusers' ``AutoencoderDC``, SANA's published config) on a (1, 32, 32, 32)
    latent; no "ours": CUDA graph, channels_last and compiled rows against eager.
 
+With ``--fp8``, each DiT group adds FP8 rows after its eager and compiled ones (issue #6, the Hopper analogue
+of SANA's NVFP4 deployment): a copy of ours with its linear and 1×1-conv layers in FP8 (`sana_world.nn.fp8`,
+e4m3 weights per output channel, activations per token row, `torch._scaled_mm`; the pure-torch emulation on
+a CPU): ``ours+fp8``, ``ours+fp8+triton``, ``ours+fp8+compile``, ``ours+fp8+compile+cudagraph``. Their
+errors and ``x ref`` are against ours in the model dtype, eager (torch backend), on the same inputs, not
+against diffusers; they never count for the bars and get their own summary lines; the conversion summary
+is the JSON's ``meta.fp8[preset]``. `--groups` and `--batches` shorten a run.
+
 Methods: ``diffusers`` (eager, the reference); ``ours`` (eager); ``+triton`` (the Triton ReLU linear
 attention, set on every `LinearAttention` after construction: SanaDiT has no model-level switch);
 ``+cudagraph`` (one static-shape call captured in a ``torch.cuda.CUDAGraph``, then replayed); ``+compile``
@@ -26,13 +34,15 @@ Bars (issue #6): ours ≥ 2× faster than diffusers on the 1.6B forward, batch 1
 (transformer + decode, batch 1) ≤ 50 ms. Only rows within the parity tolerance count.
 
 `--time-budget-s`: a row starts only if its rough cost fits in the time left (1.6B compile rows also leave
-time for the later groups); a row still running when it runs out is interrupted (SIGALRM) and recorded as
-such. A failing row records its error and the run goes on. The JSON, rewritten after every row, is
+time for the later groups that run; a compiled FP8 row's cost is its compiled twin's measured one); a row
+still running when it runs out is interrupted (SIGALRM) and recorded as such. A failing row records its
+error and the run goes on. The JSON, rewritten after every row, is
 ``<out>/sana_image_<hardware>_<YYYYMMDD>.json``. The row machinery lives in model_bench.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import sys
@@ -62,6 +72,7 @@ from model_bench import (  # noqa: E402  (the row machinery shared with world_mo
     set_linear_attention_backend,
     setup,
 )
+from world_model import build_fp8, fp8_items, keep_reference, measured_estimate  # noqa: E402  (FP8 rows)
 
 EAGER_VARIANTS = (  # (method, linear attention backend, CUDA graph)
     ("ours", "torch", False), ("ours+triton", "triton", False), ("ours+cudagraph", "torch", True),
@@ -90,6 +101,7 @@ class BenchConfig:
     reserve_s: time a later group needs for its rows without compilation (1.6B compile rows leave it).
     smoke: tiny CPU-sized run.
     out: results folder.
+    fp8: add the FP8 rows (module doc).
     """
 
     preset: str = "sana_1600m"
@@ -108,12 +120,13 @@ class BenchConfig:
     reserve_s: float = 20.0
     smoke: bool = False
     out: str = str(Path(__file__).parent / "results")
+    fp8: bool = False
 
 
-def smoke_config(out: str, time_budget_s: float | None = None) -> BenchConfig:
+def smoke_config(out: str, time_budget_s: float | None = None, fp8: bool = False) -> BenchConfig:
     return BenchConfig(preset="tiny", sprint_preset="tiny_sprint", autoencoder="f8c16_lite", latent=4,
                        caption_tokens=8, dtype="float32", warmup=1, reps=2, time_budget_s=time_budget_s,
-                       row_s=0.5, compile_row_s=3.0, reserve_s=1.0, smoke=True, out=out)  # fmt: skip
+                       row_s=0.5, compile_row_s=3.0, reserve_s=1.0, smoke=True, out=out, fp8=fp8)  # fmt: skip
 
 
 def dit_config(name: str) -> Any:
@@ -159,7 +172,8 @@ def call_diffusers_dit(dm: nn.Module, inp: dict) -> torch.Tensor:
 
 
 def bench_dit(r: Runner, cfg: BenchConfig, preset: str, batches: tuple[int, ...], reserve_s: float) -> None:
-    """diffusers, then our eager variants, then our compiled ones, for one SanaDiT preset."""
+    """diffusers, then our eager variants, then our compiled ones, for one SanaDiT preset (with --fp8: the
+    FP8 eager rows after ours eager, the FP8 compiled rows after ours compiled)."""
     dcfg, dtype = dit_config(preset), getattr(torch, cfg.dtype)
     pair = r.build(preset, partial(build_dit_pair, dcfg, r.device, dtype))
     if pair is None:
@@ -176,18 +190,42 @@ def bench_dit(r: Runner, cfg: BenchConfig, preset: str, batches: tuple[int, ...]
     # 2. Ours without compilation.
     for B in batches:
         for method, backend, graph in EAGER_VARIANTS:
-            r.run(preset, method, B, partial(ours, **inputs[B]), ref=f"{preset}/{B}", graph=graph,
-                  prepare=partial(set_linear_attention_backend, ours, backend))  # fmt: skip
+            row = r.run(preset, method, B, partial(ours, **inputs[B]), ref=f"{preset}/{B}", graph=graph,
+                        prepare=partial(set_linear_attention_backend, ours, backend))  # fmt: skip
+            if cfg.fp8 and method == "ours":
+                keep_reference(r, f"{preset}/{B}/ours", partial(ours, **inputs[B]), row)
     set_linear_attention_backend(ours, "torch")
+    # 2'. FP8: a converted copy, eager, against ours.
+    fp8 = r.build(f"{preset} fp8", partial(build_fp8, r, preset, ours, cfg.smoke)) if cfg.fp8 else None
+    fp8_info = {"ref": "ours (model dtype, eager, torch backend)"}
+    if fp8 is not None:
+        for B in batches:
+            for method, backend in (("ours+fp8", "torch"), ("ours+fp8+triton", "triton")):
+                r.run(preset, method, B, partial(fp8, **inputs[B]), ref=f"{preset}/{B}/ours", info=fp8_info,
+                      prepare=partial(set_linear_attention_backend, fp8, backend))  # fmt: skip
+        set_linear_attention_backend(fp8, "torch")
     # 3. Compiled (static shapes: each batch size compiles once), then that captured in a CUDA graph.
     comp = compiled(ours, cfg.compile_mode, cfg.smoke)
+    compiled_rows = {}
     for B in batches:
-        row = r.run(preset, "ours+compile", B, partial(comp, **inputs[B]), ref=f"{preset}/{B}",
-                    estimate_s=cfg.compile_row_s, reserve_s=reserve_s)  # fmt: skip
+        row = compiled_rows[B] = r.run(preset, "ours+compile", B, partial(comp, **inputs[B]),
+                                       ref=f"{preset}/{B}", estimate_s=cfg.compile_row_s,
+                                       reserve_s=reserve_s)  # fmt: skip
         r.run(preset, "ours+compile+cudagraph", B, partial(comp, **inputs[B]), ref=f"{preset}/{B}",
               graph=True, after=row)  # fmt: skip
     del comp, ours
     release(reset_compiled=True)
+    # 3'. FP8 compiled the same way (after a reset: its graphs never share the compile cache with ours).
+    if fp8 is not None:
+        comp = compiled(fp8, cfg.compile_mode, cfg.smoke)
+        for B in batches:
+            estimate = measured_estimate(r, compiled_rows[B], cfg.compile_row_s)
+            row = r.run(preset, "ours+fp8+compile", B, partial(comp, **inputs[B]), ref=f"{preset}/{B}/ours",
+                        estimate_s=estimate, reserve_s=reserve_s, info=fp8_info)  # fmt: skip
+            r.run(preset, "ours+fp8+compile+cudagraph", B, partial(comp, **inputs[B]),
+                  ref=f"{preset}/{B}/ours", graph=True, after=row, info=fp8_info)  # fmt: skip
+        del comp, fp8
+        release(reset_compiled=True)
 
 
 def bench_decoder(r: Runner, cfg: BenchConfig) -> None:
@@ -224,8 +262,10 @@ def bench_decoder(r: Runner, cfg: BenchConfig) -> None:
 
 
 def image_bars(rows: list[Row], cfg: BenchConfig) -> list[dict[str, Any]]:
-    """Issue #6's bars from the rows; `met` is None where a row they need did not run (or missed parity)."""
+    """Issue #6's bars from the rows; `met` is None where a row they need did not run (or missed parity).
+    FP8 rows never count for them; with --fp8 their speed-up over ours follows (no `met`)."""
     tol, bars = parity_tol(cfg.dtype), []
+    all_rows, rows = rows, [row for row in rows if "fp8" not in row.method]
     missing = f"no row ran (ours rows count only within rel err {tol:g} of diffusers)"
     for B in cfg.batches:
         ref, ours = best(rows, cfg.preset, B, "diffusers", math.inf), best(rows, cfg.preset, B, "ours", tol)
@@ -244,21 +284,38 @@ def image_bars(rows: list[Row], cfg: BenchConfig) -> list[dict[str, Any]]:
         if sprint and dec else missing  # fmt: skip
     bars.append({"bar": f"{cfg.sprint_preset} one step + decode <= {SPRINT_BAR_MS:g} ms", "value": total,
                  "met": None if total is None else total <= SPRINT_BAR_MS, "detail": detail})
+    if cfg.fp8:
+        ran = {row.group for row in all_rows}
+        for group, batches in ((cfg.preset, cfg.batches), (cfg.sprint_preset, (1,))):
+            if group in ran:
+                bars += [item for B in batches for item in fp8_items(all_rows, [group], B, tol)]
     return bars
 
 
 GROUPS = ("sana", "sprint", "decoder")  # SANA-1.6B, Sprint-1.6B one step, DC-AE f32c32 decode
 
 
+def add_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS),
+                   help="which groups run (the bars need their rows: a group left out leaves its bar unmet)")
+    p.add_argument("--batches", type=int, nargs="+", default=None,
+                   help=f"batch sizes of the {BenchConfig.preset} group (default "
+                        f"{' '.join(map(str, BenchConfig.batches))})")  # fmt: skip
+    p.add_argument("--fp8", action="store_true",
+                   help="add the FP8 rows (ours+fp8, +triton, +compile, +compile+cudagraph) against ours")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, BenchConfig, extra=lambda p: p.add_argument(
-        "--groups", nargs="+", choices=GROUPS, default=list(GROUPS),
-        help="which groups run (the bars need their rows: a group left out leaves its bar unmet)"))
+    args = parse_args(__doc__, argv, BenchConfig, extra=add_flags)
     if args.smoke:
-        cfg = smoke_config(args.out, args.time_budget_s)
+        cfg = smoke_config(args.out, args.time_budget_s, fp8=args.fp8)
     else:
         cfg = BenchConfig(warmup=args.warmup, reps=args.reps, compile_mode=args.compile_mode,
-                          time_budget_s=args.time_budget_s, out=args.out)  # fmt: skip
+                          time_budget_s=args.time_budget_s, out=args.out, fp8=args.fp8)  # fmt: skip
+    if args.batches is not None:
+        cfg = dataclasses.replace(cfg, batches=tuple(args.batches))
+    later = {"sana": sum(g in args.groups for g in ("sprint", "decoder")),
+             "sprint": int("decoder" in args.groups)}  # groups after it: compile rows leave them time
     setup(cfg.smoke)
     r = Runner("sana_image", cfg, budget_s=cfg.time_budget_s, warmup=cfg.warmup, reps=cfg.reps,
                dtype=cfg.dtype, row_s=cfg.row_s, out=cfg.out)  # fmt: skip
@@ -266,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
           f"diffusers {package_version('diffusers')} {cfg.dtype}\n{HEADER}", flush=True)
     try:
         if "sana" in args.groups:
-            bench_dit(r, cfg, cfg.preset, cfg.batches, reserve_s=2 * cfg.reserve_s)
+            bench_dit(r, cfg, cfg.preset, cfg.batches, reserve_s=later["sana"] * cfg.reserve_s)
         if "sprint" in args.groups:
-            bench_dit(r, cfg, cfg.sprint_preset, (1,), reserve_s=cfg.reserve_s)
+            bench_dit(r, cfg, cfg.sprint_preset, (1,), reserve_s=later["sprint"] * cfg.reserve_s)
         if "decoder" in args.groups:
             bench_decoder(r, cfg)
     except Exception as e:  # between rows: the budget alarm, or a CUDA context that a failed row broke

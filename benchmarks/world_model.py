@@ -25,8 +25,17 @@ Rows, in the order they run:
    video frames = 1.5 s in steady state (the stream's first chunk holds 1 + 2 × 8 = 17).
 3. ours + ``torch.compile`` of the bidirectional forward, block by block (`SanaWM.compile_blocks`;
    `--compile-frames`, default 161 then 41).
+4. With ``--fp8`` (issue #6, the Hopper analogue of SANA's NVFP4 deployment): a copy of ours with its linear
+   and 1×1-conv layers in FP8 (`sana_world.nn.fp8`, e4m3 weights per output channel, activations per token
+   row, `torch._scaled_mm`; the pure-torch emulation on a CPU), eager after row 1 (``ours+fp8``) and compiled
+   block by block after row 3 (``ours+fp8+compile``). Their rel err / max abs / x ref are against ours in
+   the model dtype, eager, on the same inputs (not against diffusers); the conversion summary is in the
+   JSON's ``meta.fp8[preset]``. FP8 rows do not count for the diffusers speed-up summary; they get their own.
+   With random weights the error says how FP8 rounding propagates, not what it costs a trained model:
+   `tests/nn/test_fp8.py` measures that on the trained ``rooms-128`` world model (output error, PSNR).
 
-Columns, `--time-budget-s` and failure handling as in sana_image.py (machinery in model_bench.py). Writes
+Columns, `--time-budget-s` and failure handling as in sana_image.py (machinery in model_bench.py); the
+compiled FP8 row's budget estimate is the compiled row's measured cost where that ran. Writes
 ``<out>/world_model_<hardware>_<YYYYMMDD>.json``.
 """
 
@@ -34,8 +43,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -43,6 +54,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from sana_world.kernels.linear_attention import triton_available
 
 from model_bench import (
     Row,
@@ -60,8 +73,7 @@ from model_bench import (
 )
 
 ISSUE_DIFFUSERS_H100_MS = {41: 302.0, 161: 964.0}
-NO_TRITON = ("skipped: SanaWM has GDN and softmax attention, no ReLU linear attention; "
-             "sana_world.kernels has no Triton GDN kernel")  # fmt: skip
+NO_TRITON = "skipped: the Triton GDN scan needs CUDA and triton (sana_world.kernels.gdn_scan)"
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class BenchConfig:
         row makes ~10 calls of ~1 s), for the budget.
     smoke: tiny CPU-sized run.
     out: results folder.
+    fp8: add the FP8 rows (section 4 of the module doc).
     """
 
     preset: str = "sana_wm_2600m"
@@ -105,13 +118,67 @@ class BenchConfig:
     compile_row_s: float = 90.0
     smoke: bool = False
     out: str = str(Path(__file__).parent / "results")
+    fp8: bool = False
 
 
-def smoke_config(out: str, time_budget_s: float | None = None) -> BenchConfig:
+def smoke_config(out: str, time_budget_s: float | None = None, fp8: bool = False) -> BenchConfig:
     """`tiny` (Plücker stride 2): 5 and 9 frames = 3 and 5 latent frames of 4×6; one compiled shape."""
     return BenchConfig(preset="tiny", frames=(5, 9), compile_frames=(9,), height=128, width=192,
                        caption_tokens=7, dtype="float32", warmup=1, reps=2, time_budget_s=time_budget_s,
-                       row_s=1.0, compile_row_s=5.0, smoke=True, out=out)  # fmt: skip
+                       row_s=1.0, compile_row_s=5.0, smoke=True, out=out, fp8=fp8)  # fmt: skip
+
+
+# FP8 rows (section 4 of the module doc; sana_image.py uses these too).
+
+
+def fp8_config(smoke: bool, cuda: bool) -> Any:
+    """`FP8Config` of the FP8 rows: the kernel on CUDA, the emulation on a CPU; smoke runs convert every
+    16-multiple layer (the tiny models are narrower than the default `min_features`)."""
+    from sana_world.nn.fp8 import FP8Config
+
+    cfg = FP8Config(backend="scaled_mm" if cuda else "emulate")
+    return dataclasses.replace(cfg, min_features=16) if smoke else cfg
+
+
+def build_fp8(r: Runner, name: str, model: nn.Module, smoke: bool) -> nn.Module:
+    """An FP8 copy of `model` (which keeps its weights); the conversion summary goes to meta.fp8[name]."""
+    from sana_world.nn.fp8 import convert_to_fp8
+
+    fp8, summary = convert_to_fp8(copy.deepcopy(model), fp8_config(smoke, r.cuda))
+    r.extra_meta.setdefault("fp8", {})[name] = summary.as_dict()
+    print(summary.report().splitlines()[0], summary.reasons(), flush=True)
+    return fp8
+
+
+def keep_reference(r: Runner, key: str, fn: Callable[[], torch.Tensor], row: Row) -> None:
+    """fn()'s output and `row`'s median under `key`: the FP8 rows' reference (ours in the model dtype)."""
+    if row.ms is not None:
+        r.refs[key] = (fn().detach().float(), row.ms)
+
+
+def measured_estimate(r: Runner, row: Row | None, default_s: float) -> float:
+    """Budget estimate of a row that costs what `row` did: its first call, warm-up, timed, peak and output
+    calls, with a quarter on top (`default_s` where `row` did not run)."""
+    if row is None or row.ms is None or row.first_call_ms is None:
+        return default_s
+    return 1.25 * (row.first_call_ms + (r.warmup + r.reps + 2) * row.ms) / 1e3
+
+
+def fp8_items(rows: list[Row], groups: list[str], batch: int, tol: float) -> list[dict[str, Any]]:
+    """Per group: the best FP8 row's speed-up over the best ours row in the model dtype (within `tol` of
+    its reference), with the FP8 row's error against ours."""
+    plain = [row for row in rows if "fp8" not in row.method]
+    items = []
+    for group in groups:
+        fast, base = best(rows, group, batch, "ours+fp8", math.inf), best(plain, group, batch, "ours", tol)
+        ratio = base.ms / fast.ms if fast and base and fast.ms and base.ms else None
+        detail = "no fp8 row ran"
+        if fast and base:
+            err = "-" if fast.rel_err is None else f"{fast.rel_err:.1e}"
+            detail = (f"{fast.method} {fast.ms:.2f} ms (rel err {err} vs ours) vs {base.method} "
+                      f"{base.ms:.2f} ms")  # fmt: skip
+        items.append({"bar": f"{group} bs{batch}: fp8 speed-up over ours", "value": ratio, "detail": detail})
+    return items
 
 
 def build_wm_pair(cfg: Any, device: str, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
@@ -201,7 +268,7 @@ def bench_stream(r: Runner, cfg: BenchConfig, ours: nn.Module, hw: tuple[int, in
 
 
 def bench(r: Runner, cfg: BenchConfig) -> None:
-    """diffusers, ours eager, the stream, ours compiled."""
+    """diffusers, ours eager (then FP8), the stream, ours compiled (then FP8 compiled)."""
     from sana_world.world_model import PRESETS
 
     wcfg, dtype = PRESETS[cfg.preset](), getattr(torch, cfg.dtype)
@@ -223,27 +290,56 @@ def bench(r: Runner, cfg: BenchConfig) -> None:
     del dm
     release()
     for F in cfg.frames:
-        r.run(group[F], "ours", 1, partial(ours, **inputs[F]), ref=group[F], info=info[F])
-        r.add(Row(group[F], "ours+triton", 1, r.dtype, r.device, info=dict(info[F]), error=NO_TRITON))
+        row = r.run(group[F], "ours", 1, partial(ours, **inputs[F]), ref=group[F], info=info[F])
+        if torch.device(r.device).type == "cuda" and triton_available():  # the fused GDN scans (SanaWM.set_gdn_backend)
+            ours.set_gdn_backend("triton")
+            r.run(group[F], "ours+triton", 1, partial(ours, **inputs[F]), ref=group[F], info=info[F])
+            ours.set_gdn_backend("torch")
+        else:
+            r.add(Row(group[F], "ours+triton", 1, r.dtype, r.device, info=dict(info[F]), error=NO_TRITON))
+        if cfg.fp8:
+            keep_reference(r, f"{group[F]}/ours", partial(ours, **inputs[F]), row)
+    # 1'. FP8: a converted copy, eager, against ours.
+    fp8 = None
+    if cfg.fp8:
+        fp8 = r.build(f"{cfg.preset} fp8", partial(build_fp8, r, cfg.preset, ours, cfg.smoke))
+    fp8_info = {F: {**info[F], "ref": "ours (model dtype, eager)"} for F in cfg.frames}
+    if fp8 is not None:
+        for F in cfg.frames:
+            r.run(group[F], "ours+fp8", 1, partial(fp8, **inputs[F]), ref=f"{group[F]}/ours",
+                  info=fp8_info[F])  # fmt: skip
     # 2. Streaming.
     bench_stream(r, cfg, ours, hw)
     # 3. Compiled, block by block (SanaWM.compile_blocks: one graph per block kind, not one for the model).
+    kw = dict(backend="eager") if cfg.smoke else dict(mode=cfg.compile_mode)
     if cfg.compile_frames:
-        kw = dict(backend="eager") if cfg.smoke else dict(mode=cfg.compile_mode)
         ours.compile_blocks(dynamic=False, **kw)
+    compiled_rows = {}
     for F in (F for F in cfg.compile_frames if F in cfg.frames):
-        r.run(group[F], "ours+compile", 1, partial(ours, **inputs[F]), ref=group[F],
-              estimate_s=cfg.compile_row_s, info=info[F])  # fmt: skip
+        compiled_rows[F] = r.run(group[F], "ours+compile", 1, partial(ours, **inputs[F]), ref=group[F],
+                                 estimate_s=cfg.compile_row_s, info=info[F])  # fmt: skip
     del ours
     release(reset_compiled=True)
+    # 3'. FP8 compiled the same way (after a reset: its graphs never share the compile cache with ours).
+    if fp8 is not None:
+        if cfg.compile_frames:
+            fp8.compile_blocks(dynamic=False, **kw)
+        for F in (F for F in cfg.compile_frames if F in cfg.frames):
+            r.run(group[F], "ours+fp8+compile", 1, partial(fp8, **inputs[F]), ref=f"{group[F]}/ours",
+                  estimate_s=measured_estimate(r, compiled_rows.get(F), cfg.compile_row_s),
+                  info=fp8_info[F])  # fmt: skip
+        del fp8
+        release(reset_compiled=True)
 
 
 def wm_summary(r: Runner, cfg: BenchConfig) -> list[dict[str, Any]]:
-    """Best ours against diffusers per frame count, and the stream's real-time factor (no bars: no `met`)."""
+    """Best ours against diffusers per frame count, and the stream's real-time factor (no bars: no `met`);
+    with --fp8, the FP8 speed-up over ours (FP8 rows never count against diffusers)."""
     tol, items = parity_tol(cfg.dtype), []
     groups = dict.fromkeys(row.group for row in r.rows if row.method == "diffusers")
+    plain = [row for row in r.rows if "fp8" not in row.method]
     for group in groups:
-        ref, ours = best(r.rows, group, 1, "diffusers", math.inf), best(r.rows, group, 1, "ours", tol)
+        ref, ours = best(plain, group, 1, "diffusers", math.inf), best(plain, group, 1, "ours", tol)
         ratio = ref.ms / ours.ms if ref and ours and ref.ms and ours.ms else None
         frames = ref.info.get("frames") if ref else None
         detail = f"best {ours.method} {ours.ms:.1f} ms vs diffusers {ref.ms:.1f} ms" if ref and ours else "-"
@@ -255,22 +351,31 @@ def wm_summary(r: Runner, cfg: BenchConfig) -> list[dict[str, Any]]:
             items.append({"bar": f"{row.group}: real-time factor at {cfg.fps:g} fps",
                           "value": row.info["realtime_factor"],
                           "detail": f"{row.ms:.1f} ms a chunk of {row.info['video_frames']} video frames"})
+    if cfg.fp8:
+        items += fp8_items(r.rows, list(groups), 1, tol)
     return items
 
 
-def add_compile_frames(p: argparse.ArgumentParser) -> None:
+def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-frames", type=int, nargs="*", default=list(BenchConfig.compile_frames),
                    help="frame counts that get a compiled row, in this order (none: no compilation)")
+    default = " ".join(map(str, BenchConfig.frames))
+    p.add_argument("--frames", type=int, nargs="+", default=None,
+                   help=f"frame counts of the bidirectional rows, stride·k + 1 (default {default})")
+    p.add_argument("--fp8", action="store_true",
+                   help="add the FP8 rows: ours+fp8 and ours+fp8+compile, against ours (section 4 above)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, BenchConfig, extra=add_compile_frames)
+    args = parse_args(__doc__, argv, BenchConfig, extra=add_flags)
     if args.smoke:
-        cfg = smoke_config(args.out, args.time_budget_s)
+        cfg = smoke_config(args.out, args.time_budget_s, fp8=args.fp8)
     else:
         cfg = BenchConfig(warmup=args.warmup, reps=args.reps, compile_mode=args.compile_mode,
                           compile_frames=tuple(args.compile_frames), time_budget_s=args.time_budget_s,
-                          out=args.out)  # fmt: skip
+                          out=args.out, fp8=args.fp8)  # fmt: skip
+    if args.frames is not None:
+        cfg = dataclasses.replace(cfg, frames=tuple(args.frames))
     setup(cfg.smoke)
     r = Runner("world_model", cfg, budget_s=cfg.time_budget_s, warmup=cfg.warmup, reps=cfg.reps,
                dtype=cfg.dtype, row_s=cfg.row_s, out=cfg.out)  # fmt: skip

@@ -11,6 +11,7 @@ from .embeddings import (
     sinusoidal_embedding,
 )
 from .ffn import GLUMBConv, GLUMBConvConfig
+from .fp8 import FP8Config, FP8Linear, FP8PointwiseConv2d, FP8Summary, FP8UnsupportedError, convert_to_fp8
 from .linear_attention import (
     LinearAttention,
     LinearAttentionConfig,
@@ -36,6 +37,11 @@ __all__ = [
     "CaptionProjectionConfig",
     "CrossAttention",
     "CrossAttentionConfig",
+    "FP8Config",
+    "FP8Linear",
+    "FP8PointwiseConv2d",
+    "FP8Summary",
+    "FP8UnsupportedError",
     "FinalLayer",
     "GLUMBConv",
     "GLUMBConvConfig",
@@ -52,6 +58,7 @@ __all__ = [
     "TimestepEmbedding",
     "apply_rotary",
     "axial_rope_tables",
+    "convert_to_fp8",
     "key_padding_bias",
     "layer_norm",
     "modulate",

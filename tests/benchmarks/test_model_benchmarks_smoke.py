@@ -23,7 +23,8 @@ REL_TOL = 1e-4  # fp32 parity of ours against diffusers (the models' parity test
 HAS_TRITON = importlib.util.find_spec("triton") is not None  # an optional extra ([triton]); CI has none
 # Rows that cannot run on a CPU or that do not apply, by method suffix, with the starts of their reasons.
 SKIPPED = {"cudagraph": ("skipped: needs CUDA",),
-           "ours+triton": ("skipped: SanaWM has GDN",) + (() if HAS_TRITON else ("TritonUnavailableError",))}
+           "ours+triton": ("skipped: the Triton GDN scan needs CUDA",)
+           + (() if HAS_TRITON else ("TritonUnavailableError",))}
 
 
 @pytest.fixture(scope="module")
