@@ -12,6 +12,7 @@ weights into safetensors shards of at most ``max_shard_bytes`` (the repository k
     python -m sana_world.generators.zoo add rooms-128 world_model runs/wm/export
     python -m sana_world.generators.zoo derive rooms-128 /tmp/candidate --world-model runs/wm/export
 
+``replace_component`` (the ``add`` command) swaps one component of an entry and rewrites its manifest.
 ``derive_entry`` copies an entry to a new folder with some components replaced by exports (a candidate to
 score with ``benchmarks/fidelity.py --model /tmp/candidate`` before it replaces the shipped one).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from torch import nn
 
 from sana_world.zoo import ZOO_ROOT, ZooEntry, ZooError, entry
 
-__all__ = ["ZooModels", "add_component", "derive_entry", "load", "load_state_dict"]
+__all__ = ["ZooModels", "add_component", "derive_entry", "load", "load_state_dict", "replace_component"]
 
 MAX_SHARD_BYTES = 15 * 1024 * 1024
 _CLASSES = {"world_model": "SanaWM", "image": "SanaDiT", "autoencoder": "AutoencoderDC"}
@@ -122,6 +124,10 @@ def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT
 
     if component not in _CLASSES:
         raise ValueError(f"component must be one of {sorted(_CLASSES)}, got {component!r}")
+    if not (Path(export) / "config.json").is_file():
+        raise FileNotFoundError(f"{export} is no export folder (no config.json); {name}/{component} is unchanged")
+    weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+               for k, v in load_state_dict(export).items()}  # read before anything is removed
     dest = root / name / component
     if dest.exists():
         shutil.rmtree(dest)
@@ -129,8 +135,6 @@ def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT
     for f in export.iterdir():
         if f.suffix != ".safetensors" and f.is_file():
             shutil.copyfile(f, dest / f.name)
-    weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
-               for k, v in load_state_dict(export).items()}
     # 1. greedy shards in key order, each at most max_shard_bytes
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -151,8 +155,6 @@ def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT
 def derive_entry(base: str, dest: Path, exports: dict[str, Path]) -> Path:
     """A copy of zoo entry ``base`` at folder ``dest`` (which must not exist) whose components ``exports``
     (component -> a trainer's ``export/`` folder) are replaced, manifest rewritten; returns ``dest``."""
-    from sana_world.zoo import write_manifest
-
     src = entry(base)
     dest = Path(dest)
     if dest.exists():
@@ -163,18 +165,35 @@ def derive_entry(base: str, dest: Path, exports: dict[str, Path]) -> Path:
     shutil.copytree(src.root, dest)
     for component, export in exports.items():
         add_component(dest.name, component, Path(export), root=dest.parent)
-    man = src.manifest
-    comps = {k: {"folder": v["folder"], "class": v["class"]} for k, v in man["components"].items()}
-    for component in exports:
-        comps.setdefault(component, {"folder": component, "class": _CLASSES[component]})
-    write_manifest(dest, dest.name, man["resolution"], comps, man.get("description", ""), man.get("dream"))
+    _rewrite_manifest(dest, src.manifest, exports)
     return dest
+
+
+def replace_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT) -> Path:
+    """Replace one component of the existing zoo entry ``root/name`` by a trainer's ``export/`` folder and
+    rewrite the entry's manifest (sizes and sha256), so the entry verifies again; returns the entry folder.
+    Score a candidate first (:func:`derive_entry`)."""
+    old = entry(name, root, verify=False)  # the manifest to keep (resolution, description, dream settings)
+    add_component(old.root.name, component, Path(export), root=old.root.parent)
+    _rewrite_manifest(old.root, old.manifest, [component])
+    return old.root
+
+
+def _rewrite_manifest(folder: Path, manifest: dict[str, Any], new_components: Iterable[str]) -> None:
+    """The manifest of ``folder`` rewritten from ``manifest`` (a component folder was replaced or added)."""
+    from sana_world.zoo import write_manifest
+
+    comps = {k: {"folder": v["folder"], "class": v["class"]} for k, v in manifest["components"].items()}
+    for component in new_components:
+        comps.setdefault(component, {"folder": component, "class": _CLASSES[component]})
+    write_manifest(folder, folder.name, manifest["resolution"], comps, manifest.get("description", ""),
+                   manifest.get("dream"))
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="zoo maintenance")
     sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("add", help="import a trainer export folder into a zoo entry")
+    a = sub.add_parser("add", help="replace a component of a zoo entry by a trainer export folder")
     a.add_argument("name")
     a.add_argument("component", choices=sorted(_CLASSES))
     a.add_argument("export", type=Path)
@@ -185,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         d.add_argument(f"--{component.replace('_', '-')}", type=Path, default=None, help="an export/ folder")
     args = p.parse_args(argv)
     if args.cmd == "add":
-        print(add_component(args.name, args.component, args.export))
+        print(replace_component(args.name, args.component, args.export))
     else:
         exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
         print(derive_entry(args.base, args.dest, exports))

@@ -75,3 +75,30 @@ def test_derive_entry_replaces_a_component(tmp_path: Path) -> None:
         zoo.derive_entry("rooms-128", dest, {"world_model": export})
     with pytest.raises(ValueError, match="unknown components"):
         zoo.derive_entry("rooms-128", tmp_path / "other", {"decoder": export})
+
+
+def test_replace_component_rewrites_the_manifest(tmp_path: Path) -> None:
+    """`zoo add` on an existing entry: the component is swapped, the manifest rewritten (the entry verifies
+    and loads the new weights), the dream settings kept; a component without an export folder raises."""
+    import torch
+    from safetensors.torch import save_file
+
+    from sana_world.generators import zoo
+
+    root = tmp_path / "zoo"
+    shutil.copytree(entry("rooms-128").root, root / "rooms-128")
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copyfile(entry("rooms-128").folder("world_model") / "config.json", export / "config.json")
+    ref = zoo.load_state_dict(entry("rooms-128").folder("world_model"))
+    first = sorted(ref)[0]
+    ref[first] = ref[first] + 1.0
+    save_file({k: v.contiguous() for k, v in ref.items()}, str(export / "model.safetensors"))
+    assert zoo.replace_component("rooms-128", "world_model", export, root=root) == root / "rooms-128"
+    new = entry("rooms-128", root)  # verifies every size and sha256
+    assert new.manifest["dream"] == entry("rooms-128").manifest["dream"]
+    got = zoo.load_state_dict(new.folder("world_model"))[first]
+    assert torch.equal(got, ref[first].to(got.dtype))
+    with pytest.raises(FileNotFoundError, match="unchanged"):
+        zoo.replace_component("rooms-128", "world_model", tmp_path / "nothing", root=root)
+    assert entry("rooms-128", root).manifest == new.manifest  # bad input loses nothing
