@@ -63,13 +63,15 @@ class CausalContext:
             mask = _frame_mask(num_frames, chunk_size, frame_offset, cfg, False, device)
             return CausalContext(num_frames, chunk_size, frame_offset, cfg, False, mask, False, commit_frames)
         # A stream's mask depends on frame_offset only until sink + window frames are in: cached per layout,
-        # built on the host once (its all-True test is then free of device syncs).
+        # built on the host once (its all-True test is then free of device syncs), never as an inference
+        # tensor (a cached mask may later serve a pass that autograd records).
         W, sink = cfg.window_frames, cfg.sink_frames
         key = (num_frames, chunk_size, min(frame_offset, sink + W), sink, W, str(device))
         hit = _STREAM_MASKS.get(key)
         if hit is None:
-            mask = _frame_mask(num_frames, chunk_size, frame_offset, cfg, True, "cpu")
-            hit = (mask if device is None else mask.to(device), bool(mask.all()))
+            with torch.inference_mode(False):
+                mask = _frame_mask(num_frames, chunk_size, frame_offset, cfg, True, "cpu")
+                hit = (mask if device is None else mask.to(device), bool(mask.all()))
             if len(_STREAM_MASKS) >= 256:
                 _STREAM_MASKS.clear()
             _STREAM_MASKS[key] = hit

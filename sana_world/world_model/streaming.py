@@ -227,8 +227,13 @@ class WMStreamEngine:
     # 2. One pass over a chunk.
     def caption(self, text: WMText, dtype: torch.dtype) -> CaptionContext:
         """`SanaWM.caption_context` of `text`, cached while the text tensors live and they, the weights that
-        read them and the autocast state are unchanged (a stream reads one caption at every pass)."""
+        read them and the autocast state are unchanged (a stream reads one caption at every pass). Only
+        without autograd: with grad enabled it is computed afresh (a cached graph could be stale, or an
+        inference tensor that autograd cannot save). Inference tensors have no version counter: one edited
+        in place keeps its cached projections."""
         hidden, mask = text.hidden_states, text.attention_mask
+        if torch.is_grad_enabled():
+            return self.model.caption_context(hidden, mask, dtype)
         dev = hidden.device.type
         weights = tuple((p.data_ptr(), _version(p)) for p in self._caption_params())
         key = (_version(hidden), None if mask is None else _version(mask), dtype,
