@@ -72,8 +72,7 @@ BLOCK_NORM_EPS = 1e-6
 class BlockInputs(NamedTuple):
     """What `SanaWM.prepare_inputs` hands the blocks: tokens x (B, N, D), temb (B, T, D), t0 (B, T, 6D),
     context (B, L, D), attn_bias (B, 1, 1, L) | None, grid (T, h, w), rope 2 × (N, head_dim), ucpe,
-    plucker (B, N, D) | None, cross_kv: per block the caption's cross-attention keys and values, or None
-    (computed by each block)."""
+    plucker (B, N, D) | None."""
 
     x: torch.Tensor
     temb: torch.Tensor
@@ -84,7 +83,6 @@ class BlockInputs(NamedTuple):
     rope: tuple[torch.Tensor, torch.Tensor]
     ucpe: UcpeTransforms | None
     plucker: torch.Tensor | None
-    cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
 def rope_tables_at(

@@ -247,7 +247,7 @@ class SanaWM(nn.Module):
 
         `frame_offset` shifts the temporal RoPE positions (absolute frame index of the first latent frame,
         for streaming); 0 reproduces the plain forward. `caption`: `caption_context` of the encoder states,
-        if already computed (they are then not read); its keys and values go to the blocks in `cross_kv`.
+        if already computed (they are then not read; the caller hands its keys and values to the blocks).
         """
         cfg = self.cfg
         B, _, F_, H, W = hidden_states.shape
@@ -259,7 +259,6 @@ class SanaWM(nn.Module):
         x = self.patch_embed(hidden_states).flatten(2).transpose(1, 2)  # (B, N, D)
         temb = self.embed_timesteps(timestep, B, F_).to(x.dtype)  # (B, T, D)
         t0 = self.t_block(temb)  # (B, T, 6D)
-        cross_kv = None
         if caption is None:
             if encoder_hidden_states.ndim == 4:
                 encoder_hidden_states = encoder_hidden_states.squeeze(1)
@@ -268,7 +267,7 @@ class SanaWM(nn.Module):
             if encoder_attention_mask is not None:
                 attn_bias = key_padding_bias(encoder_attention_mask, x.dtype)
         else:
-            context, attn_bias, cross_kv = caption
+            context, attn_bias = caption.context, caption.attn_bias
         if frame_offset == 0:
             rope = self.rope(grid, device=x.device)  # 2 × (N, head_dim)
         else:
@@ -284,7 +283,7 @@ class SanaWM(nn.Module):
                     f"chunk_plucker has {chunk_plucker.shape[1]} channels, expected {cfg.plucker_channels}"
                 )
             plucker = self.plucker_embed(chunk_plucker.to(x.dtype)).flatten(2).transpose(1, 2)  # (B, N, D)
-        return BlockInputs(x, temb, t0, context, attn_bias, grid, rope, ucpe, plucker, cross_kv)
+        return BlockInputs(x, temb, t0, context, attn_bias, grid, rope, ucpe, plucker)
 
     def output_head(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
         """Per-frame output head and unpatchify: tokens (B, N, D) -> (B, C, T, H, W)."""
