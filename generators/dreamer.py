@@ -9,13 +9,16 @@ frame and appends it to an empty stream (a model pass at t = 0). ``step`` sample
 from noise with ``num_steps`` Flow-Euler steps at the new camera (poses relative to the stream's first
 frame, as in training), decodes it, and appends it (a model pass; optionally re-noised to
 ``context_sigma``) so the state (constant size: GDN states and a softmax window of sink + recent frames)
-carries it. States are never modified in place. Everything runs under ``torch.inference_mode``: returned
-tensors are inference tensors (clone one before writing into it).
+carries it. A step returns a new state and never writes into a state's tensors. Everything runs under
+``torch.inference_mode``: returned tensors are inference tensors (clone one before writing into it).
 
 With ``defer_append`` (default) a frame's append pass is folded into the next step's first sampler pass
 (`WMStreamEngine.advance_and_denoise`: one chunk-causal pass over [that frame; the new noisy frame]), so a
 step costs one model pass per sampler step instead of one more; the state carries the frame as
-``DreamState.pending`` until then, and reading ``DreamState.stream`` appends it on the spot.
+``DreamState.pending`` until then. Reading ``DreamState.stream`` appends it on the spot (a model pass) and
+stores the result in that ``DreamState`` (``committed``, ``pending`` None): the same stream, materialised.
+Branching several futures from one state: each ``step`` from a state with a pending frame folds the append
+again (a two-frame pass per branch); read ``state.stream`` once first to share one append between them.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class PendingFrame:
 class DreamState:
     """A batch of dream streams: the stream state without the pending frame (``committed``), the anchor pose
     and intrinsics, the caption embedding, the last latent frame (B, C, h, w), and the frame still to be
-    appended to the stream state (None: none)."""
+    appended to the stream state (None: none; see the module doc). ``stream`` is the full stream state:
+    reading it may run the pending append (one model pass), once."""
 
     committed: WMStreamState
     c2w0: torch.Tensor  # (B, 4, 4) float32, pose of the anchor frame
@@ -224,7 +228,8 @@ class Dreamer:
         z = z.to(self.dtype)
         s = self.config.context_sigma
         if s > 0:  # the frame enters the state as a noisy observation at sigma s
-            ctx, t = context_entry(z, self._randn(tuple(z.shape), generator).to(self.dtype), s)  # (B, C, 1, h, w)
+            eps = self._randn(tuple(z.shape), generator).to(self.dtype)  # (B, C, 1, h, w)
+            ctx, t = context_entry(z, eps, s)  # (B, C, 1, h, w), (B, 1)
         else:
             ctx, t = z, None
         new = self._appended(DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0]), ctx, t, cam)

@@ -1,5 +1,5 @@
-"""DreamerConfig.defer_append: folding each frame's append into the next step's pass dreams the same frames and
-carries the same stream state (up to float round-off), through select, observe and the env's regrouping."""
+"""DreamerConfig.defer_append: folding each frame's append into the next step's pass dreams the same frames
+and carries the same stream state (up to float round-off), through select, observe and the env's regrouping."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def path(steps: int) -> torch.Tensor:
 @pytest.mark.parametrize("num_steps, sigma", [(1, 0.5), (2, 0.0)])
 def test_deferred_append_dreams_the_same_frames(num_steps: int, sigma: float) -> None:
     models = zoo.load("rooms-128")
-    rgb = torch.randint(0, 256, (2, 128, 128, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (2, 128, 128, 3), generator=gen, dtype=torch.uint8)
     runs = {}
     for defer in (False, True):
         d = Dreamer(models, DreamerConfig(num_steps=num_steps, context_sigma=sigma, defer_append=defer))
