@@ -5,11 +5,20 @@
     rgb, state = dreamer.step(state, c2w, generator=g)            # next frame at poses c2w (B, 4, 4)
 
 One env step is one latent frame (the shipped models use Plücker stride 1). ``start`` encodes the anchor
-frame and appends it to an empty stream (one model pass at t = 0). ``step`` samples the next latent frame
+frame and appends it to an empty stream (a model pass at t = 0). ``step`` samples the next latent frame
 from noise with ``num_steps`` Flow-Euler steps at the new camera (poses relative to the stream's first
-frame, as in training), decodes it, and appends it (one more pass; optionally re-noised to
+frame, as in training), decodes it, and appends it (a model pass; optionally re-noised to
 ``context_sigma``) so the state (constant size: GDN states and a softmax window of sink + recent frames)
-carries it. States are never modified in place.
+carries it. A step returns a new state and never writes into a state's tensors. Everything runs under
+``torch.inference_mode``: returned tensors are inference tensors (clone one before writing into it).
+
+With ``defer_append`` (default) a frame's append pass is folded into the next step's first sampler pass
+(`WMStreamEngine.advance_and_denoise`: one chunk-causal pass over [that frame; the new noisy frame]), so a
+step costs one model pass per sampler step instead of one more; the state carries the frame as
+``DreamState.pending`` until then. Reading ``DreamState.stream`` appends it on the spot (a model pass) and
+stores the result in that ``DreamState`` (``committed``, ``pending`` None): the same stream, materialised.
+Branching several futures from one state: each ``step`` from a state with a pending frame folds the append
+again (a two-frame pass per branch); read ``state.stream`` once first to share one append between them.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from sana_world.world_model.cameras import WMCameraInputs, prepare_camera_inputs
 from sana_world.world_model.causal import ChunkCausalConfig
 from sana_world.world_model.streaming import WMStreamConfig, WMStreamEngine, WMStreamState, WMText
 
-__all__ = ["DreamState", "Dreamer", "DreamerConfig", "context_entry"]
+__all__ = ["DreamState", "Dreamer", "DreamerConfig", "PendingFrame", "context_entry"]
 
 
 def context_entry(z: torch.Tensor, eps: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +58,8 @@ class DreamerConfig:
         slightly noisy one: it is re-noised, ``(1 - s) z + s eps``, and appended at timestep ``1000 s``.
     bf16: run the model passes and the decode under bf16 autocast (CUDA only; the GDN scans and the
         sampler stay fp32). Off by default: fp32 is the reference.
+    defer_append: append each frame to the stream state in the next step's first model pass (one pass per
+        step fewer; the same frames up to float round-off). False: append it within its own step.
     """
 
     num_steps: int = 1
@@ -57,6 +68,7 @@ class DreamerConfig:
     window_frames: int = 10
     context_sigma: float = 0.0
     bf16: bool = False
+    defer_append: bool = True
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -75,21 +87,48 @@ class DreamerConfig:
         return cls(**{**{k: v for k, v in defaults.items() if k in known}, **overrides})
 
 
+@dataclass(frozen=True)
+class PendingFrame:
+    """A frame of a dream stream that is not in its stream state yet (``DreamerConfig.defer_append``)."""
+
+    latents: torch.Tensor  # (B, C, 1, h, w), as the frame enters the state (re-noised to context_sigma)
+    timesteps: torch.Tensor | None  # (B, 1) model units; None: clean (0)
+    camera: WMCameraInputs  # of that frame
+    dreamer: Dreamer  # whose engine appends it
+
+    def select(self, idx: torch.Tensor) -> PendingFrame:
+        cam = WMCameraInputs(self.camera.camera_conditions[idx], self.camera.chunk_plucker[idx])
+        t = None if self.timesteps is None else self.timesteps[idx]
+        return PendingFrame(self.latents[idx], t, cam, self.dreamer)
+
+
 @dataclass
 class DreamState:
-    """A batch of dream streams: the stream state, the anchor pose and intrinsics, the caption embedding
-    and the last latent frame (B, C, h, w)."""
+    """A batch of dream streams: the stream state without the pending frame (``committed``), the anchor pose
+    and intrinsics, the caption embedding, the last latent frame (B, C, h, w), and the frame still to be
+    appended to the stream state (None: none; see the module doc). ``stream`` is the full stream state:
+    reading it may run the pending append (one model pass), once."""
 
-    stream: WMStreamState
+    committed: WMStreamState
     c2w0: torch.Tensor  # (B, 4, 4) float32, pose of the anchor frame
     K: torch.Tensor  # (B, 3, 3) float32, pixels of the frames
     text: WMText
     last: torch.Tensor  # (B, C, h, w)
+    pending: PendingFrame | None = None
+
+    @property
+    def stream(self) -> WMStreamState:
+        """The stream state with every frame in: a pending frame is appended here, once (a model pass)."""
+        if self.pending is not None:
+            self.committed = self.pending.dreamer._append(self.committed, self.pending, self.text)
+            self.pending = None  # the same state, now materialised
+        return self.committed
 
     @property
     def frame(self) -> int:
         """Latent frames in the stream (1 after start)."""
-        return self.stream.frame
+        pending = 0 if self.pending is None else self.pending.latents.shape[2]
+        return self.committed.frame + pending
 
     @property
     def batch_size(self) -> int:
@@ -99,8 +138,9 @@ class DreamState:
         """The streams ``index`` as a new batch (copies)."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.c2w0.device)
         mask = None if self.text.attention_mask is None else self.text.attention_mask[idx]
-        return DreamState(self.stream._map(lambda t: t[idx.to(t.device)].clone()), self.c2w0[idx], self.K[idx],
-                          WMText(self.text.hidden_states[idx], mask), self.last[idx])
+        pending = None if self.pending is None else self.pending.select(idx.to(self.last.device))
+        return DreamState(self.committed._map(lambda t: t[idx.to(t.device)].clone()), self.c2w0[idx],
+                          self.K[idx], WMText(self.text.hidden_states[idx], mask), self.last[idx], pending)
 
 
 class Dreamer:
@@ -144,7 +184,7 @@ class Dreamer:
         return WMText(emb.hidden.to(self.device, self.dtype), emb.mask.to(self.device))
 
     # 2. Streams.
-    @torch.no_grad()
+    @torch.inference_mode()
     def start(self, rgb: torch.Tensor, c2w0: torch.Tensor, K: torch.Tensor, captions: list[str],
               latents: torch.Tensor | None = None) -> DreamState:
         """Streams anchored at frames ``rgb`` (B, H, W, 3) uint8 (or given ``latents`` (B, C, h, w)) taken at
@@ -163,11 +203,10 @@ class Dreamer:
         lat = tuple(z0.shape[-2:])
         state = self.engine.init_state(B, lat, self.device, torch.float32)
         cam = self._camera(c2w0, c2w0, K, (H, W), lat)
-        with self._autocast():
-            state = self.engine.advance(state, z0[:, :, None], text, cam)
+        state = self._append(state, PendingFrame(z0[:, :, None], None, cam, self), text)  # the root: now
         return DreamState(state, c2w0, K, text, z0)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, state: DreamState, c2w: torch.Tensor, generator: torch.Generator | None = None,
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DreamState]:
         """The dreamed frames (B, H, W, 3) uint8 at poses ``c2w`` (B, 4, 4), and the state after them."""
@@ -178,20 +217,27 @@ class Dreamer:
         cam = self._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w))
         if noise is None:
             noise = self._randn((B, C, 1, h, w), generator)  # (B, C, 1, h, w)
+        noise, p = noise.to(self.dtype), state.pending
         with self._autocast():
-            z = self.engine.denoise_chunk(state.stream, noise.to(self.dtype), state.text, cam)  # (B, C, 1, h, w)
+            if p is None:
+                stream = state.committed
+                z = self.engine.denoise_chunk(stream, noise, state.text, cam)  # (B, C, 1, h, w)
+            else:  # the pending frame goes in with this frame's first sampler pass
+                z, stream = self.engine.advance_and_denoise(state.committed, p.latents, noise, state.text,
+                                                            p.camera, cam, context_timesteps=p.timesteps)
         z = z.to(self.dtype)
         s = self.config.context_sigma
         if s > 0:  # the frame enters the state as a noisy observation at sigma s
-            ctx, t = context_entry(z, self._randn(tuple(z.shape), generator).to(self.dtype), s)  # (B, C, 1, h, w)
+            eps = self._randn(tuple(z.shape), generator).to(self.dtype)  # (B, C, 1, h, w)
+            ctx, t = context_entry(z, eps, s)  # (B, C, 1, h, w), (B, 1)
         else:
             ctx, t = z, None
+        new = self._appended(DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0]), ctx, t, cam)
         with self._autocast():
-            stream = self.engine.advance(state.stream, ctx, state.text, cam, timesteps=t)
             rgb = self.codec.decode(z[:, :, 0], as_uint8=True)  # (B, H, W, 3)
-        return rgb, DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0])
+        return rgb, new
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def observe(self, state: DreamState, rgb: torch.Tensor, c2w: torch.Tensor) -> DreamState:
         """The state after real frames ``rgb`` (B, H, W, 3) uint8 seen at poses ``c2w`` (B, 4, 4): encoded and
         appended clean (timestep 0), as ``start`` appends the anchor; nothing is dreamed."""
@@ -203,11 +249,24 @@ class Dreamer:
             z = self.codec.encode(rgb.to(self.device))
         z = z.to(self.dtype)  # (B, C, h, w)
         cam = self._camera(state.c2w0, c2w, state.K, tuple(rgb.shape[1:3]), tuple(z.shape[-2:]))
-        with self._autocast():
-            stream = self.engine.advance(state.stream, z[:, :, None], state.text, cam)
-        return DreamState(stream, state.c2w0, state.K, state.text, z)
+        seen = DreamState(state.stream, state.c2w0, state.K, state.text, z)
+        return self._appended(seen, z[:, :, None], None, cam)
 
-    @torch.no_grad()
+    def _appended(self, state: DreamState, latents: torch.Tensor, timesteps: torch.Tensor | None,
+                  camera: WMCameraInputs) -> DreamState:
+        """``state`` (nothing pending) with the frame ``latents`` (B, C, 1, h, w) at ``timesteps`` (B, 1) or
+        None appended: now, or left pending for the next step's pass (``defer_append``)."""
+        pending = PendingFrame(latents, timesteps, camera, self)
+        if self.config.defer_append:
+            return dataclasses.replace(state, pending=pending)
+        return dataclasses.replace(state, committed=self._append(state.committed, pending, state.text))
+
+    def _append(self, stream: WMStreamState, frame: PendingFrame, text: WMText) -> WMStreamState:
+        """The stream state after ``frame`` (one model pass)."""
+        with torch.inference_mode(), self._autocast():
+            return self.engine.advance(stream, frame.latents, text, frame.camera, timesteps=frame.timesteps)
+
+    @torch.inference_mode()
     def rollout(self, state: DreamState, path: torch.Tensor,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, DreamState]:
         """Frames (B, T, H, W, 3) along poses ``path`` (B, T, 4, 4), one ``step`` per pose."""

@@ -244,7 +244,8 @@ def stream_rollout(model: nn.Module, anchor: torch.Tensor, noise: torch.Tensor, 
     ``noise`` (B, C, T, h, w) with ``num_steps`` Flow-Euler steps, then appended to the state re-noised to
     ``context_sigma`` with ``ctx_noise`` (same shape) at timestep ``1000 * context_sigma``; ``anchor``
     (B, C, h, w) is latent frame 0, appended clean. Returns the latents (B, C, b_last, h, w), frame 0 the
-    anchor."""
+    anchor. (The Dreamer's ``defer_append`` folds each append into the next step's first pass: the same
+    frames up to float round-off, tests/generators/test_dreamer.py.)"""
     from sana_world.generators.dreamer import context_entry
     from sana_world.generators.train.common import unwrap
     from sana_world.world_model.causal import ChunkCausalConfig

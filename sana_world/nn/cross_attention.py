@@ -64,15 +64,24 @@ class CrossAttention(nn.Module):
         self.qk_norm = QKNorm(inner, inner, eps=cfg.norm_eps) if cfg.cross_norm else None
         self.proj = nn.Linear(inner, cfg.dim, bias=cfg.out_bias)
 
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor, attn_bias: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """x (B, N, D), context (B, L, context_dim), attn_bias (B, 1, 1, L) additive or None -> (B, N, D)."""
-        B, N, _ = x.shape
-        q = self.q(x)  # (B, N, inner)
+    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (normed with `cross_norm`) and values 2 × (B, L, inner) of a caption: fixed while it is."""
         k, v = self.kv(context).chunk(2, dim=-1)  # 2 × (B, L, inner)
         if self.qk_norm is not None:
-            q, k = self.qk_norm(q, k)
+            k = self.qk_norm.k(k)
+        return k, v
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, attn_bias: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """x (B, N, D), context (B, L, context_dim), attn_bias (B, 1, 1, L) additive or None -> (B, N, D).
+        kv: `project_context(context)`, if already computed."""
+        B, N, _ = x.shape
+        q = self.q(x)  # (B, N, inner)
+        if self.qk_norm is not None:
+            q = self.qk_norm.q(q)
+        k, v = self.project_context(context) if kv is None else kv
         heads = self.cfg.heads
         q = q.view(B, N, heads, -1).transpose(1, 2)  # (B, h, N, d)
         k = k.view(B, -1, heads, q.shape[-1]).transpose(1, 2)  # (B, h, L, d)

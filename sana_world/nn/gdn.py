@@ -172,6 +172,7 @@ def gdn_forward_scan(
     k_rot: torch.Tensor | None = None,
     initial_state: GDNState | None = None,
     denominator: bool = True,
+    state_frame: int = -1,
 ) -> tuple[torch.Tensor, torch.Tensor | None, GDNState]:
     """Inclusive forward GDN scan over frames, in fp32.
 
@@ -182,9 +183,10 @@ def gdn_forward_scan(
         q_rot, k_rot: rotated queries/keys for the numerator; None means q, k.
         initial_state: state before frame 0 (zeros if None), e.g. the final state of a previous chunk.
         denominator: also run the normaliser recurrence (False for the camera branch).
+        state_frame: the frame whose state is returned (default the last).
 
     Returns:
-        num (B, H, T, S, D_v): S_t q̃; den (B, H, T, S) = z_tᵀ q or None; the state after the last frame.
+        num (B, H, T, S, D_v): S_t q̃; den (B, H, T, S) = z_tᵀ q or None; the state after `state_frame`.
     """
     f32 = torch.float32
     q, k, v, beta, decay = (t.to(f32) for t in (q, k, v, beta, decay))
@@ -209,7 +211,7 @@ def gdn_forward_scan(
     init = torch.cat([s_kv, s_z[..., None, :]], dim=-2) if merged else s_kv
     states = linear_recurrence(W, rows, init)  # (B, H, T, Dv (+1), Dk)
     num = q_num @ states[..., :Dv, :].transpose(-1, -2)  # (B, H, T, S, Dv)
-    s_kv = states[:, :, -1, :Dv]
+    s_kv = states[:, :, state_frame, :Dv]
     if not denominator:
         return num, None, GDNState(s_kv, None)
     # 2. Normaliser with the unrotated keys (its own recurrence when the numerator keys are rotated).
@@ -219,7 +221,7 @@ def gdn_forward_scan(
         W_z = gdn_transitions(k, v[..., :1], beta, decay)[0]  # (B, H, T, Dk, Dk)
         zs = linear_recurrence(W_z, u_z[..., None, :], s_z[..., None, :])[..., 0, :]  # (B, H, T, Dk)
     den = (q * zs[:, :, :, None, :]).sum(-1)  # (B, H, T, S)
-    return num, den, GDNState(s_kv, zs[:, :, -1])
+    return num, den, GDNState(s_kv, zs[:, :, state_frame])
 
 
 PARALLEL_SCAN_MIN_FRAMES = 5  # below this many frames the sequential loop launches fewer kernels

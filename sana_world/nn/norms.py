@@ -34,6 +34,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.full((dim,), float(init))) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if x.dtype == torch.float32 and x.device.type == "cpu" and (w is None or w.dtype == torch.float32):
+            # fp32 on the CPU: one op, the steps below up to round-off (bitwise with torch 2.13's kernel;
+            # tests/world_model/test_stream_fast_paths.py)
+            return F.rms_norm(x, (self.dim,), w, self.eps)
         variance = x.float().pow(2).mean(-1, keepdim=True)  # (..., 1), fp32
         y = (x.float() * torch.rsqrt(variance + self.eps)).to(x.dtype)
         if self.weight is None:

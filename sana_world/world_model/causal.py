@@ -27,8 +27,9 @@ window only ever trims earlier chunks.
 The same code serves streaming (`streaming.py`): a pass may start from a stream state (`GDNBlockState` /
 `SoftmaxBlockState`: forward-scan states, the raw frames the convs need as left context, the softmax KV
 window of sink + recent frames with RoPE/UCPE already applied) at absolute frame `frame_offset`, and returns
-the state after its last frame. The full-sequence mode is the same pass from an empty state at offset 0.
-The token-level softmax mask is (T·S) × (T_keys·S) booleans: fine at streaming sizes, not at full length.
+the state after its last frame, or after its first `CausalContext.commit_frames` frames. The full-sequence
+mode is the same pass from an empty state at offset 0. The token-level softmax mask is (T·S) × (T_keys·S)
+booleans: fine at streaming sizes, not at full length (`causal_context.py` builds and caches it).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sana_world.nn.gdn import GDNState, gdn_backward_scan, gdn_forward_scan
 from sana_world.nn.rope import Rope3DConfig, apply_rotary, rope_1d
 
 from .attention import _from_frames, _heads, _to_frames
+from .causal_context import CausalContext, ChunkCausalConfig
 from .ucpe import UcpeTransforms, apply_ucpe, downscale_to_reference_rms
 
 if TYPE_CHECKING:
@@ -65,26 +67,6 @@ __all__ = [
 ]
 
 BLOCK_NORM_EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class ChunkCausalConfig:
-    """Attributes:
-    sink_frames: attention-sink frames (the stream's first frames), always visible to softmax blocks.
-    window_frames: recent frames before a chunk that its softmax queries see; None = all (full-sequence
-        mode only: a stream needs a bounded window).
-    """
-
-    sink_frames: int = 1
-    window_frames: int | None = 10
-
-    def __post_init__(self) -> None:
-        if self.sink_frames < 0:
-            raise ValueError(f"ChunkCausalConfig.sink_frames must be >= 0, got {self.sink_frames}")
-        if self.window_frames is not None and self.window_frames < 0:
-            raise ValueError(
-                f"ChunkCausalConfig.window_frames must be None or >= 0, got {self.window_frames}"
-            )
 
 
 class BlockInputs(NamedTuple):
@@ -163,65 +145,6 @@ def map_block_state(state: BlockState, fn) -> BlockState:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Frame layout of one pass
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CausalContext:
-    """How the T frames of a pass relate: chunk_size (chunks aligned to the pass' first frame),
-    frame_offset (absolute index of that frame), whether a stream state (past) precedes them, and the
-    frame-level softmax mask (T, F_past + T), F_past = sink + window slots when there is a past."""
-
-    num_frames: int
-    chunk_size: int
-    frame_offset: int
-    cfg: ChunkCausalConfig
-    has_past: bool
-    frame_mask: torch.Tensor
-
-    @staticmethod
-    def build(
-        num_frames: int, chunk_size: int, frame_offset: int, cfg: ChunkCausalConfig, has_past: bool,
-        device: torch.device | str | None,
-    ) -> CausalContext:  # fmt: skip
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if has_past and cfg.window_frames is None:
-            raise ValueError("a stream state needs a bounded softmax window (window_frames is None)")
-        T, k, f0, sink, W = num_frames, chunk_size, frame_offset, cfg.sink_frames, cfg.window_frames
-        q = torch.arange(T, device=device)  # (T,)
-        q_start = f0 + (q // k) * k  # first frame of each query's chunk
-        keys, valid = f0 + q, torch.ones(T, dtype=torch.bool, device=device)
-        if has_past:
-            sink_ids = torch.arange(sink, device=device)
-            recent_ids = torch.arange(f0 - W, f0, device=device)
-            keys = torch.cat([sink_ids, recent_ids, keys])
-            valid = torch.cat([sink_ids < f0, recent_ids >= max(sink, 0), valid])
-        # 1. Own or earlier chunk; 2. sink or within W frames before the query's chunk.
-        mask = valid[None, :] & (keys[None, :] < q_start[:, None] + k)  # (T, F_keys)
-        if W is not None:
-            mask = mask & ((keys[None, :] < sink) | (keys[None, :] >= q_start[:, None] - W))
-        return CausalContext(T, k, f0, cfg, has_past, mask)
-
-    @staticmethod
-    def full_sequence(num_frames: int, chunk_size: int, cfg: ChunkCausalConfig, device) -> CausalContext:
-        return CausalContext.build(num_frames, chunk_size, 0, cfg, False, device)
-
-    def token_mask(self, tokens_per_frame: int) -> torch.Tensor:
-        """(T·S, F_keys·S) boolean SDPA mask (True = attend)."""
-        S = tokens_per_frame
-        T, Fk = self.frame_mask.shape
-        return self.frame_mask[:, None, :, None].expand(T, S, Fk, S).reshape(T * S, Fk * S)
-
-    def future_mask(self, d: int, device) -> torch.Tensor:
-        """(T,) float: 1 where frame t + d exists in this pass and lies in t's chunk."""
-        t = torch.arange(self.num_frames, device=device)
-        k = self.chunk_size
-        return ((t + d < self.num_frames) & ((t + d) // k == t // k)).float()
-
-
-# ---------------------------------------------------------------------------------------------------
 # Causal temporal convolutions
 # ---------------------------------------------------------------------------------------------------
 
@@ -230,7 +153,8 @@ def chunk_causal_short_conv(
     x: torch.Tensor, weight: torch.Tensor, ctx: CausalContext, prefix: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The GDN K short conv, chunk-causal: x (B, T·S, C), causal kernel weight (C, 1, K), prefix
-    (B, K−1, S, C) raw frames before the pass (None: zeros). Returns y (B, T·S, C) and the new prefix.
+    (B, K−1, S, C) raw frames before the pass (None: zeros). Returns y (B, T·S, C) and the prefix after the
+    committed frames (`CausalContext.commit_frames`).
 
     y[t] = Σ_j w_j x[t−K+1+j] (left, across chunks) + Σ_{d≥1} w_{K−1−d} x[t+d] (same chunk only).
     """
@@ -243,35 +167,53 @@ def chunk_causal_short_conv(
     w = weight[:, 0, :].to(x.dtype)  # (C, K)
     seq = torch.cat([prefix, xf], dim=1)  # (B, K−1+T, S, C)
     # 1. Causal taps, reading earlier chunks through the prefix.
-    y = sum(seq[:, j : j + T] * w[:, j] for j in range(K))  # (B, T, S, C)
-    # 2. Anti-causal taps, masked at the chunk end.
+    y = seq[:, :T] * w[:, 0]  # (B, T, S, C)
+    for j in range(1, K):
+        y = y + seq[:, j : j + T] * w[:, j]
+    # 2. Anti-causal taps, masked at the chunk end (skipped where no frame has one: a sum of zeros).
     for d in range(1, K):
+        rows = ctx.future_rows(d)
+        if not any(rows):
+            continue
         shifted = torch.cat([xf[:, d:], xf.new_zeros(B, min(d, T), S, C)], dim=1)[:, :T]
-        y = y + shifted * w[:, K - 1 - d] * ctx.future_mask(d, x.device).to(x.dtype)[:, None, None]
-    return y.reshape(B, N, C), seq[:, seq.shape[1] - (K - 1) :]
+        tap = shifted * w[:, K - 1 - d]
+        if not all(rows):
+            tap = tap * ctx.future_mask(d, x.device).to(x.dtype)[:, None, None]
+        y = y + tap
+    end = K - 1 + ctx.committed  # the prefix after the committed frames
+    return y.reshape(B, N, C), seq[:, end - (K - 1) : end]
 
 
 def chunk_causal_temporal_conv(
-    conv: torch.nn.Conv2d, y: torch.Tensor, ctx: CausalContext, prefix: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    conv: torch.nn.Conv2d, y: torch.Tensor, ctx: CausalContext, prefix: torch.Tensor | None,
+    with_conv: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """GLUMBConvTemp's (k_t × 1) conv, chunk-causal: y (B, C, T, S), prefix (B, C, p, S) with p = k_t // 2
     (None: zeros). Left taps read across chunks, right taps only within the chunk. Returns
-    (conv(y) (B, C, T, S), new prefix)."""
+    (conv(y) (B, C, T, S), or None without `with_conv`; the prefix after the committed frames)."""
     B, C, T, S = y.shape
     Kt = conv.kernel_size[0]
     p = Kt // 2
     if prefix is None:
         prefix = y.new_zeros(B, C, p, S)
-    w = conv.weight.to(y.dtype)  # (C_out, C_in, Kt, 1)
     seq = torch.cat([prefix, y], dim=2)  # (B, C, p+T, S)
+    end = p + ctx.committed  # the prefix after the committed frames
+    if not with_conv:
+        return None, seq[:, :, end - p : end]
+    w = conv.weight.to(y.dtype)  # (C_out, C_in, Kt, 1)
     # 1. Left taps and the centre: a valid conv over [prefix, y].
     out = F.conv2d(seq, w[:, :, : p + 1])  # (B, C, T, S)
-    # 2. Right taps, masked at the chunk end.
+    # 2. Right taps, masked at the chunk end (skipped where no frame has one: a sum of zeros).
     for d in range(1, p + 1):
+        rows = ctx.future_rows(d)
+        if not any(rows):
+            continue
         shifted = torch.cat([y[:, :, d:], y.new_zeros(B, C, min(d, T), S)], dim=2)[:, :, :T]
-        mask = ctx.future_mask(d, y.device).to(y.dtype)[:, None]  # (T, 1)
-        out = out + F.conv2d(shifted, w[:, :, p + d : p + d + 1]) * mask
-    return out, seq[:, :, seq.shape[2] - p :]
+        tap = F.conv2d(shifted, w[:, :, p + d : p + d + 1])
+        if not all(rows):
+            tap = tap * ctx.future_mask(d, y.device).to(y.dtype)[:, None]  # (T, 1)
+        out = out + tap
+    return out, seq[:, :, end - p : end]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,9 +222,10 @@ def chunk_causal_temporal_conv(
 
 
 def _masked_sdpa(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float | None, bf16: bool
-) -> torch.Tensor:
-    """q (B, Nq, H, D), k, v (B, Nk, H, D), mask (Nq, Nk) bool -> (B, Nq, H, D) in v's dtype."""
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None,
+    bf16: bool,
+) -> torch.Tensor:  # fmt: skip
+    """q (B, Nq, H, D), k, v (B, Nk, H, D), mask (Nq, Nk) bool or None (all) -> (B, Nq, H, D) in v's dtype."""
     dtype = v.dtype
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, N, D)
     if bf16:
@@ -296,9 +239,10 @@ def push_window(
     """Append frames (B, T, S, H, D) (absolute frame_offset ..) to a KV window (B, sink + W, S, H, D).
 
     Sink slots take frames with index < sink (Python ints only: no host sync); the recent part keeps the
-    last W frames. Slots never filled hold zeros and are masked by `CausalContext`.
+    last W frames. Slots never filled hold zeros and are masked by `CausalContext`. T may be fewer than the
+    pass' frames (its committed ones).
     """
-    sink, W, f0, T = ctx.cfg.sink_frames, ctx.cfg.window_frames, ctx.frame_offset, ctx.num_frames
+    sink, W, f0, T = ctx.cfg.sink_frames, ctx.cfg.window_frames, ctx.frame_offset, frames.shape[1]
     sinks = window[:, :sink]
     lo, hi = f0, min(f0 + T, sink)
     if lo < hi:
@@ -310,8 +254,11 @@ def push_window(
 def _gdn_attention(
     attn: GDNCameraAttention, x: torch.Tensor, inp: BlockInputs, ctx: CausalContext, st: GDNBlockState | None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """`GDNCameraAttention.forward`, chunk-causal from state st. Returns (B, N, C) and the new state."""
+    """`GDNCameraAttention.forward`, chunk-causal from state st. Returns (B, N, C) and the new state's
+    tensors (empty without a state or with nothing committed)."""
     T = ctx.num_frames
+    keep = st is not None and ctx.committed > 0  # build the state after the committed frames
+    last = ctx.committed - 1 if keep else -1
     S = x.shape[1] // T
     H, D = attn.cfg.heads, attn.cfg.head_dim
     key_scale = D**-0.5 * S**-0.5
@@ -327,13 +274,16 @@ def _gdn_attention(
     args = [_to_frames(t, T) for t in (q, k, v)] + [beta, decay]  # (B, H, T, S, D) ...
     rot = dict(q_rot=_to_frames(q_rot, T), k_rot=_to_frames(k_rot, T))
     init = None if st is None else GDNState(st.kv, st.z)
-    num_f, den_f, fwd = gdn_forward_scan(*args, **rot, initial_state=init)
-    num_b, den_b = gdn_backward_scan(*args, **rot, chunk_size=ctx.chunk_size)
-    main = (num_f + num_b) / (den_f + den_b + attn.cfg.gdn_eps)[..., None]  # (B, H, T, S, D) fp32
+    num_f, den_f, fwd = gdn_forward_scan(*args, **rot, initial_state=init, state_frame=last)
+    if ctx.chunk_size == 1:  # one-frame chunks: the backward scan reads nothing (it is all zeros)
+        main = num_f / (den_f + attn.cfg.gdn_eps)[..., None]  # (B, H, T, S, D) fp32
+    else:
+        num_b, den_b = gdn_backward_scan(*args, **rot, chunk_size=ctx.chunk_size)
+        main = (num_f + num_b) / (den_f + den_b + attn.cfg.gdn_eps)[..., None]
     main = _from_frames(main).flatten(2).to(v.dtype)  # (B, N, C)
-    new = dict(kv=fwd.kv, z=fwd.z)
-    if st is not None:
-        new.update(conv_k=conv_k, cam_kv=st.cam_kv, conv_k_cam=st.conv_k_cam)
+    new: dict[str, torch.Tensor] = {}
+    if keep:
+        new.update(kv=fwd.kv, z=fwd.z, conv_k=conv_k, cam_kv=st.cam_kv, conv_k_cam=st.conv_k_cam)
     # 2. Camera branch, numerator only.
     cam = None
     if inp.ucpe is not None:
@@ -354,11 +304,12 @@ def _gdn_attention(
         beta_c = beta / growth.clamp_min(1.0)[..., None]  # (B, H, T, S)
         cargs = [_to_frames(t, T) for t in (q_u, k_u, v_u)] + [beta_c, decay]
         init_c = None if st is None else GDNState(st.cam_kv, None)
-        num_fc, _, fwd_c = gdn_forward_scan(*cargs, initial_state=init_c, denominator=False)
-        num_bc, _ = gdn_backward_scan(*cargs, denominator=False, chunk_size=ctx.chunk_size)
-        out = _from_frames(num_fc + num_bc).to(vc.dtype)  # (B, N, H, D)
+        num_fc, _, fwd_c = gdn_forward_scan(*cargs, initial_state=init_c, denominator=False, state_frame=last)
+        if ctx.chunk_size != 1:
+            num_fc = num_fc + gdn_backward_scan(*cargs, denominator=False, chunk_size=ctx.chunk_size)[0]
+        out = _from_frames(num_fc).to(vc.dtype)  # (B, N, H, D)
         cam = apply_ucpe(out, ucpe.P, ucpe.cos, ucpe.sin, inverse_rope=True).flatten(2)
-        if st is not None:
+        if keep:
             new.update(cam_kv=fwd_c.kv, conv_k_cam=conv_k_cam)
     return attn._finish(x, main, cam), new
 
@@ -372,13 +323,14 @@ def _softmax_attention(
     B, N, _ = x.shape
     S = N // T
     H, bf16 = attn.cfg.heads, attn.cfg.softmax_in_bf16
-    mask = ctx.token_mask(S)  # (N, F_keys·S)
+    keep, c = st is not None and ctx.committed > 0, ctx.committed  # state after the committed frames
+    mask = None if ctx.attend_all else ctx.token_mask(S)  # (N, F_keys·S)
 
     def with_past(past: torch.Tensor | None, cur: torch.Tensor) -> torch.Tensor:
         return cur if past is None else torch.cat([past.flatten(1, 2), cur], dim=1)  # (B, Nk, H, D)
 
     def frames(t: torch.Tensor) -> torch.Tensor:
-        return t.unflatten(1, (T, S))  # (B, T, S, H, D)
+        return t.unflatten(1, (T, S))[:, :c]  # (B, c, S, H, D), the committed frames
 
     # 1. Main branch: RoPE then masked SDPA.
     q, k, v = attn.qkv(x).chunk(3, dim=-1)  # 3 × (B, N, C)
@@ -390,7 +342,7 @@ def _softmax_attention(
     past_k, past_v = (None, None) if st is None else (st.k, st.v)
     main = _masked_sdpa(q, with_past(past_k, k), with_past(past_v, v), mask, None, bf16).flatten(2)
     new: dict[str, torch.Tensor] = {}
-    if st is not None:
+    if keep:
         new = dict(k=push_window(st.k, frames(k), ctx), v=push_window(st.v, frames(v), ctx),
                    cam_k=st.cam_k, cam_v=st.cam_v)  # fmt: skip
     if inp.ucpe is None:
@@ -407,7 +359,7 @@ def _softmax_attention(
     out = _masked_sdpa(q_u, with_past(past_k, k_u), with_past(past_v, v_u), mask,
                        attn.cfg.cam_softmax_scale, bf16).to(vc.dtype)  # fmt: skip
     cam = apply_ucpe(out, ucpe.P, ucpe.cos, ucpe.sin, inverse_rope=True).flatten(2)  # (B, N, C)
-    if st is not None:
+    if keep:
         new.update(cam_k=push_window(st.cam_k, frames(k_u), ctx),
                    cam_v=push_window(st.cam_v, frames(v_u), ctx))  # fmt: skip
     return attn._finish(x, main, cam), new
@@ -415,28 +367,35 @@ def _softmax_attention(
 
 def _ffn(
     ffn: GLUMBConvTemp, x: torch.Tensor, grid: tuple[int, int, int], ctx: CausalContext,
-    prefix: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`GLUMBConvTemp.forward` with the chunk-causal temporal conv: (B, N, C) -> (B, N, C), new prefix."""
+    prefix: torch.Tensor | None, output: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
+    """`GLUMBConvTemp.forward` with the chunk-causal temporal conv: (B, N, C) -> (B, N, C) (None without
+    `output`: only the new prefix is wanted), new prefix."""
     B, N, C = x.shape
     T, h, w = grid
     frames = x.reshape(B * T, h, w, C).permute(0, 3, 1, 2)  # (B·T, C, h, w)
     y = ffn.glu.forward_grid(frames)  # (B·T, C, h, w)
     y = y.view(B, T, C, h * w).transpose(1, 2)  # (B, C, T, h·w)
-    conv, new_prefix = chunk_causal_temporal_conv(ffn.t_conv, y, ctx, prefix)
+    conv, new_prefix = chunk_causal_temporal_conv(ffn.t_conv, y, ctx, prefix, with_conv=output)
+    if conv is None:
+        return None, new_prefix
     y = y + conv
     return y.permute(0, 2, 3, 1).reshape(B, N, C), new_prefix
 
 
 def causal_block_forward(
-    block: SanaWMBlock, x: torch.Tensor, inp: BlockInputs, ctx: CausalContext, state: BlockState | None
-) -> tuple[torch.Tensor, BlockState | None]:
+    block: SanaWMBlock, x: torch.Tensor, inp: BlockInputs, ctx: CausalContext, state: BlockState | None,
+    cross_kv: tuple[torch.Tensor, torch.Tensor] | None = None, output: bool = True,
+) -> tuple[torch.Tensor | None, BlockState | None]:  # fmt: skip
     """`SanaWMBlock.forward` in chunk-causal mode from a stream state (None: empty, and no state returned).
 
-    x (B, N, D) -> (B, N, D) and the block's state after the pass' last frame.
+    x (B, N, D) -> (B, N, D) and the block's state after the pass' committed frames (`ctx.commit_frames`;
+    None when nothing is committed). cross_kv: this block's caption keys and values, precomputed
+    (`CrossAttention.project_context`). Without `output` only the state is built (x comes back None).
     """
     B, N, D = x.shape
     T = ctx.num_frames
+    keep = state is not None and ctx.committed > 0
 
     def per_frame(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(B * T, N // T, D)  # (B·T, S, D)
@@ -453,11 +412,11 @@ def causal_block_forward(
     if inp.plucker is not None and block.plucker_proj is not None:
         x = x + block.plucker_proj(inp.plucker)
     # 3. Cross-attention to the caption.
-    x = x + block.cross_attn(x, inp.context, inp.attn_bias)
+    x = x + block.cross_attn(x, inp.context, inp.attn_bias, kv=cross_kv)
     # 4. Feed-forward over space and time, the temporal conv chunk-causal.
     h = modulate(layer_norm(per_frame(x), BLOCK_NORM_EPS), shift_f, scale_f).reshape(B, N, D)
-    f, ffn_prefix = _ffn(block.ffn, h, inp.grid, ctx, None if state is None else state.ffn)
-    x = x + (gate_f * per_frame(f)).reshape(B, N, D)
-    if state is None:
+    f, ffn_prefix = _ffn(block.ffn, h, inp.grid, ctx, None if state is None else state.ffn, output)
+    x = None if f is None else x + (gate_f * per_frame(f)).reshape(B, N, D)
+    if not keep:
         return x, None
     return x, dataclasses.replace(state, **new, ffn=ffn_prefix)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 import torch
 from torch import nn
@@ -54,7 +54,18 @@ from .causal import (
 from .config import SanaWMConfig
 from .ucpe import UcpeTransforms, prepare_ucpe
 
-__all__ = ["GLUMBConvTemp", "SanaWM", "SanaWMBlock", "image_conditioned_timesteps", "param_count"]
+__all__ = ["CaptionContext", "GLUMBConvTemp", "SanaWM", "SanaWMBlock", "image_conditioned_timesteps",
+           "param_count"]
+
+
+class CaptionContext(NamedTuple):
+    """A caption as the blocks read it: projected tokens context (B, L, D), the additive padding bias
+    attn_bias (B, 1, 1, L) or None, and every block's cross-attention keys and values kv (2 × (B, L, inner)
+    per block). Fixed while the caption and the weights are (`SanaWM.caption_context`)."""
+
+    context: torch.Tensor
+    attn_bias: torch.Tensor | None
+    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 
 def image_conditioned_timesteps(timestep: torch.Tensor, clean_mask: torch.Tensor) -> torch.Tensor:
@@ -209,6 +220,20 @@ class SanaWM(nn.Module):
         t = timestep.expand(batch, frames).long().float()  # deliberate truncation: 500.7 -> 500
         return self.t_embed(t.reshape(-1)).view(batch, frames, -1)
 
+    def caption_context(
+        self, encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor | None,
+        dtype: torch.dtype,
+    ) -> CaptionContext:  # fmt: skip
+        """The caption projected for the blocks, in `dtype` (that of the patch embedding's output)."""
+        if encoder_hidden_states.ndim == 4:
+            encoder_hidden_states = encoder_hidden_states.squeeze(1)
+        context = self.caption_proj(encoder_hidden_states.to(dtype))  # (B, L, D)
+        attn_bias = None  # (B, 1, 1, L) additive, or None
+        if encoder_attention_mask is not None:
+            attn_bias = key_padding_bias(encoder_attention_mask, dtype)
+        kv = tuple(block.cross_attn.project_context(context) for block in self.blocks)
+        return CaptionContext(context, attn_bias, kv)
+
     def prepare_inputs(
         self,
         hidden_states: torch.Tensor,
@@ -218,11 +243,13 @@ class SanaWM(nn.Module):
         camera_conditions: torch.Tensor | None = None,
         chunk_plucker: torch.Tensor | None = None,
         frame_offset: int = 0,
+        caption: CaptionContext | None = None,
     ) -> BlockInputs:
         """Everything the blocks read: tokens, modulation, caption, position tables and camera tensors.
 
         `frame_offset` shifts the temporal RoPE positions (absolute frame index of the first latent frame,
-        for streaming); 0 reproduces the plain forward.
+        for streaming); 0 reproduces the plain forward. `caption`: `caption_context` of the encoder states,
+        if already computed (they are then not read; the caller hands its keys and values to the blocks).
         """
         cfg = self.cfg
         B, _, F_, H, W = hidden_states.shape
@@ -234,12 +261,15 @@ class SanaWM(nn.Module):
         x = self.patch_embed(hidden_states).flatten(2).transpose(1, 2)  # (B, N, D)
         temb = self.embed_timesteps(timestep, B, F_).to(x.dtype)  # (B, T, D)
         t0 = self.t_block(temb)  # (B, T, 6D)
-        if encoder_hidden_states.ndim == 4:
-            encoder_hidden_states = encoder_hidden_states.squeeze(1)
-        context = self.caption_proj(encoder_hidden_states.to(x.dtype))  # (B, L, D)
-        attn_bias = None  # (B, 1, 1, L) additive, or None
-        if encoder_attention_mask is not None:
-            attn_bias = key_padding_bias(encoder_attention_mask, x.dtype)
+        if caption is None:
+            if encoder_hidden_states.ndim == 4:
+                encoder_hidden_states = encoder_hidden_states.squeeze(1)
+            context = self.caption_proj(encoder_hidden_states.to(x.dtype))  # (B, L, D)
+            attn_bias = None  # (B, 1, 1, L) additive, or None
+            if encoder_attention_mask is not None:
+                attn_bias = key_padding_bias(encoder_attention_mask, x.dtype)
+        else:
+            context, attn_bias = caption.context, caption.attn_bias
         if frame_offset == 0:
             rope = self.rope(grid, device=x.device)  # 2 × (N, head_dim)
         else:

@@ -15,11 +15,18 @@ into a state; `advance` returns a new one, so states can be kept, cloned and bra
 
 Camera inputs per chunk are the chunk's slice of `WMCameraInputs` (poses relative to the stream's first
 frame, see `cameras.prepare_camera_inputs`); a stream must give them for every chunk or for none.
+
+`advance_and_denoise(state, context, noise, ...)` does `advance` then `denoise_chunk` with one pass fewer:
+the first sampler pass runs over [context; x_t] as two chunks and takes the state after the context. Passes
+that only sample build no new state, `advance` skips the output head, and the caption's projections
+(`SanaWM.caption_context`) are computed once per caption (`WMStreamEngine.caption`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,11 +45,16 @@ from .causal import (
     map_block_state,
 )
 from .cameras import WMCameraInputs
-from .model import SanaWM, image_conditioned_timesteps
+from .model import CaptionContext, SanaWM, image_conditioned_timesteps
 
 __all__ = ["WMStreamConfig", "WMStreamEngine", "WMStreamState", "WMText"]
 
 _FRAME_KEY = "frame"
+
+
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place version counter (-1 for inference tensors, which have none)."""
+    return -1 if t.is_inference() else t._version
 
 
 class WMText(NamedTuple):
@@ -180,6 +192,8 @@ class WMStreamEngine:
         self.model = model
         self.sampler = sampler
         self.config = config
+        # id(hidden_states) -> (its weak reference, the mask's, versions, CaptionContext): see `caption`
+        self._captions: dict[int, tuple[Callable, Callable, tuple, CaptionContext]] = {}
 
     # 1. State.
     def init_state(
@@ -211,11 +225,52 @@ class WMStreamEngine:
         return WMStreamState(blocks)
 
     # 2. One pass over a chunk.
+    def caption(self, text: WMText, dtype: torch.dtype) -> CaptionContext:
+        """`SanaWM.caption_context` of `text`, cached while the text tensors live and they, the weights that
+        read them and the autocast state are unchanged (a stream reads one caption at every pass). Only
+        without autograd: with grad enabled it is computed afresh (a cached graph could be stale, or an
+        inference tensor that autograd cannot save). Inference tensors have no version counter: one edited
+        in place keeps its cached projections."""
+        hidden, mask = text.hidden_states, text.attention_mask
+        if torch.is_grad_enabled():
+            return self.model.caption_context(hidden, mask, dtype)
+        dev = hidden.device.type
+        weights = tuple((p.data_ptr(), _version(p)) for p in self._caption_params())
+        key = (_version(hidden), None if mask is None else _version(mask), dtype,
+               torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev), weights)  # fmt: skip
+        hit = self._captions.get(id(hidden))
+        if hit is not None and hit[0]() is hidden and hit[1]() is mask and hit[2] == key:
+            return hit[3]
+        ctx = self.model.caption_context(hidden, mask, dtype)
+        if len(self._captions) >= 8:  # a few streams' captions; the oldest goes first
+            self._captions.pop(next(iter(self._captions)))
+        # Weak references: an entry leaves with its caption tensor (so its id is never another tensor's).
+        captions, k = self._captions, id(hidden)
+        gone = lambda _: captions.pop(k, None)  # noqa: E731
+        self._captions[k] = (weakref.ref(hidden, gone), (lambda: None) if mask is None else weakref.ref(mask),
+                             key, ctx)  # fmt: skip
+        return ctx
+
+    def _caption_params(self) -> list[torch.Tensor]:
+        model = self.model
+        blocks = [b.cross_attn for b in model.blocks]
+        norms = [a.qk_norm.k for a in blocks if a.qk_norm is not None]
+        return [p for m in (model.caption_proj, *(a.kv for a in blocks), *norms) for p in m.parameters()]
+
+    def _token_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype of the patch embedding's output (the tokens) under the current autocast state."""
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.model.patch_embed.weight.dtype
+
     def _pass(
         self, state: WMStreamState, latents: torch.Tensor, timesteps: torch.Tensor, text: WMText,
-        camera: WMCameraInputs | None,
-    ) -> tuple[torch.Tensor, WMStreamState]:  # fmt: skip
-        """Model output (B, C, T, H, W) for the chunk appended to `state`, and the state after it."""
+        camera: WMCameraInputs | None, commit: int | None = None, output: bool = True,
+        chunk_size: int | None = None,
+    ) -> tuple[torch.Tensor | None, WMStreamState | None]:  # fmt: skip
+        """Model output (B, C, T, H, W) for the frames appended to `state` (None without `output`), and the
+        state after the first `commit` of them (default all; 0: None, no state is built). The frames form
+        chunks of `chunk_size` (default T: one chunk)."""
         B, T = latents.shape[0], latents.shape[2]
         if B != state.batch_size:
             raise ValueError(f"chunk batch {B} != state batch {state.batch_size}")
@@ -226,18 +281,22 @@ class WMStreamEngine:
             )
         if camera is not None and camera.num_latent_frames != T:
             raise ValueError(f"camera inputs cover {camera.num_latent_frames} frames, chunk has {T}")
+        caption = self.caption(text, self._token_dtype(latents.device))
         inp = self.model.prepare_inputs(
             latents, timesteps, text.hidden_states, text.attention_mask,
             None if camera is None else camera.camera_conditions,
             None if camera is None else camera.chunk_plucker,
-            frame_offset=state.frame,
+            frame_offset=state.frame, caption=caption,
         )  # fmt: skip
-        ctx = CausalContext.build(T, T, state.frame, self.config.causal, True, latents.device)
-        x, blocks = inp.x, []
-        for block, bs in zip(self.model.blocks, state.blocks):
-            x, new = causal_block_forward(block, x, inp, ctx, bs)
+        commit = T if commit is None else commit
+        ctx = CausalContext.build(T, chunk_size or T, state.frame, self.config.causal, True, latents.device,
+                                  commit)  # fmt: skip
+        x, blocks, last = inp.x, [], len(self.model.blocks) - 1
+        for i, (block, bs) in enumerate(zip(self.model.blocks, state.blocks)):
+            x, new = causal_block_forward(block, x, inp, ctx, bs, caption.kv[i], output or i < last)
             blocks.append(new)
-        return self.model.output_head(x, inp), WMStreamState(blocks, state.frame + T, has_cam)
+        out = self.model.output_head(x, inp) if output else None
+        return out, (WMStreamState(blocks, state.frame + commit, has_cam) if commit else None)
 
     def forward_chunk(
         self, state: WMStreamState, latents: torch.Tensor, timesteps: torch.Tensor, text: WMText,
@@ -245,7 +304,7 @@ class WMStreamEngine:
     ) -> torch.Tensor:  # fmt: skip
         """The model's prediction for a chunk (B, C, T, H, W) at per-frame timesteps (B, T) (model units,
         0..1000), appended to `state`, which is not changed."""
-        return self._pass(state, latents, timesteps, text, camera)[0]
+        return self._pass(state, latents, timesteps, text, camera, commit=0)[0]
 
     def advance(
         self, state: WMStreamState, clean: torch.Tensor, text: WMText, camera: WMCameraInputs | None = None,
@@ -255,7 +314,7 @@ class WMStreamEngine:
         i.e. clean context)."""
         if timesteps is None:
             timesteps = clean.new_zeros(clean.shape[0], clean.shape[2])
-        return self._pass(state, clean, timesteps, text, camera)[1]
+        return self._pass(state, clean, timesteps, text, camera, output=False)[1]
 
     # 3. Sampling a chunk.
     def denoise_chunk(
@@ -277,6 +336,75 @@ class WMStreamEngine:
         schedule: (N + 1, B, T) per-frame times in the sampler's units (None: the built-in schedule for
         all frames). No host syncs: the schedule is not validated here.
         """
+        if first_frame is not None and state.frame != 0:
+            raise ValueError(f"first_frame anchors frame 0, the stream is at frame {state.frame}")
+        guided = self.config.guidance_scale != 1.0
+        if guided and negative is None:
+            raise ValueError("guidance_scale != 1 needs negative text")
+        run_state = state.repeat(2) if guided else state
+        run_text = text.repeat_for_cfg(negative) if guided else text
+        run_cam = camera.repeat_for_cfg() if guided and camera is not None else camera
+
+        def forward(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.forward_chunk(run_state, xt, t, run_text, run_cam)
+
+        return self._sample(forward, noise, first_frame, schedule, generator)
+
+    def advance_and_denoise(
+        self,
+        state: WMStreamState,
+        context: torch.Tensor,
+        noise: torch.Tensor,
+        text: WMText,
+        context_camera: WMCameraInputs | None = None,
+        camera: WMCameraInputs | None = None,
+        *,
+        context_timesteps: torch.Tensor | None = None,
+        schedule: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, WMStreamState]:
+        """`denoise_chunk(advance(state, context, ...), noise, ...)` and the advanced state, with the append
+        folded into the first sampler pass: one chunk-causal pass over [context; x_t] (chunks of T frames,
+        so the sample sees the context exactly as from the advanced state) whose state is taken after the
+        context. Same numbers up to float round-off; one model pass fewer per chunk.
+
+        context (B, C, T, H, W) at context_timesteps (B, T) (default 0); noise (B, C, T, H, W), the same T.
+        Unguided only (the guided branches must not build the state from the negative text).
+        """
+        if self.config.guidance_scale != 1.0:
+            raise ValueError("advance_and_denoise is unguided; use advance, then denoise_chunk")
+        T = context.shape[2]
+        if noise.shape[2] != T:
+            raise ValueError(f"the context has {T} frames, the noise {noise.shape[2]}: chunks must match")
+        if (context_camera is None) != (camera is None):
+            raise ValueError("camera inputs must be given for both chunks or for neither")
+        if context_timesteps is None:
+            context_timesteps = context.new_zeros(context.shape[0], T)
+        cams = None if camera is None else WMCameraInputs(
+            torch.cat([context_camera.camera_conditions, camera.camera_conditions], dim=1),
+            torch.cat([context_camera.chunk_plucker, camera.chunk_plucker], dim=2))  # fmt: skip
+        advanced: list[WMStreamState] = []
+
+        def forward(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if advanced:  # later sampler steps: from the state the first one built
+                return self.forward_chunk(advanced[0], xt, t, text, camera)
+            x = torch.cat([context.to(xt.dtype), xt], dim=2)  # (B, C, 2T, H, W)
+            times = torch.cat([context_timesteps.to(t.dtype), t], dim=1)  # (B, 2T)
+            out, new = self._pass(state, x, times, text, cams, commit=T, chunk_size=T)
+            advanced.append(new)
+            return out[:, :, T:]
+
+        sample = self._sample(forward, noise, None, schedule, generator)
+        if not advanced:  # a schedule without steps
+            advanced.append(self.advance(state, context, text, context_camera, context_timesteps))
+        return sample, advanced[0]
+
+    def _sample(
+        self, forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
+        first_frame: torch.Tensor | None, schedule: torch.Tensor | None, generator: torch.Generator | None,
+    ) -> torch.Tensor:  # fmt: skip
+        """The sampler loop over `forward(x_t (B, C, T, H, W), timesteps (B, T)) -> velocity` (doubled batch
+        when guided: the CFG combination happens here)."""
         B, C, T, H, W = noise.shape
         dtype = torch.promote_types(noise.dtype, torch.float32)
         x = noise.to(dtype)
@@ -285,25 +413,18 @@ class WMStreamEngine:
         # 1. Anchor: the first frame of the stream is given and stays clean (time 0 in every row).
         clean_mask = torch.zeros(B, T, device=x.device, dtype=dtype)  # (B, T), 1 = given frame
         if first_frame is not None:
-            if state.frame != 0:
-                raise ValueError(f"first_frame anchors frame 0, the stream is at frame {state.frame}")
             clean_mask[:, 0] = 1.0
             sched = sched * (1.0 - clean_mask)
             x = torch.cat([first_frame.to(dtype)[:, :, None], x[:, :, 1:]], dim=2)
         sched = sched[:, :, None, :, None, None]  # (N + 1, B, 1, T, 1, 1) against (B, C, T, H, W)
         # 2. The flow denoiser: sigma (B, 1, T, 1, 1) -> velocity, from the (possibly doubled) state.
         guided = self.config.guidance_scale != 1.0
-        if guided and negative is None:
-            raise ValueError("guidance_scale != 1 needs negative text")
-        run_state = state.repeat(2) if guided else state
-        run_text = text.repeat_for_cfg(negative) if guided else text
-        run_cam = camera.repeat_for_cfg() if guided and camera is not None else camera
         run_mask = torch.cat([clean_mask, clean_mask]) if guided else clean_mask  # (B', T)
 
         def velocity(xt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             t = model_timestep(sigma.expand(xt.shape[0], 1, T, 1, 1).reshape(xt.shape[0], T))  # (B', T)
             t = image_conditioned_timesteps(t, run_mask)  # min(t, 1000·(1 − mask))
-            return self.forward_chunk(run_state, xt, t, run_text, run_cam)
+            return forward(xt, t)
 
         denoise = cfg_denoiser(velocity, self.config.guidance_scale) if guided else velocity
         if isinstance(self.sampler, TrigFlowSampler):
@@ -311,4 +432,3 @@ class WMStreamEngine:
         # 3. The sampler loop (Sampler._run: `sample` would validate a custom schedule with a host sync).
         steps = range(sched.shape[0] - 1)
         return self.sampler._run(denoise, x, sched, generator, steps)
-

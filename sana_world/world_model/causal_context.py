@@ -1,0 +1,128 @@
+"""The frame layout of a chunk-causal pass: which frames a softmax query sees, where chunks end, and which
+frames enter the stream state (see `causal.py` for the semantics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["CausalContext", "ChunkCausalConfig"]
+
+
+@dataclass(frozen=True)
+class ChunkCausalConfig:
+    """Attributes:
+    sink_frames: attention-sink frames (the stream's first frames), always visible to softmax blocks.
+    window_frames: recent frames before a chunk that its softmax queries see; None = all (full-sequence
+        mode only: a stream needs a bounded window).
+    """
+
+    sink_frames: int = 1
+    window_frames: int | None = 10
+
+    def __post_init__(self) -> None:
+        if self.sink_frames < 0:
+            raise ValueError(f"ChunkCausalConfig.sink_frames must be >= 0, got {self.sink_frames}")
+        if self.window_frames is not None and self.window_frames < 0:
+            raise ValueError(
+                f"ChunkCausalConfig.window_frames must be None or >= 0, got {self.window_frames}"
+            )
+
+
+@dataclass(frozen=True)
+class CausalContext:
+    """How the T frames of a pass relate: chunk_size (chunks aligned to the pass' first frame),
+    frame_offset (absolute index of that frame), whether a stream state (past) precedes them, and the
+    frame-level softmax mask (T, F_past + T), F_past = sink + window slots when there is a past.
+    attend_all: every entry of the mask is True (softmax blocks then run unmasked: same numbers, faster).
+    commit_frames: how many leading frames of the pass enter the returned stream state (default all; 0: no
+    new state is built, e.g. a sampler pass whose state is thrown away)."""
+
+    num_frames: int
+    chunk_size: int
+    frame_offset: int
+    cfg: ChunkCausalConfig
+    has_past: bool
+    frame_mask: torch.Tensor
+    attend_all: bool = False
+    commit_frames: int | None = None
+
+    @staticmethod
+    def build(
+        num_frames: int, chunk_size: int, frame_offset: int, cfg: ChunkCausalConfig, has_past: bool,
+        device: torch.device | str | None, commit_frames: int | None = None,
+    ) -> CausalContext:  # fmt: skip
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if has_past and cfg.window_frames is None:
+            raise ValueError("a stream state needs a bounded softmax window (window_frames is None)")
+        if commit_frames is not None and not 0 <= commit_frames <= num_frames:
+            raise ValueError(f"commit_frames must lie in [0, {num_frames}], got {commit_frames}")
+        if not has_past:
+            mask = _frame_mask(num_frames, chunk_size, frame_offset, cfg, False, device)
+            return CausalContext(num_frames, chunk_size, frame_offset, cfg, False, mask, False, commit_frames)
+        # A stream's mask depends on frame_offset only until sink + window frames are in: cached per layout,
+        # built on the host once (its all-True test is then free of device syncs), never as an inference
+        # tensor (a cached mask may later serve a pass that autograd records).
+        W, sink = cfg.window_frames, cfg.sink_frames
+        key = (num_frames, chunk_size, min(frame_offset, sink + W), sink, W, str(device))
+        hit = _STREAM_MASKS.get(key)
+        if hit is None:
+            with torch.inference_mode(False):
+                mask = _frame_mask(num_frames, chunk_size, frame_offset, cfg, True, "cpu")
+                hit = (mask if device is None else mask.to(device), bool(mask.all()))
+            if len(_STREAM_MASKS) >= 256:
+                _STREAM_MASKS.clear()
+            _STREAM_MASKS[key] = hit
+        return CausalContext(num_frames, chunk_size, frame_offset, cfg, True, *hit, commit_frames)
+
+    @staticmethod
+    def full_sequence(num_frames: int, chunk_size: int, cfg: ChunkCausalConfig, device) -> CausalContext:
+        return CausalContext.build(num_frames, chunk_size, 0, cfg, False, device)
+
+    @property
+    def committed(self) -> int:
+        """Frames of the pass that enter the returned state."""
+        return self.num_frames if self.commit_frames is None else self.commit_frames
+
+    def token_mask(self, tokens_per_frame: int) -> torch.Tensor:
+        """(T·S, F_keys·S) boolean SDPA mask (True = attend)."""
+        S = tokens_per_frame
+        T, Fk = self.frame_mask.shape
+        return self.frame_mask[:, None, :, None].expand(T, S, Fk, S).reshape(T * S, Fk * S)
+
+    def future_rows(self, d: int) -> tuple[bool, ...]:
+        """Per frame t of the pass: whether frame t + d exists in this pass and lies in t's chunk (on the
+        host: a tap no frame has is skipped, one every frame has needs no mask)."""
+        T, k = self.num_frames, self.chunk_size
+        return tuple(t + d < T and (t + d) // k == t // k for t in range(T))
+
+    def future_mask(self, d: int, device) -> torch.Tensor:
+        """(T,) float: 1 where frame t + d exists in this pass and lies in t's chunk."""
+        t = torch.arange(self.num_frames, device=device)
+        k = self.chunk_size
+        return ((t + d < self.num_frames) & ((t + d) // k == t // k)).float()
+
+
+_STREAM_MASKS: dict[tuple, tuple[torch.Tensor, bool]] = {}
+
+
+def _frame_mask(
+    T: int, k: int, f0: int, cfg: ChunkCausalConfig, has_past: bool, device: torch.device | str | None
+) -> torch.Tensor:
+    """The (T, F_keys) frame-level softmax mask of `CausalContext` (True = attend)."""
+    sink, W = cfg.sink_frames, cfg.window_frames
+    q = torch.arange(T, device=device)  # (T,)
+    q_start = f0 + (q // k) * k  # first frame of each query's chunk
+    keys, valid = f0 + q, torch.ones(T, dtype=torch.bool, device=device)
+    if has_past:
+        sink_ids = torch.arange(sink, device=device)
+        recent_ids = torch.arange(f0 - W, f0, device=device)
+        keys = torch.cat([sink_ids, recent_ids, keys])
+        valid = torch.cat([sink_ids < f0, recent_ids >= max(sink, 0), valid])
+    # 1. Own or earlier chunk; 2. sink or within W frames before the query's chunk.
+    mask = valid[None, :] & (keys[None, :] < q_start[:, None] + k)  # (T, F_keys)
+    if W is not None:
+        mask = mask & ((keys[None, :] < sink) | (keys[None, :] >= q_start[:, None] - W))
+    return mask
