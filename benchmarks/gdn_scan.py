@@ -33,7 +33,6 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+# one timing, memory and naming convention with the linear-attention benchmark
+from linear_attention import _triton_version, hardware, peak_mib, timed  # noqa: E402
 
 METHODS = ("torch", "triton", "triton-tf32x3", "torch.compile")
 MODES = ("fwd", "fwd+bwd")
@@ -155,43 +158,6 @@ def step_fn(fn: Callable, mode: str, leaves: dict, kw: dict, dout: torch.Tensor)
     return fwd_bwd
 
 
-def timed(fn: Callable[[], Any], warmup: int, reps: int, cuda: bool) -> tuple[float, float, float]:
-    """(median, min, first-call) milliseconds; CUDA events on a GPU, perf_counter on CPU."""
-    t0 = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    first = (time.perf_counter() - t0) * 1e3
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times), first
-
-
-def peak_mib(fn: Callable[[], Any]) -> float | None:
-    if not torch.cuda.is_available():
-        return None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    out = fn()
-    torch.cuda.synchronize()
-    del out
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 def rel_err(result: Any, reference: Any) -> float:
     pairs = zip(result, reference) if isinstance(result, tuple) else [(result, reference)]
     return max(((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
@@ -229,21 +195,6 @@ def run_row(cfg: BenchConfig, shape: str, branch: str, method: str, mode: str, d
     if cuda:
         torch.cuda.empty_cache()
     return row
-
-
-def hardware() -> str:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from render import hardware_tag  # one naming convention for every result file
-
-    return hardware_tag()
-
-
-def _triton_version() -> str | None:
-    try:
-        import triton
-    except ImportError:
-        return None
-    return triton.__version__
 
 
 def save(cfg: BenchConfig, rows: list[Row]) -> Path:

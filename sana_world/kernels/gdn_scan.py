@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import torch
 
-from .linear_attention import TritonUnavailableError, triton_available
+from .linear_attention import TritonUnavailableError, require_cuda, triton_available
 
 __all__ = ["MAX_HEAD_DIM", "GDNKernelConfig", "triton_bidirectional_gdn"]
 
@@ -116,11 +116,7 @@ def _check_inputs(q, k, v, beta, decay, q_rot, k_rot, interpret: bool) -> None:
     tensors = [t for t in (q, k, v, beta, decay, q_rot, k_rot) if t is not None]
     if len({t.device for t in tensors}) != 1:
         raise ValueError(f"GDN inputs must be on one device, got {sorted({str(t.device) for t in tensors})}")
-    if q.device.type != "cuda" and not interpret:
-        raise TritonUnavailableError(
-            f"backend='triton' runs on CUDA tensors, got {q.device.type}; use backend='torch' on this device "
-            "(tests run the kernels on CPU in triton's interpreter: TRITON_INTERPRET=1 before importing it)"
-        )
+    require_cuda(q.device, interpret)
 
 
 def _split(

@@ -74,6 +74,15 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def require_cuda(device: torch.device, interpret: bool) -> None:
+    """TritonUnavailableError unless the kernels can run on ``device`` (CUDA, or triton's CPU interpreter)."""
+    if device.type != "cuda" and not interpret:
+        raise TritonUnavailableError(
+            f"backend='triton' runs on CUDA tensors, got {device.type}; use backend='torch' on this device "
+            "(tests run the kernels on CPU in triton's interpreter: TRITON_INTERPRET=1 before importing it)"
+        )
+
+
 def _kernels() -> Any:
     """The private kernel module, imported on first use (it needs triton)."""
     if not triton_available():
@@ -96,11 +105,7 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, interpret: 
         raise ValueError(f"q, k, v need at least one token and one channel, got {tuple(q.shape)}")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
-    if q.device.type != "cuda" and not interpret:
-        raise TritonUnavailableError(
-            f"backend='triton' runs on CUDA tensors, got {q.device.type}; use backend='torch' on this device "
-            "(tests run the kernels on CPU in triton's interpreter: TRITON_INTERPRET=1 before importing it)"
-        )
+    require_cuda(q.device, interpret)
 
 
 def _splits(
