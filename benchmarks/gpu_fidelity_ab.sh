@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Score world-model candidates side by side with the shipped rooms-128 entry on a device machine, one
-# model per GPU, all in parallel: benchmarks/fidelity.py on 64 held-out scenes, horizons to 32, one Euler
-# step (the shipped dream sampler), without the revisit / follow / long sections. Each candidate is the
+# model per GPU, all in parallel: benchmarks/fidelity.py on SCENES held-out scenes, horizons to HORIZON, one
+# Euler step (the shipped dream sampler), without the revisit / follow / long sections. Each candidate is the
 # shipped entry with its world model replaced by an export/ folder (python -m sana_world.generators.zoo
 # derive). A label ending in @SIGMA also scores that context sigma instead of the entry's own.
-# Usage (device machine, repo root, after setup_gpu.sh): bash THIS OUT LABEL=EXPORT_DIR[@SIGMA] ...
+# Usage (device machine, repo root, after setup_gpu.sh): bash THIS OUT SCENES HORIZON LABEL=EXPORT_DIR[@SIGMA] ...
 #   (LABEL=zoo scores the shipped entry itself)
 set -uo pipefail
-out=${1:?usage: gpu_fidelity_ab.sh OUT LABEL=EXPORT[@SIGMA] ...}
-shift
+out=${1:?usage: gpu_fidelity_ab.sh OUT SCENES HORIZON LABEL=EXPORT[@SIGMA] ...}
+scenes=${2:?scenes}; horizon=${3:?horizon}
+shift 3
 n=$(nvidia-smi -L | wc -l)
-fid=(--scenes 64 --horizon 32 --steps 1 --revisit-scenes 0 --follow 0 --long 0 --batch 64 --workers 8
+fid=(--scenes "$scenes" --horizon "$horizon" --steps 1 --revisit-scenes 0 --follow 0 --long 0 --batch "$scenes" --workers 4
   --device cuda)
 i=0
 for spec in "$@"; do
@@ -24,7 +25,7 @@ for spec in "$@"; do
   fi
   extra=(); [ -n "$sigma" ] && extra=(--context-sigma "$sigma")
   mkdir -p "/tmp/fid_$label"
-  CUDA_VISIBLE_DEVICES=$((i % n)) timeout 200 python3 benchmarks/fidelity.py --model "$model" "${fid[@]}" \
+  CUDA_VISIBLE_DEVICES=$((i % n)) timeout 150 python3 benchmarks/fidelity.py --model "$model" "${fid[@]}" \
     "${extra[@]}" --out "/tmp/fid_$label" > "/tmp/fid_$label.log" 2>&1 &
   i=$((i + 1))
 done

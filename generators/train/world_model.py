@@ -92,6 +92,10 @@ class WorldModelTrainConfig:
     shift: float = _f(3.0, "flow shift s: sigma' = s sigma / (1 + (s - 1) sigma) (SANA-WM 720p: 9.95)")
     sigma_one_prob: float = _f(0.0, "probability per latent frame of training at sigma = 1 (pure noise), the "
                                "input of a one-step sampler, which the logit-normal draws rarely")
+    context_sigma_prob: float = _f(0.0, "probability per latent frame of training at exactly context_sigma_value, "
+                                   "the level at which the Dreamer feeds its frames back (with sigma_one_prob: "
+                                   "the one-step dream's inputs, a frame at 1 after frames at that level)")
+    context_sigma_value: float = _f(0.5, "the sigma of context_sigma_prob (the zoo's dream context_sigma)")
     cfg_dropout: float = _f(0.1, "probability of replacing a caption by the null caption")
     self_forcing_prob: float = _f(0.0, "probability per step of training a chunk on the model's own "
                                   "generated context (needs chunk_size and >= 2 chunks)")
@@ -136,9 +140,14 @@ class WorldModelTrainConfig:
         if self.clip_frames < s + 1 or (self.clip_frames - 1) % s:
             raise ValueError(f"clip_frames must be temporal_stride * k + 1 with k >= 1 ({s + 1}, "
                              f"{2 * s + 1}, ...) for temporal stride {s}, got {self.clip_frames}")
-        for name in ("cfg_dropout", "self_forcing_prob", "sigma_one_prob"):
+        for name in ("cfg_dropout", "self_forcing_prob", "sigma_one_prob", "context_sigma_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.sigma_one_prob + self.context_sigma_prob > 1.0:
+            raise ValueError(f"sigma_one_prob + context_sigma_prob must be <= 1, got "
+                             f"{self.sigma_one_prob} + {self.context_sigma_prob}")
+        if not 0.0 < self.context_sigma_value < 1.0:
+            raise ValueError(f"context_sigma_value must lie in (0, 1), got {self.context_sigma_value}")
         if self.shift <= 0 or self.logit_std <= 0 or self.sample_fps <= 0:
             raise ValueError("shift, logit_std and sample_fps must be > 0")
         if self.sample_every < 0:
@@ -247,6 +256,22 @@ def graph_loss(model: nn.Module, chunk_kw: dict[str, int], device: torch.device,
             return diffusion_forcing_loss(model, x0, eps, sigma, clean, loss_mask, emb, cam, chunk_kw)
 
     return loss_fn
+
+
+def frame_sigmas(config: WorldModelTrainConfig, B: int, T: int, gen: torch.Generator,
+                 dev: torch.device) -> torch.Tensor:
+    """Per-frame sigmas (B, T): shifted logit-normal; then a ``sigma_one_prob`` share at 1 (the one-step
+    sampler's input) and a ``context_sigma_prob`` share at ``context_sigma_value`` (the level of the
+    Dreamer's fed-back frames), drawn independently so each share is that probability per frame."""
+    sigma = sample_sigmas(B * T, config.logit_mean, config.logit_std, config.shift, gen, dev).view(B, T)
+    if config.sigma_one_prob > 0:
+        one = torch.rand(B, T, generator=gen, device=dev) < config.sigma_one_prob
+        sigma = torch.where(one, torch.ones_like(sigma), sigma)
+    if config.context_sigma_prob > 0:  # among the frames not at 1: probability p_ctx / (1 - p_one)
+        u = torch.rand(B, T, generator=gen, device=dev) * (1.0 - config.sigma_one_prob)
+        at_ctx = (u < config.context_sigma_prob) & (sigma < 1.0)
+        sigma = torch.where(at_ctx, torch.full_like(sigma, config.context_sigma_value), sigma)
+    return sigma
 
 
 def self_forcing_context(model: nn.Module, x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor,
@@ -384,11 +409,7 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
             cam = wm_data.build_camera_inputs(batch.c2w, K, config.resolution, latent_size, s)
             # 4. diffusion forcing: one sigma per latent frame; frame 0 optionally the clean anchor
             B, _, T = x0.shape[:3]
-            sigma = sample_sigmas(B * T, config.logit_mean, config.logit_std, config.shift, gen, dev)
-            sigma = sigma.view(B, T)
-            if config.sigma_one_prob > 0:
-                one = torch.rand(B, T, generator=gen, device=dev) < config.sigma_one_prob
-                sigma = torch.where(one, torch.ones_like(sigma), sigma)
+            sigma = frame_sigmas(config, B, T, gen, dev)  # (B, T)
             eps = torch.randn(x0.shape, generator=gen, device=dev)  # (B, C, T, h, w)
             clean = torch.zeros(B, T, device=dev)  # (B, T)
             if config.anchor_frame:

@@ -5,10 +5,11 @@ Presets are plain functions returning configs (`tiny`, `small`, `sana_wm_2600m`)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["PRESETS", "SanaWMConfig", "rooms", "sana_wm_2600m", "small", "tiny"]
+__all__ = ["PRESETS", "SanaWMConfig", "rooms", "rooms_l12", "rooms_p1", "sana_wm_2600m", "small", "tiny"]
 
 # SDPA head sizes diffusers' softmax camera branch leaves unpadded (FlashAttention-2 sizes).
 _FLASH_HEAD_DIMS = (32, 64, 128, 256)
@@ -149,6 +150,18 @@ def rooms() -> SanaWMConfig:
     )  # fmt: skip
 
 
+def rooms_l12() -> SanaWMConfig:
+    """``rooms`` with 12 blocks (2, 5, 8, 11 softmax): grown from trained ``rooms`` weights by appending identity
+    blocks (``generators.train.grow``). About 2x the compute a frame."""
+    return dataclasses.replace(rooms(), num_layers=12)
+
+
+def rooms_p1() -> SanaWMConfig:
+    """``rooms`` with patch 1: one token per latent pixel (256 tokens a frame, 4x ``rooms``), grown from
+    trained ``rooms`` weights (``generators.train.grow``)."""
+    return dataclasses.replace(rooms(), patch_size=(1, 1, 1))
+
+
 def sana_wm_2600m() -> SanaWMConfig:
     """The released SANA-WM (diffusers `SanaWMTransformer3DModel` defaults): 20 blocks × 2240, 112-d heads."""
     return SanaWMConfig()
@@ -158,5 +171,7 @@ PRESETS: dict[str, Callable[[], SanaWMConfig]] = {
     "tiny": tiny,
     "small": small,
     "rooms": rooms,
+    "rooms_l12": rooms_l12,
+    "rooms_p1": rooms_p1,
     "sana_wm_2600m": sana_wm_2600m,
 }

@@ -325,3 +325,26 @@ def test_cuda_graph_step_matches_eager() -> None:
         for p, b in zip(params, buffers):
             p.grad = b
         TextEmbedding(inputs["hidden"], inputs["mask"])  # the inputs are a valid embedding
+
+
+def test_frame_sigmas_shares_at_one_and_at_the_context_level(dataset, tmp_path):
+    from sana_world.generators.train.world_model import frame_sigmas
+
+    cfg = _config(dataset, tmp_path, sigma_one_prob=0.3, context_sigma_prob=0.4, context_sigma_value=0.5)
+    gen = torch.Generator().manual_seed(0)
+    s = frame_sigmas(cfg, 400, 50, gen, torch.device("cpu"))  # (B, T)
+    assert s.shape == (400, 50) and ((s > 0) & (s <= 1)).all()
+    assert abs((s == 1.0).float().mean().item() - 0.3) < 0.01
+    assert abs((s == 0.5).float().mean().item() - 0.4) < 0.01
+    # without the shares: the plain shifted logit-normal, same draws as before the option existed
+    plain = _config(dataset, tmp_path)
+    a = frame_sigmas(plain, 8, 5, torch.Generator().manual_seed(3), torch.device("cpu"))
+    from sana_world.generators.train.flow_matching import sample_sigmas
+
+    b = sample_sigmas(40, plain.logit_mean, plain.logit_std, plain.shift, torch.Generator().manual_seed(3),
+                      torch.device("cpu")).view(8, 5)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="must be <= 1"):
+        _config(dataset, tmp_path, sigma_one_prob=0.7, context_sigma_prob=0.4)
+    with pytest.raises(ValueError, match="context_sigma_value"):
+        _config(dataset, tmp_path, context_sigma_value=1.0)

@@ -1,0 +1,118 @@
+"""Where a batched dream step goes on a GPU: ms per part at each batch size, and the top CUDA kernels.
+
+Parts of ``Dreamer.step`` on a live batched state (shipped ``rooms-128`` model), each timed alone with CUDA
+events after warm-up: ``camera inputs``, ``advance+denoise`` (the one chunk-causal two-frame model pass a
+step runs with ``defer_append``), ``decode`` (the autoencoder), and the whole ``Dreamer.step``. Then
+``torch.profiler`` over a few whole steps at the largest batch: the kernels by total CUDA time.
+
+    python benchmarks/profile_dream_gpu.py --batches 256 1024 --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from sana_world.envs.dream_core import load_models
+from sana_world.generators.dreamer import Dreamer, DreamerConfig
+
+from linear_attention import hardware  # noqa: E402  (benchmarks/ is the script's folder)
+
+
+def time_ms(fn: Callable[[], object], iters: int) -> float:
+    """Mean ms of ``fn()`` over ``iters`` calls after two warm-up calls (CUDA events)."""
+    for _ in range(2):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / iters
+
+
+def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], tuple]:
+    """ms per part of one step at ``batch`` streams (random anchors, a camera moving forward), and the live
+    (state, c2w, generator) for profiling."""
+    dev, S = dreamer.device, dreamer.models.resolution
+    K = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)
+    rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
+    c2w = torch.eye(4, device=dev).expand(batch, 4, 4).clone()
+    gen = torch.Generator(dev).manual_seed(0)
+    state = dreamer.start(rgb, c2w, K, ["a room"] * batch)
+    for _ in range(12):  # 1. past the sink + window frames: the steady state
+        c2w[:, 2, 3] += 0.05
+        _, state = dreamer.step(state, c2w, gen)
+    p, engine, f = state.pending, dreamer.engine, dreamer.codec.downsample_factor
+    C, h, w = state.last.shape[1:]
+    noise = torch.randn(batch, C, 1, h, w, device=dev, dtype=dreamer.dtype)
+    cam = dreamer._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w))
+
+    def inference(fn: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode(), dreamer._autocast():
+                return fn()
+        return run
+
+    rows = {
+        "camera inputs": lambda: dreamer._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w)),  # fp32
+        "advance+denoise": inference(lambda: engine.advance_and_denoise(
+            state.committed, p.latents, noise, state.text, p.camera, cam, context_timesteps=p.timesteps)),
+        "decode": inference(lambda: dreamer.codec.decode(state.last, as_uint8=True)),
+        "Dreamer.step": lambda: dreamer.step(state, c2w, gen),
+    }
+    return {name: time_ms(fn, iters) for name, fn in rows.items()}, (state, c2w, gen)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--precision", nargs="+", default=["bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--top", type=int, default=30, help="rows of the kernel table")
+    p.add_argument("--out", default="benchmarks/results")
+    a = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("profile_dream_gpu.py needs a CUDA device")
+    dev = torch.device("cuda")
+    models = load_models("rooms-128", dev)
+    result = {"benchmark": "profile_dream_gpu", "date": f"{date.today():%Y%m%d}", "hardware": hardware(),
+              "torch": torch.__version__, "model": "rooms-128", "rows": []}
+    print(f"{'precision':<9} {'batch':>6} " + " ".join(f"{k:>16}" for k in
+                                                      ("camera inputs", "advance+denoise", "decode",
+                                                       "Dreamer.step")) + "   steps/s")
+    last = None
+    for prec in a.precision:  # 1. parts per precision and batch
+        dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=prec == "bf16"))
+        for batch in a.batches:
+            ms, last = parts(dreamer, batch, a.iters)
+            rate = batch * 1e3 / ms["Dreamer.step"]
+            print(f"{prec:<9} {batch:>6} " + " ".join(f"{v:>16.2f}" for v in ms.values()) + f"   {rate:,.0f}",
+                  flush=True)
+            result["rows"].append({"precision": prec, "batch": batch, "ms": ms, "steps_per_s": rate})
+    # 2. the kernels of a few whole steps at the last setting
+    from torch.profiler import ProfilerActivity, profile
+
+    state, c2w, gen = last
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            dreamer.step(state, c2w, gen)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=a.top)
+    print(table)
+    result["kernel_table"] = table
+    out = Path(a.out) / f"profile_dream_gpu_{result['hardware']}_{result['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
