@@ -3,6 +3,7 @@ frames enter the stream state (see `causal.py` for the semantics)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,15 @@ class CausalContext:
     @staticmethod
     def full_sequence(num_frames: int, chunk_size: int, cfg: ChunkCausalConfig, device) -> CausalContext:
         return CausalContext.build(num_frames, chunk_size, 0, cfg, False, device)
+
+    def past_sink(self) -> CausalContext:
+        """This context with `frame_offset` clamped to `sink_frames`. Blocks read the offset only to fill sink
+        slots (`causal.push_window`), which no frame at or past the sink does, so a block pass is the same
+        under both; every pass past the sink then hands a compiled block the same Python ints."""
+        sink = self.cfg.sink_frames
+        if self.frame_offset <= sink:
+            return self
+        return dataclasses.replace(self, frame_offset=sink)
 
     @property
     def committed(self) -> int:

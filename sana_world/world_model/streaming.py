@@ -168,16 +168,53 @@ class WMStreamConfig:
     causal: softmax attention sink and window (SANA-WM streaming: 1 sink + 10 recent frames).
     guidance_scale: CFG weight; != 1 needs `negative` text in `denoise_chunk`. Both branches read the same
         stream state (built by `advance` from the conditional text).
+    compile: run every block's chunk-causal forward through `torch.compile` (regional, inductor: the blocks
+        of one kind share a graph; one graph per pass layout, a few per stream). A speed option, off by
+        default: the first passes of each layout compile (tens of seconds cold on a 2-core CPU, seconds
+        from inductor's on-disk cache), and the outputs equal eager ones up to float round-off.
     """
 
     causal: ChunkCausalConfig = ChunkCausalConfig()
     guidance_scale: float = 1.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.causal.window_frames is None:
             raise ValueError(
                 "WMStreamConfig.causal.window_frames must be set: a stream needs a bounded window"
             )
+
+
+def _block_pass(
+    block: torch.nn.Module, x: torch.Tensor, inp: object, ctx: CausalContext, state: BlockState | None,
+    cross_kv: tuple[torch.Tensor, torch.Tensor] | None, output: bool,
+) -> tuple[torch.Tensor | None, BlockState | None]:  # fmt: skip
+    """`causal_block_forward` with the new state's tensors contiguous, so a compiled block sees the same
+    strides from every state it is handed (a stride change recompiles)."""
+    x, new = causal_block_forward(block, x, inp, ctx, state, cross_kv, output)
+    return x, None if new is None else map_block_state(new, torch.Tensor.contiguous)
+
+
+def _gdn_block_pass(*args: object) -> tuple[torch.Tensor | None, BlockState | None]:
+    return _block_pass(*args)
+
+
+def _softmax_block_pass(*args: object) -> tuple[torch.Tensor | None, BlockState | None]:
+    return _block_pass(*args)
+
+
+def _compiled_block_passes() -> tuple[Callable, Callable]:
+    """(GDN, softmax) block passes through `torch.compile`, created once per process (compiled graphs are
+    shared by every engine). Two entry functions: dynamo's recompile limit counts per function, and each
+    kind has a few pass layouts (start, sampling only, append + sample, append only)."""
+    global _COMPILED_BLOCK_PASSES
+    if _COMPILED_BLOCK_PASSES is None:
+        _COMPILED_BLOCK_PASSES = (torch.compile(_gdn_block_pass, dynamic=False),
+                                  torch.compile(_softmax_block_pass, dynamic=False))  # fmt: skip
+    return _COMPILED_BLOCK_PASSES
+
+
+_COMPILED_BLOCK_PASSES: tuple[Callable, Callable] | None = None
 
 
 class WMStreamEngine:
@@ -192,6 +229,7 @@ class WMStreamEngine:
         self.model = model
         self.sampler = sampler
         self.config = config
+        self._compiled = _compiled_block_passes() if config.compile else None
         # id(hidden_states) -> (its weak reference, the mask's, versions, CaptionContext): see `caption`
         self._captions: dict[int, tuple[Callable, Callable, tuple, CaptionContext]] = {}
 
@@ -292,8 +330,11 @@ class WMStreamEngine:
         ctx = CausalContext.build(T, chunk_size or T, state.frame, self.config.causal, True, latents.device,
                                   commit)  # fmt: skip
         x, blocks, last = inp.x, [], len(self.model.blocks) - 1
+        if self.config.compile:  # passes past the sink look alike to a compiled block (no recompiles)
+            ctx = ctx.past_sink()
         for i, (block, bs) in enumerate(zip(self.model.blocks, state.blocks)):
-            x, new = causal_block_forward(block, x, inp, ctx, bs, caption.kv[i], output or i < last)
+            fwd = causal_block_forward if self._compiled is None else self._compiled[int(block.is_softmax)]
+            x, new = fwd(block, x, inp, ctx, bs, caption.kv[i], output or i < last)
             blocks.append(new)
         out = self.model.output_head(x, inp) if output else None
         return out, (WMStreamState(blocks, state.frame + commit, has_cam) if commit else None)

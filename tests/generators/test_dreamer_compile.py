@@ -1,0 +1,65 @@
+"""DreamerConfig.compile: the stream's block passes and the decode through torch.compile dream the same frames
+as eager (up to float round-off), and passes past the sink hand a compiled block the same context."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sana_world.envs.dream import make_dream_config
+from sana_world.generators import zoo
+from sana_world.generators.dreamer import Dreamer, DreamerConfig
+from sana_world.world_model.causal import push_window
+from sana_world.world_model.causal_context import CausalContext, ChunkCausalConfig
+
+K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.mark.parametrize("sink", [0, 1, 2])
+def test_past_sink_context_pushes_the_same_windows(sink: int) -> None:
+    cfg = ChunkCausalConfig(sink_frames=sink, window_frames=3)
+    gen = torch.Generator().manual_seed(0)
+    window = torch.randn(1, sink + 3, 4, 2, 8, generator=gen)  # (B, sink + W, S, H, D)
+    frames = torch.randn(1, 2, 4, 2, 8, generator=gen)  # (B, T, S, H, D)
+    for f0 in range(8):
+        ctx = CausalContext.build(2, 1, f0, cfg, True, None, 1)
+        clamped = ctx.past_sink()
+        assert clamped.frame_offset == min(f0, sink)
+        assert torch.equal(clamped.frame_mask, ctx.frame_mask) and clamped.committed == ctx.committed
+        assert torch.equal(push_window(window, frames[:, :1], clamped), push_window(window, frames[:, :1], ctx))
+
+
+def test_dream_env_passes_compile_through() -> None:
+    assert make_dream_config("explore", compile=True).compile
+    assert not make_dream_config("explore").compile
+
+
+@pytest.mark.slow
+def test_compiled_dream_matches_eager() -> None:
+    models = zoo.load("rooms-128")
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (1, 128, 128, 3), generator=gen, dtype=torch.uint8)  # one env's shapes
+    c2w = torch.eye(4).repeat(4, 1, 1, 1)  # (steps, B, 4, 4): a camera walking forward and sideways
+    c2w[:, 0, 2, 3] = 0.05 * torch.arange(1, 5)
+    c2w[:, 0, 0, 3] = 0.03 * torch.arange(1, 5)
+    runs = {}
+    for compiled in (False, True):
+        d = Dreamer(models, DreamerConfig(context_sigma=0.5, compile=compiled))
+        state = d.start(rgb, torch.eye(4)[None], K, ["a room"])
+        g = torch.Generator().manual_seed(1)
+        frames, lats = [], []
+        for pose in c2w:  # start, a sampling-only pass, then append + sample passes past the sink
+            out, state = d.step(state, pose, g)
+            frames.append(out)
+            lats.append(state.last)
+        runs[compiled] = (torch.stack(frames), torch.stack(lats), state)
+    (f_ref, z_ref, s_ref), (f_out, z_out, s_out) = runs[False], runs[True]
+    assert rel_err(z_out, z_ref) < 1e-5
+    assert (f_out.int() - f_ref.int()).abs().max() <= 1  # uint8 frames: a rounding may flip
+    assert s_out.frame == s_ref.frame == 5
+    for name, t in s_ref.stream.tensors().items():
+        assert rel_err(s_out.stream.tensors()[name], t) < 1e-5, name
