@@ -46,7 +46,7 @@ def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], t
     rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
     c2w = torch.eye(4, device=dev).expand(batch, 4, 4).clone()
     gen = torch.Generator(dev).manual_seed(0)
-    state = dreamer.start(rgb, c2w, K, ["a room"] * batch)
+    state = dreamer.start(rgb, c2w.clone(), K, ["a room"] * batch)  # the anchor keeps its own pose
     for _ in range(12):  # 1. past the sink + window frames: the steady state
         c2w[:, 2, 3] += 0.05
         _, state = dreamer.step(state, c2w, gen)

@@ -201,7 +201,8 @@ class Dreamer:
         B, H, W = rgb.shape[:3]
         if len(captions) != B:
             raise ValueError(f"{len(captions)} captions for {B} frames")
-        c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
+        # copies: a caller moving its pose tensor in place must not move the anchor
+        c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(B, 4, 4).to(self.device).clone()
         K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(B, 3, 3).clone()
         with self._autocast():
             z0 = self.codec.encode(rgb.to(self.device)) if latents is None else latents.to(self.device)

@@ -11,7 +11,9 @@
   sub-positions. Not exact: positions (RoPE, the 3 x 3 Mix-FFN conv) now step half as far, so the model
   must adapt in training; everything else carries over.
 
-    python -m sana_world.generators.train.grow sana_world/zoo/rooms-128/world_model runs/init_l12 --preset rooms_l12
+    python -m sana_world.generators.train.grow WEIGHTS_FOLDER runs/init_p1 --preset rooms_p1
+
+A source that already has the preset's shape is copied unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from sana_world.world_model import PRESETS, SanaWM, SanaWMConfig
 
-__all__ = ["grow_state_dict", "grow_folder"]
+__all__ = ["grow_folder", "grow_state_dict", "source_config"]
 
 # The residual output projections of a block: zero makes the block the identity.
 _ZERO_OUT = ("attn.proj.weight", "attn.proj.bias", "ffn.glu.pointwise.weight", "ffn.glu.pointwise.bias",
@@ -49,10 +51,11 @@ def grow_state_dict(sd: dict[str, torch.Tensor], old: SanaWMConfig, new: SanaWMC
                     seed: int = 0) -> dict[str, torch.Tensor]:
     """The weights of a ``new``-config SanaWM grown from ``sd`` of an ``old``-config one (module doc)."""
     _check(old, new)
-    torch.manual_seed(seed)
-    fresh = SanaWM(new).state_dict()  # (new blocks' weights, and the target shapes)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(seed)
+        fresh = SanaWM(new).state_dict()  # (new blocks' weights, and the target shapes)
     out: dict[str, torch.Tensor] = {}
-    # 1. every old tensor whose shape still fits
+    # 1. every old tensor (shapes checked at the end, after step 2 refits the patch tensors)
     for key, value in sd.items():
         if key not in fresh:
             raise KeyError(f"{key} of the old weights has no place in the new model")
@@ -81,18 +84,24 @@ def grow_state_dict(sd: dict[str, torch.Tensor], old: SanaWMConfig, new: SanaWMC
     return out
 
 
+def source_config(src: Path) -> SanaWMConfig:
+    """The SanaWMConfig of a weights folder's ``config.json``."""
+    cfg = json.loads((src / "config.json").read_text())
+    if cfg.get("_class_name") != "SanaWM":
+        raise ValueError(f"{src}/config.json is not a SanaWM config")
+    return SanaWMConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["config"].items()})
+
+
 def grow_folder(src: Path, dst: Path, new: SanaWMConfig, seed: int = 0) -> Path:
     """Write ``dst/model.safetensors`` + ``config.json`` (fp32) grown from the weights folder ``src``
-    (a zoo world_model folder or a run's export/, with its config.json)."""
+    (a zoo world_model folder or a run's export/, with its config.json); ``dst`` must not hold files."""
     from safetensors.torch import save_file
 
     from sana_world.generators.zoo import load_state_dict
 
-    cfg = json.loads((src / "config.json").read_text())
-    if cfg.get("_class_name") != "SanaWM":
-        raise ValueError(f"{src}/config.json is not a SanaWM config")
-    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["config"].items()}
-    old = SanaWMConfig(**fields)
+    if dst.exists() and any(dst.iterdir()):
+        raise FileExistsError(f"{dst} is not empty; grow_folder writes a new folder")
+    old = source_config(src)
     sd = {k: v.float() for k, v in load_state_dict(src).items()}
     grown = grow_state_dict(sd, old, new, seed)
     dst.mkdir(parents=True, exist_ok=True)
@@ -109,10 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="config to grow into")
     p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' weights")
     a = p.parse_args(argv)
-    cfg = json.loads((a.src / "config.json").read_text())["config"]
+    old = source_config(a.src)
     # the preset's shape, with the source's adapted channels and stride (as the trainer adapts presets)
-    new = dataclasses.replace(PRESETS[a.preset](), in_channels=cfg["in_channels"],
-                              caption_channels=cfg["caption_channels"], plucker_stride=cfg["plucker_stride"])
+    new = dataclasses.replace(PRESETS[a.preset](), in_channels=old.in_channels,
+                              caption_channels=old.caption_channels, plucker_stride=old.plucker_stride)
     print(f"grew {a.src} into {grow_folder(a.src, a.dst, new, a.seed)} ({a.preset})")
 
 

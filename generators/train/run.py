@@ -235,10 +235,24 @@ def init_train_state(build_model: Callable[[], nn.Module], optim: OptimConfig, s
     return TrainState(model=model, optimizer=opt, scheduler=sched, ema=ema)
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The flat defaults of a config class (its nested configs' fields lifted), as JSON gives them back;
+    fields without a default are left out."""
+    out: dict[str, Any] = {}
+    for fld in dataclasses.fields(cls):
+        if _is_nested(fld):
+            out.update(dataclasses.asdict(fld.default_factory()))  # type: ignore[misc]
+        elif fld.default is not dataclasses.MISSING:
+            out[fld.name] = fld.default
+    return json.loads(json.dumps(out))
+
+
 def check_resume(saved: dict[str, Any], current: dict[str, Any], path: Path,
-                 run_fields: Iterable[str]) -> None:
-    """ValueError naming every config key outside ``run_fields`` that differs from the saved run."""
-    skip = set(run_fields)
+                 run_fields: Iterable[str], defaults: dict[str, Any] | None = None) -> None:
+    """ValueError naming every config key outside ``run_fields`` that differs from the saved run. A key the
+    saved config lacks (a field added after it was written) counts as its value in ``defaults``."""
+    skip, defaults = set(run_fields), defaults or {}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     diff = sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))
     if diff:
         raise ValueError(f"cannot resume exactly from {path}: config differs in {diff} "
@@ -246,7 +260,7 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], path: Path,
 
 
 def resume_or_start(state: TrainState, run: RunConfig, resolved: dict[str, Any], info: DistInfo,
-                    run_fields: Iterable[str]) -> None:
+                    run_fields: Iterable[str], defaults: dict[str, Any] | None = None) -> None:
     """Restore ``state`` from the latest checkpoint when ``run.resume``; refuse to mix a fresh run into an
     old one, and a resume with nothing left to do."""
     ckpt_root = Path(run.out_dir) / "checkpoints"
@@ -254,7 +268,7 @@ def resume_or_start(state: TrainState, run: RunConfig, resolved: dict[str, Any],
     if run.resume:
         if latest is None:
             raise FileNotFoundError(f"resume=True but {ckpt_root} holds no complete checkpoint")
-        check_resume(load_config(latest), resolved, latest, run_fields)
+        check_resume(load_config(latest), resolved, latest, run_fields, defaults)
         load_checkpoint(latest, state, info)
     elif latest is not None:
         raise FileExistsError(f"{ckpt_root} already holds checkpoints ({latest.name}); pass resume=True "

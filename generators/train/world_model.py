@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 _SAMPLE_TAG = 7  # seed word of the (fixed) dream noise, apart from any step number's
 # fields that may change between a run and its resume without breaking exactness
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "sample_every", "num_samples", "sample_steps", "sample_mode",
-               "sample_fps")
+               "sample_fps", "init_weights")  # a resume loads the checkpoint's weights, whatever the init was
 _OPTIONAL_INT = ("chunk_size", "temporal_stride", "clip_spacing")
 
 
@@ -356,7 +356,8 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
         log.warning("grad_checkpointing is on; SanaWM's chunk-causal forward may not checkpoint blocks")
     resolved = resolved_config(config, model_cfg, bool(chunk_kw))
     # 1. resume, or refuse to mix a fresh run into an old one
-    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
+    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS,
+                              train_run.field_defaults(WorldModelTrainConfig))
     data: wm_data.ShardClips | wm_data.StreamClips | wm_data.PoolClips
     if config.data == "shards":
         data = wm_data.ShardClips(str(config.data_dir), config.clip_frames,

@@ -144,3 +144,13 @@ def test_observe_appends_the_encoded_frame_clean() -> None:
 
     with pytest.raises(ValueError, match="uint8"):
         d.observe(state, rgb[:1, 1], c2w[:, 1])
+
+
+def test_start_copies_the_anchor_pose() -> None:
+    """Moving the caller's pose tensor in place after start (as a benchmark loop does) leaves the anchor."""
+    dreamer = Dreamer(zoo.load("rooms-128"))
+    c2w = torch.eye(4)[None].clone()
+    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+    state = dreamer.start(torch.zeros(1, 128, 128, 3, dtype=torch.uint8), c2w, K, ["a room"])
+    c2w[:, 2, 3] += 0.5
+    assert torch.equal(state.c2w0, torch.eye(4)[None])

@@ -74,9 +74,18 @@ def test_refined_patch_embeds_a_constant_patch_as_before(old):
     new_tok = new.patch_embed(z)  # (B, D, T, H, W)
     torch.testing.assert_close(new_tok[..., ::2, ::2], old_tok, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(new_tok[..., 1::2, 1::2], old_tok, rtol=1e-5, atol=1e-5)
-    # the head predicts, per latent pixel, the mean of the old head's 2x2 predictions of its token
-    w_old = old.final.proj.weight.view(4, old.cfg.in_channels, -1)
-    torch.testing.assert_close(new.final.proj.weight, w_old.mean(0))
+    # through the unpatchify: a token repeated over its 2x2 latent pixels predicts, at each of them, the
+    # mean of the old head's 2x2 predictions of that token (a wrong row order of the head would not)
+    x = _inputs(old.cfg)
+    inp_old, inp_new = old.prepare_inputs(**x), new.prepare_inputs(**x)
+    tok = inp_old.x  # (B, T·h·w, D) on the coarse grid
+    D = tok.shape[-1]
+    fine = tok.view(B, T, H // 2, W // 2, D).repeat_interleave(2, 2).repeat_interleave(2, 3)  # (B, T, H, W, D)
+    out_old = old.output_head(tok, inp_old)  # (B, C, T, H, W)
+    out_new = new.output_head(fine.reshape(B, T * H * W, D), inp_new)  # (B, C, T, H, W)
+    pooled = torch.nn.functional.avg_pool3d(out_old, (1, 2, 2))  # (B, C, T, H/2, W/2)
+    torch.testing.assert_close(out_new[..., ::2, ::2], pooled, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_new[..., 1::2, ::2], pooled, rtol=1e-5, atol=1e-5)
     out = new(**_inputs(old.cfg), chunk_size=1)  # the whole model runs at the finer grid
     assert out.shape == (B, old.cfg.in_channels, T, H, W) and torch.isfinite(out).all()
 
@@ -112,19 +121,34 @@ def test_folder_and_cli(old, tmp_path):
         grow_folder(src, tmp_path / "bad", new_cfg)
 
 
-def test_cli_grows_the_shipped_world_model(tmp_path):
-    """The shipped rooms weights grow into both presets and load strictly."""
+@torch.no_grad()
+def test_cli_grows_rooms_weights_into_both_presets(tmp_path):
+    """A rooms-shaped (patch 2, 6 blocks) weights folder grows through the CLI into rooms_l12 (the same
+    outputs) and rooms_p1 (loads strictly); a source already of the preset's shape is copied unchanged."""
+    from safetensors.torch import save_file
+
     from sana_world.generators.zoo import load_state_dict
     from sana_world.world_model import PRESETS
 
-    src = "sana_world/zoo/rooms-128/world_model"
+    cfg = dataclasses.replace(PRESETS["rooms"](), in_channels=4, caption_channels=16)
+    torch.manual_seed(2)
+    src_model = SanaWM(cfg).eval()
+    for key, p in src_model.named_parameters():
+        p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
+    src = tmp_path / "src"
+    src.mkdir()
+    save_file({k: v.contiguous() for k, v in src_model.state_dict().items()}, str(src / "model.safetensors"))
+    (src / "config.json").write_text(json.dumps({"_class_name": "SanaWM", "config": dataclasses.asdict(cfg)}))
+    x = _inputs(cfg)
     for preset in ("rooms_l12", "rooms_p1"):
-        main([src, str(tmp_path / preset), "--preset", preset])
-        cfg = json.loads((tmp_path / preset / "config.json").read_text())["config"]
-        want = dataclasses.asdict(PRESETS[preset]())
-        assert {k: cfg[k] for k in ("num_layers", "patch_size")} == {
-            "num_layers": want["num_layers"], "patch_size": list(want["patch_size"])}
-        model = SanaWM(dataclasses.replace(PRESETS[preset](), in_channels=cfg["in_channels"],
-                                           caption_channels=cfg["caption_channels"],
-                                           plucker_stride=cfg["plucker_stride"]))
-        model.load_state_dict(load_state_dict(tmp_path / preset))
+        main([str(src), str(tmp_path / preset), "--preset", preset])
+        new_cfg = dataclasses.replace(PRESETS[preset](), in_channels=4, caption_channels=16)
+        model = SanaWM(new_cfg).eval()
+        model.load_state_dict(load_state_dict(tmp_path / preset))  # strict: every key, every shape
+        if preset == "rooms_l12":
+            torch.testing.assert_close(model(**x, chunk_size=1), src_model(**x, chunk_size=1), rtol=1e-5, atol=1e-5)
+    main([str(tmp_path / "rooms_p1"), str(tmp_path / "again"), "--preset", "rooms_p1"])
+    a, b = load_state_dict(tmp_path / "rooms_p1"), load_state_dict(tmp_path / "again")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileExistsError, match="not empty"):
+        main([str(src), str(tmp_path / "again"), "--preset", "rooms_p1"])

@@ -336,15 +336,40 @@ def test_frame_sigmas_shares_at_one_and_at_the_context_level(dataset, tmp_path):
     assert s.shape == (400, 50) and ((s > 0) & (s <= 1)).all()
     assert abs((s == 1.0).float().mean().item() - 0.3) < 0.01
     assert abs((s == 0.5).float().mean().item() - 0.4) < 0.01
-    # without the shares: the plain shifted logit-normal, same draws as before the option existed
-    plain = _config(dataset, tmp_path)
-    a = frame_sigmas(plain, 8, 5, torch.Generator().manual_seed(3), torch.device("cpu"))
+    # without the context share: the same draws as the code before the option existed (a shifted
+    # logit-normal, then one uniform draw for the frames at 1), so older runs resume exactly
     from sana_world.generators.train.flow_matching import sample_sigmas
 
-    b = sample_sigmas(40, plain.logit_mean, plain.logit_std, plain.shift, torch.Generator().manual_seed(3),
-                      torch.device("cpu")).view(8, 5)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for p_one in (0.0, 0.3):
+        plain = _config(dataset, tmp_path, sigma_one_prob=p_one)
+        g_new, g_old = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        a = frame_sigmas(plain, 8, 5, g_new, torch.device("cpu"))
+        b = sample_sigmas(40, plain.logit_mean, plain.logit_std, plain.shift, g_old, torch.device("cpu")).view(8, 5)
+        if p_one > 0:
+            b = torch.where(torch.rand(8, 5, generator=g_old) < p_one, torch.ones_like(b), b)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert torch.equal(g_new.get_state(), g_old.get_state())  # nothing more drawn
     with pytest.raises(ValueError, match="must be <= 1"):
         _config(dataset, tmp_path, sigma_one_prob=0.7, context_sigma_prob=0.4)
     with pytest.raises(ValueError, match="context_sigma_value"):
         _config(dataset, tmp_path, context_sigma_value=1.0)
+
+
+def test_resume_accepts_fields_added_after_the_checkpoint(tmp_path):
+    """A checkpoint written before a config field existed resumes if the run keeps that field's default,
+    and refuses otherwise; a resume may name another init (the checkpoint's weights win)."""
+    from sana_world.generators.train.run import check_resume, field_defaults
+    from sana_world.generators.train.world_model import _RUN_FIELDS
+
+    defaults = field_defaults(WorldModelTrainConfig)
+    assert defaults["context_sigma_prob"] == 0.0 and defaults["lr"] == WorldModelTrainConfig.__dataclass_fields__[
+        "optim"].default_factory().lr
+    run = {**defaults, "lr": 3e-4, "sigma_one_prob": 0.3, "init_weights": "runs/init"}
+    saved = {k: v for k, v in run.items() if k not in ("context_sigma_prob", "context_sigma_value")}  # older
+    check_resume(saved, {**run, "init_weights": None}, tmp_path, _RUN_FIELDS, defaults)
+    with pytest.raises(ValueError, match="context_sigma_prob"):
+        check_resume(saved, {**run, "context_sigma_prob": 0.3}, tmp_path, _RUN_FIELDS, defaults)
+    with pytest.raises(ValueError, match="context_sigma_prob"):  # without the defaults: refused as before
+        check_resume(saved, run, tmp_path, _RUN_FIELDS)
+    with pytest.raises(ValueError, match="sigma_one_prob"):
+        check_resume(saved, {**run, "sigma_one_prob": 0.2}, tmp_path, _RUN_FIELDS, defaults)

@@ -2,15 +2,19 @@
 # Train world-model candidates side by side on GPU subsets of one device machine (CUDA-graph steps),
 # optionally with a side script on another GPU; then score every candidate and the shipped model on
 # held-out scenes (benchmarks/gpu_fidelity_ab.sh, one GPU each) and pack each candidate's EMA export into
-# OUT (one tar split into 15 MiB parts; logs and result files in OUT/logs.tar).
+# OUT (one tar per candidate, split into 15 MiB parts; logs and result files in OUT/logs.tar). At most 8
+# files and 64 MiB come back from a device call: about two candidates of the rooms size.
 # A candidate is "NAME:GPUS:PRESET[:TRAINER ARGS]", e.g. "p1:0,1:rooms_p1:--lr 3e-4". Its run lives in
 # runs/NAME: a warm machine that still has runs/NAME/checkpoints resumes it; otherwise it starts from the
-# shipped world model grown into PRESET (generators/train/grow.py; "rooms" starts from it unchanged).
+# shipped world model grown into PRESET (generators/train/grow.py; copied as is if it has that shape).
 # Usage (device machine, repo root):
 #   bash THIS OUT SECONDS SIDE_GPU SIDE_SCRIPT|"" FID_SCENES FID_HORIZON CANDIDATE...
 set -uo pipefail
-out=${1:?usage: rooms_ab.sh OUT SECONDS SIDE_GPU SIDE_SCRIPT FID_SCENES FID_HORIZON CANDIDATE...}
-secs=$2; side_gpu=$3; side=$4; fid_scenes=$5; fid_horizon=$6
+if [ $# -lt 7 ]; then
+  echo "usage: rooms_ab.sh OUT SECONDS SIDE_GPU SIDE_SCRIPT|\"\" FID_SCENES FID_HORIZON CANDIDATE..." >&2
+  exit 2
+fi
+out=$1; secs=$2; side_gpu=$3; side=$4; fid_scenes=$5; fid_horizon=$6
 shift 6
 source generators/train/recipes/setup_gpu.sh
 common=(--autoencoder sana_world/zoo/rooms-128/autoencoder --data pool --pool-workers 12
@@ -24,37 +28,44 @@ port=29530
 names=()
 for cand in "$@"; do  # 1. every candidate's run, in the background
   IFS=: read -r name gpus preset extra <<< "$cand"
-  names+=("$name")
+  if [ -z "$name" ] || [ -z "$gpus" ] || [ -z "$preset" ]; then
+    echo "bad candidate '$cand': want NAME:GPUS:PRESET[:ARGS]" >&2; continue
+  fi
+  read -ra extra_args <<< "${extra:-}"
   run=runs/$name
   init=()
   if [ -d "$run/checkpoints" ]; then init=(--resume)
-  elif [ "$preset" = rooms ]; then init=(--init-weights sana_world/zoo/rooms-128/world_model)
   else
+    rm -rf "runs/init_$name"
     python3 -m sana_world.generators.train.grow sana_world/zoo/rooms-128/world_model "runs/init_$name" \
       --preset "$preset" || continue
     init=(--init-weights "runs/init_$name")
   fi
   n=$(awk -F, '{print NF}' <<< "$gpus")
-  # shellcheck disable=SC2086  # extra holds several trainer arguments
   CUDA_VISIBLE_DEVICES=$gpus torchrun --nproc-per-node "$n" --master-port $port \
-    -m sana_world.generators.train.world_model --preset "$preset" "${common[@]}" "${init[@]}" $extra \
-    --out-dir "$run" --time-limit-s "$secs" > "$out/wm_$name.log" 2>&1 &
+    -m sana_world.generators.train.world_model --preset "$preset" "${common[@]}" "${init[@]}" \
+    "${extra_args[@]}" --out-dir "$run" --time-limit-s "$secs" > "$out/wm_$name.log" 2>&1 &
+  names+=("$name")
   port=$((port + 1))
 done
 wait
-# 2. exports, then held-out scores of the shipped model and every candidate
+# 2. fresh exports, then held-out scores of the shipped model and every exported candidate
 specs=(zoo=zoo)
+exported=()
 for name in "${names[@]}"; do
   grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm_$name.log" \
     | tail -n 8 | sed "s/^/[$name] /"
-  rm -rf "runs/$name/export"  # a resumed run exports its new last checkpoint
-  python3 -m sana_world.generators.train.export_folder "runs/$name" "/tmp/export_$name.tar" > /dev/null \
-    && specs+=("$name=runs/$name/export")
+  rm -rf "runs/$name/export" "/tmp/export_$name.tar"  # a resumed run exports its new last checkpoint
+  if python3 -m sana_world.generators.train.export_folder "runs/$name" "/tmp/export_$name.tar" > /dev/null; then
+    specs+=("$name=runs/$name/export")
+    exported+=("$name")
+  fi
 done
 bash benchmarks/gpu_fidelity_ab.sh "$out" "$fid_scenes" "$fid_horizon" "${specs[@]}"
-# 3. pack: the exports in 15 MiB parts, the rest in one tar
-tar -cf /tmp/exports.tar -C /tmp $(cd /tmp && ls export_*.tar 2>/dev/null)
-split -b 15m /tmp/exports.tar "$out/exports.tar.part-"
+# 3. pack: each candidate's export in its own 15 MiB parts, the logs and results in one tar
+for name in "${exported[@]}"; do
+  split -b 15m "/tmp/export_$name.tar" "$out/export_$name.tar.part-"
+done
 tail -n 60 "$out/side.log" 2>/dev/null
-(cd "$out" && tar -cf logs.tar --exclude 'exports.tar.part-*' --remove-files ./*.log ./*.json 2>/dev/null)
+(cd "$out" && small=(*.log *.json) && [ -e "${small[0]}" ] && tar -cf logs.tar --remove-files "${small[@]}")
 ls -la "$out"

@@ -7,7 +7,7 @@ out=${1:?usage: rooms_final.sh OUT [SECONDS]}
 secs=${2:-440}
 source generators/train/recipes/setup_gpu.sh
 CUDA_VISIBLE_DEVICES=0,1,2 torchrun --nproc-per-node 3 --master-port 29521 -m sana_world.generators.train.world_model \
-  --preset rooms --init-weights sana_world/zoo/rooms-128/world_model \
+  --preset rooms_p1 --init-weights sana_world/zoo/rooms-128/world_model \
   --autoencoder sana_world/zoo/rooms-128/autoencoder --data pool --pool-workers 16 --resolution 128 --bf16 \
   --pool-trajectories 3072 --pool-steps 40 --clip-frames 33 --temporal-stride 1 --chunk-size 1 --batch-size 24 \
   --lr 4e-4 --warmup-steps 100 --ema-decay 0.998 --grad-clip 1.0 --shift 2.0 --steps 1000000 \

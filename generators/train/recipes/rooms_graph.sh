@@ -15,7 +15,7 @@ init=${5:-}; init=${init:-sana_world/zoo/rooms-128/world_model}
 shift 5 2>/dev/null || shift $#
 source generators/train/recipes/setup_gpu.sh
 [ -d "$run/checkpoints" ] && init=""  # a warm machine keeps runs/: resume instead
-args=(--preset rooms --autoencoder sana_world/zoo/rooms-128/autoencoder --data pool --pool-workers 16
+args=(--preset rooms_p1 --autoencoder sana_world/zoo/rooms-128/autoencoder --data pool --pool-workers 16
   --resolution 128 --bf16 --pool-trajectories 3072 --pool-steps 40 --clip-frames 33 --temporal-stride 1
   --chunk-size 1 --batch-size 32 --lr 4e-4 --warmup-steps 100 --ema-decay 0.998 --grad-clip 1.0 --shift 2.0
   --steps 1000000 --log-every 50 --ckpt-every 500 --no-progress --out-dir "$run")

@@ -39,7 +39,7 @@ if [ -n "$side" ]; then
   (CUDA_VISIBLE_DEVICES=$last bash "$side" "$out" > "$out/side.log" 2>&1) &
 fi
 # 3. the world model
-args=(--preset rooms --autoencoder $zoo/autoencoder --init-weights $zoo/world_model --data pool --pool-workers 8
+args=(--preset rooms_p1 --autoencoder $zoo/autoencoder --init-weights $zoo/world_model --data pool --pool-workers 8
   --resolution 128 --bf16 --pool-trajectories 3072 --pool-steps 40 --clip-frames 33 --temporal-stride 1
   --chunk-size 1 --batch-size 32 --lr 2e-4 --warmup-steps 50 --ema-decay 0.998 --grad-clip 1.0 --shift 2.0
   --sigma-one-prob 0.2 --self-forcing-prob 0.5 --self-forcing-steps 1 --self-forcing-context-sigma 0.5
