@@ -1,7 +1,7 @@
 """Where a batched dream step goes on a GPU: ms per part at each batch size, and the top CUDA kernels.
 
-Parts of ``Dreamer.step`` on a live batched state (shipped ``rooms-128`` model), each timed alone with CUDA
-events after warm-up: ``camera inputs``, ``advance+denoise`` (the one chunk-causal two-frame model pass a
+Parts of ``Dreamer.step`` on a live batched state (shipped ``rooms-128`` model), each timed alone (median
+of CUDA-event times after warm-up, ``linear_attention.timed``): ``camera inputs``, ``advance+denoise`` (the one chunk-causal two-frame model pass a
 step runs with ``defer_append``), ``decode`` (the autoencoder), and the whole ``Dreamer.step``. Then
 ``torch.profiler`` over a few whole steps at the largest batch: the kernels by total CUDA time.
 
@@ -21,21 +21,7 @@ import torch
 from sana_world.envs.dream_core import load_models
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
 
-from linear_attention import hardware  # noqa: E402  (benchmarks/ is the script's folder)
-
-
-def time_ms(fn: Callable[[], object], iters: int) -> float:
-    """Mean ms of ``fn()`` over ``iters`` calls after two warm-up calls (CUDA events)."""
-    for _ in range(2):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
+from linear_attention import hardware, timed  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], tuple]:
@@ -68,7 +54,7 @@ def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], t
         "decode": inference(lambda: dreamer.codec.decode(state.last, as_uint8=True)),
         "Dreamer.step": lambda: dreamer.step(state, c2w, gen),
     }
-    return {name: time_ms(fn, iters) for name, fn in rows.items()}, (state, c2w, gen)
+    return {name: timed(fn, 2, iters, cuda=True)[0] for name, fn in rows.items()}, (state, c2w, gen)
 
 
 def main() -> None:

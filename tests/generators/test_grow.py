@@ -20,15 +20,19 @@ def _old_cfg():
     return dataclasses.replace(tiny(), num_layers=3, softmax_every_n=3, patch_size=(1, 2, 2), plucker_stride=1)
 
 
-@pytest.fixture(scope="module")
-def old() -> SanaWM:
-    """Every parameter moved off its init (the zero-init camera and Plücker paths too)."""
-    torch.manual_seed(0)
-    m = SanaWM(_old_cfg()).eval()
+def _off_init(cfg, seed: int) -> SanaWM:
+    """A SanaWM with every parameter moved off its init (the zero-init camera and Plücker paths too)."""
+    torch.manual_seed(seed)
+    m = SanaWM(cfg).eval()
     with torch.no_grad():
         for key, p in m.named_parameters():
             p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
     return m
+
+
+@pytest.fixture(scope="module")
+def old() -> SanaWM:
+    return _off_init(_old_cfg(), 0)
 
 
 def _inputs(cfg):
@@ -131,10 +135,7 @@ def test_cli_grows_rooms_weights_into_both_presets(tmp_path):
     from sana_world.world_model import PRESETS
 
     cfg = dataclasses.replace(PRESETS["rooms"](), in_channels=4, caption_channels=16)
-    torch.manual_seed(2)
-    src_model = SanaWM(cfg).eval()
-    for key, p in src_model.named_parameters():
-        p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
+    src_model = _off_init(cfg, 2)
     src = tmp_path / "src"
     src.mkdir()
     save_file({k: v.contiguous() for k, v in src_model.state_dict().items()}, str(src / "model.safetensors"))
