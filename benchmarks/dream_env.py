@@ -98,10 +98,15 @@ def main() -> None:
                 if b <= a.env_max_batch:
                     kinds.append(("env", lambda: time_env(b, steps, dev, a.iters, renderer, bf16)))
                 for kind, fn in kinds:
-                    sps = fn()
-                    rows.append({"kind": kind, "precision": prec, "batch": b, "sampler_steps": steps,
-                                 "steps_per_s": sps})
-                    print(f"{kind:<6} {prec:>5} {b:>6} {steps:>5} {sps:>10.1f}", flush=True)
+                    row = {"kind": kind, "precision": prec, "batch": b, "sampler_steps": steps}
+                    try:
+                        row["steps_per_s"] = fn()
+                    except torch.OutOfMemoryError:  # a measured limit: recorded as such, larger batches skipped
+                        row["out_of_memory"] = True
+                        torch.cuda.empty_cache()
+                    rows.append(row)
+                    rate = f"{row['steps_per_s']:>10.1f}" if "steps_per_s" in row else f"{'OOM':>10}"
+                    print(f"{kind:<6} {prec:>5} {b:>6} {steps:>5} {rate}", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),

@@ -125,6 +125,8 @@ def main() -> None:
     seeds = [HELDOUT_START + i for i in range(args.scenes)]
     # 1. GT paths and frames
     plans, c2w, gt, depth, K = render_paths(seeds, args.horizon, size, dev, args.workers)
+    sections = {"load + render GT": time.perf_counter() - t0}  # seconds per part of this run
+    mark = time.perf_counter()
     captions = [pl.caption for pl in plans]
     gt_cpu = gt.cpu()
     H = args.horizon
@@ -141,6 +143,8 @@ def main() -> None:
     ae_ssim = [math.nan] * H
     for j, h in enumerate(idx):
         ae_psnr[h - 1], ae_ssim[h - 1] = ae_p[j], ae_s[j]
+    sections["baselines"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     result: dict = {"benchmark": "fidelity", "date": date.today().isoformat(), "hardware": hardware(dev),
                     "platform": platform.platform(), "torch": torch.__version__, "model": args.model,
                     "scenes": args.scenes, "horizon": H, "heldout_seeds": [seeds[0], seeds[-1]],
@@ -182,6 +186,8 @@ def main() -> None:
                                        "estimator_on_gt_trans_err_m": float(tg.mean()),
                                        "true_motion_rot_deg": float(rm.mean()), "true_motion_trans_m": float(tm.mean())}
         result["dream"][f"euler{steps}"] = row
+        sections[f"dream euler{steps} (revisit, follow)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
     # 4. stability over a long rollout
     if args.long:
         n = min(args.long_scenes, args.scenes)
@@ -195,10 +201,14 @@ def main() -> None:
         tail = lgt[:, 1:][:, -last:].cpu()  # GT of the dream's last frames
         result["long"] = {"steps": args.long, "scenes": n, "finite": bool(torch.isfinite(frames.float()).all()),
                           "min_frame_std": float(std.min()), "gt_min_frame_std": float(gstd.min()),
+                          "last100_frame_std": float(std[:, -last:].mean()),
+                          "gt_last100_frame_std": float(gstd[:, -last:].mean()),
                           "last100_psnr": float(psnr(frames[:, -last:], tail).mean()),
                           "last100_hold_psnr": float(psnr(lgt[:, :1].cpu().expand(-1, last, -1, -1, -1),
                                                           tail).mean())}
+        sections["long rollout"] = time.perf_counter() - mark
     result["seconds"] = time.perf_counter() - t0
+    result["section_seconds"] = sections
     summarise(result, horizons, Path(args.out))
 
 
@@ -219,6 +229,8 @@ def summarise(result: dict, horizons: list[int], out: Path) -> None:
               f"camera {v.get('camera_following')}")
     if "long" in result:
         print("long rollout:", result["long"])
+    if "section_seconds" in result:
+        print("seconds:", {k: round(v, 1) for k, v in result["section_seconds"].items()})
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     import matplotlib
 

@@ -78,7 +78,13 @@ def main() -> None:
     for prec in a.precision:  # 1. parts per precision and batch
         dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=prec == "bf16"))
         for batch in a.batches:
-            ms, last = parts(dreamer, batch, a.iters)
+            try:
+                ms, last = parts(dreamer, batch, a.iters)
+            except torch.OutOfMemoryError:  # a measured limit: recorded, the kernel table uses the last fit
+                print(f"{prec:<9} {batch:>6}   out of GPU memory", flush=True)
+                result["rows"].append({"precision": prec, "batch": batch, "out_of_memory": True})
+                torch.cuda.empty_cache()
+                continue
             rate = batch * 1e3 / ms["Dreamer.step"]
             print(f"{prec:<9} {batch:>6} " + " ".join(f"{v:>16.2f}" for v in ms.values()) + f"   {rate:,.0f}",
                   flush=True)
@@ -86,6 +92,8 @@ def main() -> None:
     # 2. the kernels of a few whole steps at the last setting
     from torch.profiler import ProfilerActivity, profile
 
+    if last is None:
+        raise SystemExit("no batch size fit in GPU memory: nothing to profile")
     state, c2w, gen = last
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(3):
