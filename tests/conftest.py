@@ -1,10 +1,14 @@
-"""Shared test setup: one torch thread per xdist worker, a `gpu` marker that skips without CUDA."""
+"""Shared test setup: one torch thread per xdist worker, a `gpu` marker that skips without CUDA, and\n`helpers` (tests/helpers.py) on the import path."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py, importable as `helpers`
 torch.set_num_threads(1)
 
 

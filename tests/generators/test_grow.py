@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 
+from helpers import off_init
 from sana_world.generators.train.grow import grow_folder, grow_state_dict, main
 from sana_world.world_model import SanaWM, tiny
 
@@ -22,12 +23,7 @@ def _old_cfg():
 
 def _off_init(cfg, seed: int) -> SanaWM:
     """A SanaWM with every parameter moved off its init (the zero-init camera and Plücker paths too)."""
-    torch.manual_seed(seed)
-    m = SanaWM(cfg).eval()
-    with torch.no_grad():
-        for key, p in m.named_parameters():
-            p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
-    return m
+    return off_init(lambda: SanaWM(cfg), seed)
 
 
 @pytest.fixture(scope="module")

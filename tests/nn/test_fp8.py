@@ -241,12 +241,9 @@ def perturbed_tiny_wm() -> nn.Module:
     """`tiny` SanaWM with every parameter moved off its init (zero-init camera paths included)."""
     from sana_world.world_model import SanaWM, tiny
 
-    torch.manual_seed(0)
-    model = SanaWM(tiny()).eval()
-    with torch.no_grad():
-        for key, p in model.named_parameters():
-            p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
-    return model
+    from helpers import off_init
+
+    return off_init(lambda: SanaWM(tiny()))
 
 
 def tiny_wm_inputs(cfg: object, T: int = 5, H: int = 4, W: int = 6, seed: int = 1) -> dict:

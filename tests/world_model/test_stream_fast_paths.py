@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import off_init
 from sana_world.nn.norms import RMSNorm
 from sana_world.samplers import FlowEulerSampler, TrigFlowSampler
 from sana_world.world_model import SanaWM, tiny
@@ -30,12 +31,7 @@ def states_close(a: WMStreamState, b: WMStreamState, tol: float = 1e-5) -> bool:
 @pytest.fixture(scope="module")
 def model() -> SanaWM:
     """Tiny model with every parameter moved off its init (zero-init camera/Plücker paths included)."""
-    torch.manual_seed(0)
-    m = SanaWM(tiny()).eval()
-    with torch.no_grad():
-        for key, p in m.named_parameters():
-            p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
-    return m
+    return off_init(lambda: SanaWM(tiny()))
 
 
 def camera(frames: int, g: torch.Generator) -> WMCameraInputs:
