@@ -1,11 +1,16 @@
 """The main job behind ``make demo``: an agent walks through dreamed worlds; the run is written to video.
 
 Two episodes of ``SanaWorld/DreamRooms-v0`` (the shipped ``rooms-128`` world model, CPU by default),
-driven by the scripted :class:`~sana_world.controllers.RandomExplorer`:
+driven by the scripted :class:`~sana_world.controllers.RandomExplorer`, then one of its PointNav twin
+driven by a learned policy:
 
 1. started from a held-out GT scene (its first rendered frame anchors the dream), paired with the GT
    renderer, so every step has its PSNR / SSIM to the truth;
-2. started from a text prompt (the shipped text-to-image model draws the first frame).
+2. started from a text prompt (the shipped text-to-image model draws the first frame);
+3. ``SanaWorld/DreamPointNav-v0`` driven by the shipped PPO agent (trained on GT frames of the GT twin,
+   :mod:`sana_world.agents.ppo`; here it sees only the dream frames, area-averaged to the 64² it was
+   trained on, and the goal vector). Needs
+   stable-baselines3 (the ``rl`` extra, which ``make demo`` installs); ``ppo_steps=0`` skips it.
 
 Writes ``<out>/demo.mp4`` (GT | dream | GT depth, labelled) and ``<out>/demo_sheet.png``, and prints the
 fidelity of the first episode against the "hold" baseline (the anchor frame repeated) and steps/s.
@@ -28,14 +33,21 @@ class DemoConfig:
     steps: int = 64  # dream steps from the GT scene
     prompt_steps: int = 32  # dream steps from the prompt
     prompt: str = PROMPT
+    ppo_steps: int = 48  # dream steps of the PPO agent's PointNav episode (0: skip it)
+    # the PPO episode: held-out scene 1,000,006 with reset seed 6, picked as one the agent solves on GT
+    # (in 34 steps); over held-out scenes it solves 45 % (benchmarks/results/agent_transfer_*.json)
+    ppo_scene: int = 1_000_006
+    ppo_seed: int = 6
+    policy: Path | None = None  # an exported policy folder (None: the shipped pointnav-64)
     seed: int = 2
     fps: int = 8
     renderer: str = "auto"
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.prompt_steps < 0:
-            raise ValueError(f"steps must be >= 1 and prompt_steps >= 0, got {self.steps}, {self.prompt_steps}")
+        if self.steps < 1 or self.prompt_steps < 0 or self.ppo_steps < 0:
+            raise ValueError(f"steps must be >= 1, prompt_steps and ppo_steps >= 0, got {self.steps}, "
+                             f"{self.prompt_steps}, {self.ppo_steps}")
 
 
 def _episode(env, explorer, steps: int, options: dict, seed: int, progress: bool, desc: str):
@@ -63,6 +75,30 @@ def _episode(env, explorer, steps: int, options: dict, seed: int, progress: bool
         if terminated or truncated:
             break
     return np.stack(gt), np.stack(dream), np.stack(depth), infos
+
+
+def _policy_episode(env, policy, steps: int, seed: int, scene: int, progress: bool):
+    """The policy drives a paired Dream env for up to ``steps`` steps from scene seed ``scene``; returns GT,
+    dream (as the policy sees it), depth frames and the last info."""
+    from tqdm import tqdm
+
+    obs, info = env.reset(seed=seed, options={"scene_seed": scene})
+    gt, dream, depth = [info["gt_rgb"]], [obs["rgb"]], [info["gt_depth"]]
+    for _ in tqdm(range(steps), desc="dream (PPO agent, PointNav)", unit="step", disable=not progress):
+        action, _ = policy.predict(obs, deterministic=True)  # 1. act on the dream frame + goal vector
+        obs, _, terminated, truncated, info = env.step(action)
+        gt.append(info["gt_rgb"])
+        dream.append(obs["rgb"])
+        depth.append(info["gt_depth"])
+        if terminated or truncated:
+            break
+    return np.stack(gt), np.stack(dream), np.stack(depth), info
+
+
+def _upscale(frames: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour upscale of (T, h, w, ...) frames to (T, size, size, ...) (size a multiple of h)."""
+    k = size // frames.shape[1]
+    return frames.repeat(k, axis=1).repeat(k, axis=2) if k > 1 else frames
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
@@ -97,6 +133,28 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
                                                cfg.seed + 1, cfg.progress, "dream (prompt start)")
         frames.append(grid({"GT geometry (not the prompt)": pgt, f"dream: {cfg.prompt[:28]}...": pdream,
                             "GT depth": colorize_depth(pdepth, max_depth=8.0)}))
+    # 3. a learned agent in the PointNav twin, on dream frames
+    ppo: dict[str, float] = {}
+    if cfg.ppo_steps:
+        from sana_world.agents.ppo import load_policy, read_card, shipped_policy
+
+        folder = cfg.policy or shipped_policy()
+        policy, size = load_policy(folder), int(read_card(folder).env_kwargs["width"])
+        from sana_world.envs.wrappers import DownsampleRGB
+
+        nav = DownsampleRGB(gym.make("SanaWorld/DreamPointNav-v0", paired=True, renderer=cfg.renderer,
+                                     max_episode_steps=cfg.ppo_steps + 1), size)  # the agent sees 64², as trained
+        t1 = time.perf_counter()
+        ngt, ndream, ndepth, ninfo = _policy_episode(nav, policy, cfg.ppo_steps, cfg.ppo_seed, cfg.ppo_scene,
+                                                     cfg.progress)
+        ppo = {"ppo_steps": len(ndream) - 1, "ppo_success": float(bool(ninfo.get("success", False))),
+               "ppo_steps_per_s": (len(ndream) - 1) / (time.perf_counter() - t1)}
+        nav.close()
+        S = frames[0].shape[1]
+        frames.append(grid({"GT (PPO agent)": _upscale(ngt, S), "dream: what the agent sees": _upscale(ndream, S),
+                            "GT depth": _upscale(colorize_depth(ndepth, max_depth=8.0), S)}))
+        print(f"PPO agent (trained on GT frames) in DreamPointNav: {ppo['ppo_steps']} steps, "
+              f"{'reached the goal' if ppo['ppo_success'] else 'goal not reached'}")
     video_frames = np.concatenate(frames)
     cfg.out.mkdir(parents=True, exist_ok=True)
     video = write_video(cfg.out / "demo.mp4", video_frames, fps=cfg.fps)
@@ -108,7 +166,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
     result = {"video": str(video), "sheet": str(sheet), "steps": steps, "steps_per_s": steps / elapsed,
               "load_s": load_s, "threads": torch.get_num_threads(),
               **{f"psnr_h{h}": float(d_psnr[h - 1]) for h in hs}, **{f"hold_psnr_h{h}": float(h_psnr[h - 1]) for h in hs},
-              **{f"ssim_h{h}": float(d_ssim[h - 1]) for h in hs}}
+              **{f"ssim_h{h}": float(d_ssim[h - 1]) for h in hs}, **ppo}
     print("fidelity on this episode (dream vs GT at the same pose; hold = anchor frame repeated):")
     for h in hs:
         print(f"  h={h:<3} dream {float(d_psnr[h - 1]):5.2f} dB (SSIM {float(d_ssim[h - 1]):.3f})   "

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prompt-steps", type=_nonneg_int, default=32,
                       help="dream steps from the text prompt (default: 32; 0 skips it)")
     demo.add_argument("--prompt", default=None, help="scene prompt of the second episode")
+    demo.add_argument("--ppo-steps", type=_nonneg_int, default=48,
+                      help="dream steps of the PPO agent in DreamPointNav (default: 48; 0 skips it)")
     demo.add_argument("--seed", type=_nonneg_int, default=2, help="episode seed (default: 2)")
     demo.add_argument("--renderer", choices=("auto", "torch", "open3d"), default="auto",
                       help="GT renderer (auto: open3d on the CPU when installed, else torch)")
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             from sana_world.agents.demo import DemoConfig, run_demo
 
             extra = {} if args.prompt is None else {"prompt": args.prompt}
-            run_demo(DemoConfig(out=args.out, steps=args.steps, prompt_steps=args.prompt_steps, seed=args.seed,
+            run_demo(DemoConfig(out=args.out, steps=args.steps, prompt_steps=args.prompt_steps,
+                                ppo_steps=args.ppo_steps, seed=args.seed,
                                 renderer=args.renderer, progress=not args.no_progress, **extra))
             return 0
         if args.command == "data" and args.data_command == "generate":

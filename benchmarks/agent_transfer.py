@@ -1,0 +1,86 @@
+"""Does an agent trained on GT frames still act in the dream? The shipped PPO PointNav agent on held-out
+scenes, in the GT env and in its Dream twin (same scenes, starts, goals and step cap), beside a random and a
+standing-still policy and the agent with its frames zeroed. The Dream env dreams 128² frames; the agent (trained on 64² GT renders) sees them
+area-averaged to 64², so the GT env is also scored that way (128² renders, averaged) to separate the
+resize from the dream.
+
+    python benchmarks/agent_transfer.py --episodes 8 --max-steps 100 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sana_world.agents.ppo import evaluate, load_policy, read_card, shipped_policy
+from sana_world.envs.world import HELDOUT_START
+
+
+class Constant:
+    """A baseline policy: zeros (stand still) or uniform random actions."""
+
+    def __init__(self, kind: str, seed: int = 0) -> None:
+        self.kind, self.rng = kind, np.random.default_rng(seed)
+
+    def predict(self, obs, deterministic: bool = True):
+        a = np.zeros(6, np.float32) if self.kind == "still" else self.rng.uniform(-1, 1, 6).astype(np.float32)
+        return a, None
+
+
+class Blind:
+    """The agent with its frames blanked (goal vector only): how much of its skill needs the frames."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+
+    def predict(self, obs, deterministic: bool = True):
+        return self.policy.predict({**obs, "rgb": np.zeros_like(obs["rgb"])}, deterministic=deterministic)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--policy", type=Path, default=shipped_policy())
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--max-steps", type=int, default=100)
+    p.add_argument("--dream-episodes", type=int, default=None, help="episodes in the Dream env (default: --episodes)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    card = read_card(a.policy)
+    gt_id, dream_id = card.env_id, card.env_id.replace("SanaWorld/", "SanaWorld/Dream")
+    policy = load_policy(a.policy)
+    kw, size = dict(card.env_kwargs), int(card.env_kwargs["width"])
+    common = dict(seed=0, max_steps=a.max_steps, scene_start=HELDOUT_START)
+    dream_n = a.dream_episodes or a.episodes
+    rows = {}
+    runs = [("ppo / GT", policy, gt_id, kw, None, a.episodes),  # name, agent, env, env kwargs, obs size, episodes
+            ("ppo / GT 128 area-averaged", policy, gt_id, {}, size, a.episodes),
+            ("ppo blind (frames zeroed) / GT", Blind(policy), gt_id, kw, None, a.episodes),
+            ("random / GT", Constant("random"), gt_id, kw, None, a.episodes),
+            ("still / GT", Constant("still"), gt_id, kw, None, a.episodes),
+            ("ppo / dream 128 area-averaged", policy, dream_id, {}, size, dream_n)]
+    for name, agent, env_id, env_kw, obs_size, n in runs:  # 1. every agent and env
+        t0 = time.perf_counter()
+        rows[name] = {**evaluate(agent, env_id, env_kw, n, obs_size=obs_size, **common), "env": env_id,
+                      "env_kwargs": env_kw, "obs_size": obs_size, "seconds": time.perf_counter() - t0}
+        print(f"{name:<12} {rows[name]}", flush=True)
+    result = {"benchmark": "agent_transfer", "date": date.today().isoformat(), "hardware": f"cpu{a.threads}",
+              "platform": platform.platform(), "torch": torch.__version__, "policy": str(a.policy),
+              "policy_card": card.__dict__, "episodes": a.episodes, "max_steps": a.max_steps,
+              "scenes": f"held-out scene seeds {HELDOUT_START}..", "rows": rows}
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / f"agent_transfer_cpu{a.threads}_{date.today():%Y%m%d}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
