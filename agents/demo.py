@@ -50,49 +50,59 @@ class DemoConfig:
                              f"{self.prompt_steps}, {self.ppo_steps}")
 
 
-def _episode(env, explorer, steps: int, options: dict, seed: int, progress: bool, desc: str):
-    """Run one episode; returns the GT, dream and depth frames and per-step infos."""
+class _Explorer:
+    """The scripted explorer as a demo agent: it plans from the camera's pose, not from the frames."""
+
+    def __init__(self, explorer) -> None:
+        self.explorer = explorer
+
+    def reset(self, env, seed: int) -> None:
+        self.world = env.unwrapped.core.world
+        self.explorer.reset(self.world.specs[0], self._camera(), np.random.default_rng(seed))
+
+    def _camera(self):
+        from sana_world.camera import CameraState
+
+        yaw, pitch, roll = (float(v) for v in self.world.angles[0])
+        return CameraState(self.world.position[0].cpu().numpy().copy(), yaw, pitch, roll)
+
+    def act(self, obs) -> np.ndarray:
+        return np.clip(self.explorer.act(self._camera()), -1, 1).astype(np.float32)
+
+
+class _Policy:
+    """A trained policy as a demo agent: deterministic actions from what it observes."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+
+    def reset(self, env, seed: int) -> None:
+        pass
+
+    def act(self, obs) -> np.ndarray:
+        return self.policy.predict(obs, deterministic=True)[0]
+
+
+def _episode(env, agent, steps: int, options: dict, seed: int, progress: bool, desc: str):
+    """Run one episode of a paired Dream env; returns the GT, dream (as observed) and depth frames and the
+    per-step infos."""
     from tqdm import tqdm
 
-    from sana_world.camera import CameraState
+    def frame(obs):
+        return obs["rgb"] if isinstance(obs, dict) else obs
 
     obs, info = env.reset(seed=seed, options=options)
-    world = env.unwrapped.core.world
-
-    def camera_state() -> CameraState:
-        yaw, pitch, roll = (float(v) for v in world.angles[0])
-        return CameraState(world.position[0].cpu().numpy().copy(), yaw, pitch, roll)
-
-    explorer.reset(world.specs[0], camera_state(), np.random.default_rng(seed))
-    gt, dream, depth, infos = [info["gt_rgb"]], [obs], [info["gt_depth"]], [info]
+    agent.reset(env, seed)
+    gt, dream, depth, infos = [info["gt_rgb"]], [frame(obs)], [info["gt_depth"]], [info]
     for _ in tqdm(range(steps), desc=desc, unit="step", disable=not progress):  # 1. act, step, record
-        action = np.clip(explorer.act(camera_state()), -1, 1).astype(np.float32)
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, _, terminated, truncated, info = env.step(agent.act(obs))
         gt.append(info["gt_rgb"])
-        dream.append(obs)
+        dream.append(frame(obs))
         depth.append(info["gt_depth"])
         infos.append(info)
         if terminated or truncated:
             break
     return np.stack(gt), np.stack(dream), np.stack(depth), infos
-
-
-def _policy_episode(env, policy, steps: int, seed: int, scene: int, progress: bool):
-    """The policy drives a paired Dream env for up to ``steps`` steps from scene seed ``scene``; returns GT,
-    dream (as the policy sees it), depth frames and the last info."""
-    from tqdm import tqdm
-
-    obs, info = env.reset(seed=seed, options={"scene_seed": scene})
-    gt, dream, depth = [info["gt_rgb"]], [obs["rgb"]], [info["gt_depth"]]
-    for _ in tqdm(range(steps), desc="dream (PPO agent, PointNav)", unit="step", disable=not progress):
-        action, _ = policy.predict(obs, deterministic=True)  # 1. act on the dream frame + goal vector
-        obs, _, terminated, truncated, info = env.step(action)
-        gt.append(info["gt_rgb"])
-        dream.append(obs["rgb"])
-        depth.append(info["gt_depth"])
-        if terminated or truncated:
-            break
-    return np.stack(gt), np.stack(dream), np.stack(depth), info
 
 
 def _upscale(frames: np.ndarray, size: int) -> np.ndarray:
@@ -116,7 +126,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
     env = gym.make("SanaWorld/DreamRooms-v0", paired=True, renderer=cfg.renderer,
                    max_episode_steps=max(cfg.steps, cfg.prompt_steps) + 1)
     load_s = time.perf_counter() - t_load
-    explorer = RandomExplorer()
+    explorer = _Explorer(RandomExplorer())
     # 1. from a held-out GT scene
     t0 = time.perf_counter()
     gt, dream, depth, infos = _episode(env, explorer, cfg.steps, {}, cfg.seed, cfg.progress, "dream (GT start)")
@@ -137,17 +147,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
     ppo: dict[str, float] = {}
     if cfg.ppo_steps:
         from sana_world.agents.ppo import load_policy, read_card, shipped_policy
-
-        folder = cfg.policy or shipped_policy()
-        policy, size = load_policy(folder), int(read_card(folder).env_kwargs["width"])
         from sana_world.envs.wrappers import DownsampleRGB
 
+        folder = cfg.policy or shipped_policy()
+        policy, size = _Policy(load_policy(folder)), int(read_card(folder).env_kwargs["width"])
         nav = DownsampleRGB(gym.make("SanaWorld/DreamPointNav-v0", paired=True, renderer=cfg.renderer,
-                                     max_episode_steps=cfg.ppo_steps + 1), size)  # the agent sees 64², as trained
+                                     max_episode_steps=cfg.ppo_steps + 1), size)  # seen at 64², as trained
         t1 = time.perf_counter()
-        ngt, ndream, ndepth, ninfo = _policy_episode(nav, policy, cfg.ppo_steps, cfg.ppo_seed, cfg.ppo_scene,
-                                                     cfg.progress)
-        ppo = {"ppo_steps": len(ndream) - 1, "ppo_success": float(bool(ninfo.get("success", False))),
+        ngt, ndream, ndepth, ninfos = _episode(nav, policy, cfg.ppo_steps, {"scene_seed": cfg.ppo_scene},
+                                               cfg.ppo_seed, cfg.progress, "dream (PPO agent, PointNav)")
+        ppo = {"ppo_steps": len(ndream) - 1, "ppo_success": float(bool(ninfos[-1].get("success", False))),
                "ppo_steps_per_s": (len(ndream) - 1) / (time.perf_counter() - t1)}
         nav.close()
         S = frames[0].shape[1]

@@ -189,7 +189,8 @@ def evaluate(model, env_id: str, env_kwargs: dict[str, Any], episodes: int, seed
         lengths.append(n)
         successes.append(bool(info.get("success", False)))
     env.close()
-    return {"episodes": episodes, "success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
+    return {"episodes": episodes, "success_rate": float(np.mean(successes)),
+            "mean_return": float(np.mean(returns)),
             "mean_length": float(np.mean(lengths))}
 
 

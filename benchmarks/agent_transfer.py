@@ -1,8 +1,8 @@
 """Does an agent trained on GT frames still act in the dream? The shipped PPO PointNav agent on held-out
 scenes, in the GT env and in its Dream twin (same scenes, starts, goals and step cap), beside a random and a
-standing-still policy and the agent with its frames zeroed. The Dream env dreams 128² frames; the agent (trained on 64² GT renders) sees them
-area-averaged to 64², so the GT env is also scored that way (128² renders, averaged) to separate the
-resize from the dream.
+standing-still policy and the agent with its frames zeroed. The Dream env dreams 128² frames; the agent
+(trained on 64² GT renders) sees them area-averaged to 64², so the GT env is also scored that way (128²
+renders, averaged) to separate the resize from the dream.
 
     python benchmarks/agent_transfer.py --episodes 8 --max-steps 100 --out benchmarks/results
 """
@@ -49,7 +49,8 @@ def main() -> None:
     p.add_argument("--policy", type=Path, default=shipped_policy())
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=100)
-    p.add_argument("--dream-episodes", type=int, default=None, help="episodes in the Dream env (default: --episodes)")
+    p.add_argument("--dream-episodes", type=int, default=None,
+                   help="episodes in the Dream env (default: --episodes)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     a = p.parse_args()

@@ -1,8 +1,9 @@
 """Where a batched dream step goes on a GPU: ms per part at each batch size, and the top CUDA kernels.
 
 Parts of ``Dreamer.step`` on a live batched state (shipped ``rooms-128`` model), each timed alone (median
-of CUDA-event times after warm-up, ``linear_attention.timed``): ``camera inputs``, ``advance+denoise`` (the one chunk-causal two-frame model pass a
-step runs with ``defer_append``), ``decode`` (the autoencoder), and the whole ``Dreamer.step``. Then
+of CUDA-event times after warm-up, ``linear_attention.timed``): ``camera inputs``, ``advance+denoise``
+(the one chunk-causal two-frame model pass a step runs with ``defer_append``), ``decode`` (the
+autoencoder), and the whole ``Dreamer.step``. Then
 ``torch.profiler`` over a few whole steps at the largest batch: the kernels by total CUDA time.
 
     python benchmarks/profile_dream_gpu.py --batches 256 1024 --precision bf16

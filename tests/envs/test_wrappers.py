@@ -20,7 +20,8 @@ def test_downsampled_frames_are_the_area_average():
     np.testing.assert_array_equal(obs["goal"], obs_big["goal"])
     a = np.full(6, 0.3, np.float32)
     (o_big, *_), (o, *_) = big.step(a), env.step(a)
-    assert np.abs(o["rgb"].astype(np.float64) - o_big["rgb"].reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))).max() <= 0.5
+    want = o_big["rgb"].astype(np.float64).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+    assert np.abs(o["rgb"].astype(np.float64) - want).max() <= 0.5
     assert env.observation_space.contains(o)
     check_env(env, skip_render_check=True)  # the wrapped env: spaces and observations agree
 
