@@ -13,6 +13,8 @@ frames and noise of step ``n`` on rank ``r`` come from generators seeded by ``(s
     python -m sana_world.generators.train.autoencoder --preset f8c16_lite --steps 20000 --out-dir runs/ae
     python -m sana_world.generators.train.autoencoder --init-weights sana_world/zoo/rooms-128/autoencoder \
         --freeze-encoder ...   # a better decoder for the same latents
+    python -m sana_world.generators.train.autoencoder --preset f8c16_lite_wide --init-weights \
+        sana_world/zoo/rooms-128/autoencoder --init-encoder-only --freeze-encoder ...   # a larger one
     torchrun --nproc-per-node 4 -m sana_world.generators.train.autoencoder --time-limit-s 240 ...
 """
 
@@ -59,6 +61,9 @@ class AutoencoderTrainConfig:
     freeze_encoder: bool = _f(False, "train the decoder only (needs init_weights): the latent space, and its "
                               "scaling factor, stay exactly those of init_weights, so models trained on its "
                               "latents keep working")
+    init_encoder_only: bool = _f(False, "take only the encoder (and latent scale) from init_weights; the decoder "
+                                 "starts fresh with the preset's decoder, which may differ from the init's "
+                                 "(a larger decoder for the same latents; needs freeze_encoder)")
     optim: OptimConfig = nested_field(lambda: OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999,
                                                           grad_clip=1.0), "optimizer, LR, EMA, numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/autoencoder"),
@@ -76,6 +81,8 @@ class AutoencoderTrainConfig:
             raise ValueError("l1_weight and mse_weight must be >= 0 and not both 0")
         if self.freeze_encoder and not self.init_weights:
             raise ValueError("freeze_encoder needs init_weights (a trained encoder to keep)")
+        if self.init_encoder_only and not self.freeze_encoder:
+            raise ValueError("init_encoder_only needs freeze_encoder (the fresh decoder learns the init's latents)")
 
     @classmethod
     def from_flat(cls, **kwargs: Any) -> AutoencoderTrainConfig:
@@ -157,7 +164,8 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
 
 
 def build_initial(config: AutoencoderTrainConfig) -> nn.Module:
-    """The preset's AutoencoderDC, with ``init_weights`` loaded (strictly) and the encoder frozen if asked."""
+    """The preset's AutoencoderDC, with ``init_weights`` loaded (strictly: all of it, or with
+    ``init_encoder_only`` every encoder tensor) and the encoder frozen if asked."""
     ae = build_autoencoder(config.spec())
     if config.init_weights is None:
         return ae
@@ -165,12 +173,27 @@ def build_initial(config: AutoencoderTrainConfig) -> nn.Module:
 
     folder = Path(config.init_weights)
     weights = load_state_dict(folder)  # every shard; a folder without weights raises
-    ae.load_state_dict(weights, strict=True)
+    if config.init_encoder_only:
+        load_encoder(ae, weights, folder)
+    else:
+        ae.load_state_dict(weights, strict=True)
     scale = json.loads((folder / "config.json").read_text())["scaling_factor"]
     ae.register_to_config(scaling_factor=float(scale))
     if config.freeze_encoder:
         ae.encoder.requires_grad_(False)
     return ae
+
+
+def load_encoder(ae: nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Load the ``encoder.*`` tensors of ``weights`` into ``ae``'s encoder; every encoder tensor must be
+    there with ``ae``'s shape (the two encoders are one architecture), the decoder's are not read."""
+    enc = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
+    mine = ae.encoder.state_dict()
+    bad = sorted(k for k in mine if k in enc and enc[k].shape != mine[k].shape)
+    if set(enc) != set(mine) or bad:
+        raise ValueError(f"{source}: its encoder is not this preset's: missing {sorted(set(mine) - set(enc))[:5]}, "
+                         f"unexpected {sorted(set(enc) - set(mine))[:5]}, shapes differ {bad[:5]}")
+    ae.encoder.load_state_dict(enc, strict=True)
 
 
 def finish(ae: nn.Module, pool: ClipPool, config: AutoencoderTrainConfig, out: Path) -> tuple[Path, float]:

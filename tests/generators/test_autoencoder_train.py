@@ -72,3 +72,27 @@ def test_decoder_only_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
         config(tmp_path / "x", freeze_encoder=True)
     with pytest.raises(RuntimeError, match="size mismatch|Missing|Unexpected"):
         train(config(tmp_path / "y", steps=1, init_weights=str(zoo_ae), model="f8c16"))
+
+
+def test_a_larger_decoder_for_the_same_latents(tmp_path: Path) -> None:
+    """init_encoder_only: the wide-decoder preset takes the zoo encoder exactly (same latents, same scale)
+    and trains a fresh, larger decoder; an encoder of another architecture is refused by name."""
+    from sana_world.generators.autoencoder import LatentCodec, load_autoencoder
+
+    zoo_ae = Path(__file__).resolve().parents[2] / "sana_world" / "zoo" / "rooms-128" / "autoencoder"
+    init = load_autoencoder(zoo_ae)
+    res = train(config(tmp_path / "ae", steps=2, init_weights=str(zoo_ae), freeze_encoder=True,
+                       init_encoder_only=True, model="f8c16_lite_wide"))
+    wide = load_autoencoder(res.export)
+    assert wide.config.scaling_factor == init.config.scaling_factor
+    assert tuple(wide.config.decoder_block_out_channels) == (32, 64, 128, 256)
+    n_dec = sum(p.numel() for p in wide.decoder.parameters())
+    assert n_dec > 3 * sum(p.numel() for p in init.decoder.parameters())
+    rgb = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    z_init, z_wide = LatentCodec(init).encode(rgb), LatentCodec(wide).encode(rgb)
+    assert torch.allclose(z_init, z_wide, atol=1e-5)  # the same encoder: the same latents
+    with pytest.raises(ValueError, match="freeze_encoder"):
+        config(tmp_path / "x", init_weights=str(zoo_ae), init_encoder_only=True)
+    with pytest.raises(ValueError, match="encoder is not this preset's"):
+        train(config(tmp_path / "y", steps=1, init_weights=str(zoo_ae), freeze_encoder=True,
+                     init_encoder_only=True, model="f8c16"))
