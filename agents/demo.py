@@ -146,13 +146,15 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
     # 3. a learned agent in the PointNav twin, on dream frames
     ppo: dict[str, float] = {}
     if cfg.ppo_steps:
-        from sana_world.agents.ppo import load_policy, read_card, shipped_policy
+        from sana_world.agents.ppo import load_policy, read_card, shipped_policy, task_kwargs
         from sana_world.envs.wrappers import DownsampleRGB
 
         folder = cfg.policy or shipped_policy()
-        policy, size = _Policy(load_policy(folder)), int(read_card(folder).env_kwargs["width"])
+        card = read_card(folder)
+        policy, size = _Policy(load_policy(folder)), int(card.env_kwargs["width"])
         nav = DownsampleRGB(gym.make("SanaWorld/DreamPointNav-v0", paired=True, renderer=cfg.renderer,
-                                     max_episode_steps=cfg.ppo_steps + 1), size)  # seen at 64², as trained
+                                     max_episode_steps=cfg.ppo_steps + 1, **task_kwargs(card.env_kwargs)),
+                            size)  # seen at 64², as trained; the actions the agent was trained with
         t1 = time.perf_counter()
         ngt, ndream, ndepth, ninfos = _episode(nav, policy, cfg.ppo_steps, {"scene_seed": cfg.ppo_scene},
                                                cfg.ppo_seed, cfg.progress, "dream (PPO agent, PointNav)")

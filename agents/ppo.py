@@ -36,6 +36,7 @@ class PPOTrainConfig:
 
     env_id: str = "SanaWorld/PointNav-v0"
     size: int = 64  # observed frame side (width = height)
+    action_mode: str = "twist"  # the env's: "twist" (6-DoF Box), "keys", or "nav" (Discrete(3), level camera)
     num_envs: int = 4
     timesteps: int = 300_000
     n_steps: int = 512  # per env per rollout
@@ -55,7 +56,14 @@ class PPOTrainConfig:
             raise ValueError("num_envs, timesteps, n_steps, batch_size and n_epochs must be >= 1")
 
     def env_kwargs(self) -> dict[str, Any]:
-        return {"width": self.size, "height": self.size}
+        mode = {} if self.action_mode == "twist" else {"action_mode": self.action_mode}
+        return {"width": self.size, "height": self.size, **mode}
+
+
+def task_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A policy card's env kwargs without the frame size: what a twin env of another frame size (a Dream env
+    at its model's resolution, seen through ``DownsampleRGB``) must share with the training env."""
+    return {k: v for k, v in env_kwargs.items() if k not in ("width", "height")}
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("folder", type=Path)
     e.add_argument("--env-id", default=PPOTrainConfig.env_id)
     e.add_argument("--size", type=int, default=PPOTrainConfig.size)
+    e.add_argument("--action-mode", default=PPOTrainConfig.action_mode, choices=["twist", "keys", "nav"])
     e.add_argument("--timesteps", type=int, required=True, help="steps it was trained for (for the card)")
     e.add_argument("--eval-episodes", type=int, default=20, help="GT episodes on held-out scenes for the card")
     a = p.parse_args(argv)
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     from stable_baselines3 import PPO
 
     model = PPO.load(a.zip, device="cpu")
-    env_kwargs = {"width": a.size, "height": a.size}
+    env_kwargs = PPOTrainConfig(size=a.size, action_mode=a.action_mode).env_kwargs()
     from sana_world.envs.world import HELDOUT_START
 
     ev = (evaluate(model, a.env_id, env_kwargs, a.eval_episodes, seed=0, scene_start=HELDOUT_START)

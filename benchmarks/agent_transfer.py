@@ -19,19 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sana_world.agents.ppo import evaluate, load_policy, read_card, shipped_policy
+from sana_world.agents.ppo import evaluate, load_policy, read_card, shipped_policy, task_kwargs
 from sana_world.envs.world import HELDOUT_START
 
 
 class Constant:
-    """A baseline policy: zeros (stand still) or uniform random actions."""
+    """A baseline policy: zeros (stand still; twist actions only) or uniform random actions of ``space``."""
 
-    def __init__(self, kind: str, seed: int = 0) -> None:
-        self.kind, self.rng = kind, np.random.default_rng(seed)
+    def __init__(self, kind: str, space, seed: int = 0) -> None:
+        if kind == "still" and space.shape != (6,):
+            raise ValueError("'still' needs twist actions (the zero twist)")
+        self.kind, self.space = kind, space
+        self.space.seed(seed)
 
     def predict(self, obs, deterministic: bool = True):
-        a = np.zeros(6, np.float32) if self.kind == "still" else self.rng.uniform(-1, 1, 6).astype(np.float32)
-        return a, None
+        return (np.zeros(6, np.float32) if self.kind == "still" else self.space.sample()), None
 
 
 class Blind:
@@ -58,16 +60,17 @@ def main() -> None:
     card = read_card(a.policy)
     gt_id, dream_id = card.env_id, card.env_id.replace("SanaWorld/", "SanaWorld/Dream")
     policy = load_policy(a.policy)
-    kw, size = dict(card.env_kwargs), int(card.env_kwargs["width"])
+    kw, size, task = dict(card.env_kwargs), int(card.env_kwargs["width"]), task_kwargs(card.env_kwargs)
     common = dict(seed=0, max_steps=a.max_steps, scene_start=HELDOUT_START)
     dream_n = a.dream_episodes or a.episodes
     rows = {}
     runs = [("ppo / GT", policy, gt_id, kw, None, a.episodes),  # name, agent, env, env kwargs, obs size, episodes
-            ("ppo / GT 128 area-averaged", policy, gt_id, {}, size, a.episodes),
+            ("ppo / GT 128 area-averaged", policy, gt_id, task, size, a.episodes),
             ("ppo blind (frames zeroed) / GT", Blind(policy), gt_id, kw, None, a.episodes),
-            ("random / GT", Constant("random"), gt_id, kw, None, a.episodes),
-            ("still / GT", Constant("still"), gt_id, kw, None, a.episodes),
-            ("ppo / dream 128 area-averaged", policy, dream_id, {}, size, dream_n)]
+            ("random / GT", Constant("random", policy.action_space), gt_id, kw, None, a.episodes),
+            ("ppo / dream 128 area-averaged", policy, dream_id, task, size, dream_n)]
+    if policy.action_space.shape == (6,):  # standing still is a twist of zeros
+        runs.insert(4, ("still / GT", Constant("still", policy.action_space), gt_id, kw, None, a.episodes))
     for name, agent, env_id, env_kw, obs_size, n in runs:  # 1. every agent and env
         t0 = time.perf_counter()
         rows[name] = {**evaluate(agent, env_id, env_kw, n, obs_size=obs_size, **common), "env": env_id,

@@ -42,7 +42,8 @@ class GTEnv(gym.Env):
 
     Observation: uint8 RGB (H, W, 3), or a Dict with "rgb", optional "depth" and the task's "goal".
     Action: ``Box(-1, 1, (6,))`` twist [forward, right, up, yaw, pitch, roll] scaled by
-    ``GTConfig.limits``, or ``MultiBinary(8)`` over "wasdijkl" with ``action_mode="keys"``.
+    ``GTConfig.limits``, ``MultiBinary(8)`` over "wasdijkl" with ``action_mode="keys"``, or ``Discrete(3)``
+    (forward, turn left, turn right: a level camera, Habitat-style) with ``action_mode="nav"``.
     ``reset(options=...)`` accepts ``{"scene": SceneSpec}`` or ``{"scene_seed": int}``.
     """
 

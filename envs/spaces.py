@@ -10,13 +10,24 @@ from sana_world.controllers.keys import KEY_ORDER
 from sana_world.envs.tasks import goal_space
 
 
+ACTION_MODES = ("twist", "keys", "nav")
+# action_mode="nav": Discrete(3), Habitat-style moves of a level camera, each a full-speed twist component
+NAV_ACTIONS = ("forward", "turn_left", "turn_right")
+_NAV_TWISTS = torch.tensor([[1.0, 0, 0, 0, 0, 0], [0, 0, 0, 1.0, 0, 0], [0, 0, 0, -1.0, 0, 0]],
+                           dtype=torch.float64)  # (3, 6), rows in NAV_ACTIONS order
+
+
 def action_space(action_mode: str) -> spaces.Space:
-    """``Box(-1, 1, (6,))`` twist [forward, right, up, yaw, pitch, roll], or ``MultiBinary(8)`` keys."""
+    """``Box(-1, 1, (6,))`` twist [forward, right, up, yaw, pitch, roll], ``MultiBinary(8)`` keys, or
+    ``Discrete(3)`` nav moves (:data:`NAV_ACTIONS`: forward one ``limits.forward``, turn ``limits.yaw_deg``
+    left or right; the camera never pitches or rolls)."""
     if action_mode == "twist":
         return spaces.Box(-1.0, 1.0, (6,), np.float32)
     if action_mode == "keys":
         return spaces.MultiBinary(len(KEY_ORDER))
-    raise ValueError(f"action_mode must be 'twist' or 'keys', got {action_mode!r}")
+    if action_mode == "nav":
+        return spaces.Discrete(len(NAV_ACTIONS))
+    raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
 
 
 def observation_space(task: str, height: int, width: int, depth: bool, max_depth: float) -> spaces.Space:
@@ -50,6 +61,8 @@ def keys_to_twist(keys: torch.Tensor) -> torch.Tensor:
 def validate_actions(actions: np.ndarray | torch.Tensor, action_mode: str, num_envs: int | None) -> torch.Tensor:
     """Check shape and finiteness; clip twists into [-1, 1]. Raises ValueError naming the problem."""
     a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
+    if action_mode == "nav":
+        return _nav_twists(a, num_envs)
     width = 6 if action_mode == "twist" else len(KEY_ORDER)
     expected = (width,) if num_envs is None else (num_envs, width)
     if tuple(a.shape) != expected:
@@ -62,3 +75,18 @@ def validate_actions(actions: np.ndarray | torch.Tensor, action_mode: str, num_e
     if not bool(((a == 0) | (a == 1)).all()):
         raise ValueError(f"key actions must be 0/1 over {KEY_ORDER!r}, got {a.tolist()}")
     return keys_to_twist(a)
+
+
+def _nav_twists(a: torch.Tensor, num_envs: int | None) -> torch.Tensor:
+    """Nav actions as twists: one scalar -> (6,), (num_envs,) -> (num_envs, 6); integers in [0, 3) only."""
+    expected = () if num_envs is None else (num_envs,)
+    shape = tuple(a.shape)
+    if shape != expected and not (num_envs is None and shape == (1,)):
+        raise ValueError(f"action must have shape {expected} for action_mode='nav', got {shape}")
+    if a.dtype == torch.bool or (a.is_floating_point() and not bool((a == a.round()).all())):
+        raise ValueError(f"nav actions are integers in [0, 3) {NAV_ACTIONS}, got {a.tolist()}")
+    idx = a.reshape(-1)
+    if not bool(((idx >= 0) & (idx < len(NAV_ACTIONS))).all()):
+        raise ValueError(f"nav actions are integers in [0, 3) {NAV_ACTIONS}, got {a.tolist()}")
+    twists = _NAV_TWISTS[idx.long()]  # (n, 6)
+    return twists[0] if num_envs is None else twists

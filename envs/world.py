@@ -41,7 +41,8 @@ class GTConfig:
     width: int = 128
     height: int = 128
     fov_deg: float = 90.0
-    action_mode: str = "twist"  # "twist": Box(-1, 1, (6,)); "keys": MultiBinary(8) over "wasdijkl"
+    # "twist": Box(-1, 1, (6,)); "keys": MultiBinary(8) over "wasdijkl"; "nav": Discrete(3) forward / turns
+    action_mode: str = "twist"
     limits: TwistLimits = TwistLimits()
     key_translation: float = 0.05  # metres per key step (SANA-WM DSL default)
     key_rotation_deg: float = 1.2  # degrees per key step (SANA-WM DSL default)
@@ -58,8 +59,8 @@ class GTConfig:
     task_cfg: TaskConfig = field(default_factory=TaskConfig)
 
     def __post_init__(self) -> None:
-        if self.action_mode not in ("twist", "keys"):
-            raise ValueError(f"action_mode must be 'twist' or 'keys', got {self.action_mode!r}")
+        if self.action_mode not in ("twist", "keys", "nav"):
+            raise ValueError(f"action_mode must be 'twist', 'keys' or 'nav', got {self.action_mode!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.renderer not in ("auto", "torch", "open3d"):

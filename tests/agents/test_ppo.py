@@ -19,6 +19,7 @@ from sana_world.agents.ppo import (  # noqa: E402
     load_policy,
     read_card,
     shipped_policy,
+    task_kwargs,
     train,
 )
 
@@ -76,6 +77,27 @@ def test_corrupted_or_missing_policy_files_raise(trained, tmp_path):
         load_policy(folder)
     with pytest.raises(ValueError, match="size"):
         PPOTrainConfig(size=16)
+
+
+def test_nav_mode_policy_round_trip(tmp_path):
+    """A policy trained with action_mode="nav" records it in its card; the reloaded policy has the
+    Discrete(3) space and picks the same moves; a twin env of another frame size gets the same actions."""
+    cfg = PPOTrainConfig(size=36, num_envs=1, timesteps=32, n_steps=32, batch_size=32, n_epochs=1,
+                         out=tmp_path / "run", action_mode="nav", progress=False)
+    assert cfg.env_kwargs() == {"width": 36, "height": 36, "action_mode": "nav"}
+    assert task_kwargs(cfg.env_kwargs()) == {"action_mode": "nav"}
+    assert PPOTrainConfig().env_kwargs() == {"width": 64, "height": 64}  # twist cards stay as they were
+    model = train(cfg)
+    card = PolicyCard(env_id=cfg.env_id, env_kwargs=cfg.env_kwargs(), timesteps=32, sha256="")
+    loaded = load_policy(export_policy(model, tmp_path / "policy", card))
+    assert loaded.action_space == gym.spaces.Discrete(3)
+    env = gym.make("SanaWorld/PointNav-v0", **cfg.env_kwargs())
+    obs, _ = env.reset(seed=1)
+    for _ in range(4):
+        a, _ = model.predict(obs, deterministic=True)
+        b, _ = loaded.predict(obs, deterministic=True)
+        assert int(a) == int(b)
+        obs, *_ = env.step(a)
 
 
 @pytest.mark.slow

@@ -24,6 +24,22 @@ def test_checkers_and_twin_spaces(env_id: str) -> None:
     sb3_check_env(env.unwrapped, warn=False)
 
 
+def test_nav_mode_dream_env() -> None:
+    """action_mode="nav" reaches the dream env: its twin's Discrete(3) space, the checker passes, a turn left
+    moves the dreamed camera as it moves the GT one (the paired GT frame follows the same pose)."""
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("SanaWorld/DreamPointNav-v0", action_mode="nav", paired=True)
+    assert env.action_space == gym.make("SanaWorld/PointNav-v0", action_mode="nav").action_space
+    check_env(env.unwrapped, skip_render_check=True)
+    _, info0 = env.reset(seed=2)
+    _, _, _, _, info = env.step(1)
+    heading = [np.arctan2(i["c2w"][0, 2], i["c2w"][2, 2]) for i in (info0, info)]
+    yaw = heading[1] - heading[0]
+    assert abs((np.degrees(yaw) + 180) % 360 - 180) == pytest.approx(6.0, abs=1e-3)
+    assert 5.0 < info["psnr"] < 100.0
+
+
 def test_same_seed_same_frames_and_paired_info() -> None:
     a = gym.make("SanaWorld/DreamRooms-v0", paired=True)
     b = gym.make("SanaWorld/DreamRooms-v0", paired=True)

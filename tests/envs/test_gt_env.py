@@ -1,6 +1,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import sana_world  # noqa: F401  (registers the ids)
@@ -123,6 +124,31 @@ def test_keys_mode_follows_dsl_speeds():
     assert float(env.unwrapped.world.angles[0, 0]) - yaw0 == pytest.approx(np.radians(1.2))
     with pytest.raises(ValueError, match="0/1"):
         env.step(np.array([2, 0, 0, 0, 0, 0, 0, 0]))
+
+
+def test_nav_mode_moves_a_level_camera():
+    """Discrete(3): forward one limits.forward along the heading, turns of limits.yaw_deg, never a pitch or a
+    roll; every kind of bad action raises and leaves the camera where it was."""
+    env = gym.make("SanaWorld/PointNav-v0", action_mode="nav", **SMALL)
+    assert isinstance(env.action_space, gym.spaces.Discrete) and env.action_space.n == 3
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    env.reset(seed=0, options={"scene_seed": 5})
+    world = env.unwrapped.world
+    p0, a0 = world.position.clone(), world.angles.clone()
+    _, _, _, _, info = env.step(np.int64(0))  # forward
+    if not info["collision"]:
+        step = (world.position - p0)[0]
+        assert float(step.norm()) == pytest.approx(0.10)
+        assert float(step[1]) == pytest.approx(0.0, abs=1e-9)  # level (y is vertical): no height change
+    env.step(1)  # turn left
+    assert float(world.angles[0, 0] - a0[0, 0]) == pytest.approx(np.radians(6.0))
+    env.step(np.array([2]))  # turn right, as a length-1 array
+    assert torch.allclose(world.angles, a0)  # yaw back, pitch and roll never touched
+    before = (world.position.clone(), world.angles.clone())
+    for bad in (3, -1, 1.5, np.array([0, 1]), True):
+        with pytest.raises(ValueError, match="nav|shape"):
+            env.step(bad)
+    assert torch.equal(world.position, before[0]) and torch.equal(world.angles, before[1])
 
 
 def test_scene_option_uses_given_spec():

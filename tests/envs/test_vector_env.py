@@ -67,3 +67,22 @@ def test_vector_bad_actions_raise():
     a[1, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         envs.step(a)
+
+
+def test_nav_mode_vector_env_matches_single_env():
+    """action_mode="nav" batched: MultiDiscrete-free (N,) integer actions, the same frames as single envs."""
+    envs = gym.make_vec("SanaWorld/PointNav-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        action_mode="nav", **SMALL)
+    assert envs.single_action_space == gym.spaces.Discrete(3)
+    vobs, _ = envs.reset(seed=3)
+    actions = np.array([[0, 1], [2, 0], [0, 0]])
+    vtraj = [vobs["rgb"]] + [envs.step(a)[0]["rgb"] for a in actions]
+    for i in range(2):
+        env = gym.make("SanaWorld/PointNav-v0", action_mode="nav", **SMALL)
+        obs, _ = env.reset(seed=3 + i)
+        assert np.array_equal(obs["rgb"], vtraj[0][i])
+        for t, a in enumerate(actions):
+            obs, *_ = env.step(int(a[i]))
+            assert np.array_equal(obs["rgb"], vtraj[t + 1][i]), (i, t)
+    with pytest.raises(ValueError, match="shape"):
+        envs.step(np.array([0, 1, 2]))
