@@ -18,7 +18,7 @@ common=(--freeze-encoder --pool-steps 15 --batch-size 128 --ema-decay 0.999 --bf
         --time-limit-s "$secs" --log-every 200 --ckpt-every 1000000 --no-progress --eval-trajectories 64)
 if [ -n "$cont" ]; then
   python3 -m sana_world.generators.train.autoencoder --preset f8c16_lite_wide --init-weights "$cont" \
-    "${common[@]}" --pool-trajectories 3072 --pool-workers 14 --warmup-steps 50 --lr 4e-4 --decay-steps 3200 \
+    "${common[@]}" --pool-trajectories 3072 --pool-workers 8 --warmup-steps 50 --lr 4e-4 --decay-steps 3200 \
     --min-lr-ratio 0.02 --out-dir runs/ae_wide2 > "$out/ae_wide2.log" 2>&1
   names=(wide2)
 else
