@@ -46,19 +46,21 @@ def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: st
     return batch * iters / (time.perf_counter() - t)
 
 
-def time_dream(batch: int, steps: int, dev: torch.device, iters: int, bf16: bool = False) -> float:
+def time_dream(batch: int, steps: int, dev: torch.device, iters: int, bf16: bool = False,
+               compile: bool = False, warmup: int = 2) -> float:
     from sana_world.generators.dreamer import Dreamer, DreamerConfig
     from sana_world.envs.dream_core import load_models
 
     models = load_models("rooms-128", dev)
-    dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=steps, bf16=bf16))
+    dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=steps, bf16=bf16,
+                                                     compile=compile))
     S = models.resolution
     K = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)
     rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
     c2w = torch.eye(4, device=dev).expand(batch, 4, 4).clone()
     state = dreamer.start(rgb, c2w, K, ["a room"] * batch)
     gen = torch.Generator(dev).manual_seed(0)
-    for _ in range(2):  # 1. warm-up
+    for _ in range(warmup):  # 1. warm-up (compiled: every pass layout, until the window is full)
         c2w[:, 2, 3] += 0.05
         _, state = dreamer.step(state, c2w, gen)
     sync(dev)
@@ -80,6 +82,10 @@ def main() -> None:
     p.add_argument("--env-max-batch", type=int, default=256, help="skip env rows above this batch (GT render)")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                    help="bf16: the models under bf16 autocast (CUDA only)")
+    p.add_argument("--compile", nargs="+", default=["eager"], choices=["eager", "compiled"],
+                   help="compiled: DreamerConfig.compile (torch.compile of the blocks and the decode); dream rows only")
+    p.add_argument("--warmup", type=int, default=2, help="dream steps before timing (12+ with compiled rows: "
+                   "the window fills after 11 frames, and each layout before that compiles once)")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args()
     if a.threads:
@@ -94,7 +100,9 @@ def main() -> None:
         bf16 = prec == "bf16"
         for steps in a.steps:
             for b in a.batches:
-                kinds = [("dream", lambda: time_dream(b, steps, dev, a.iters, bf16))]
+                kinds = [(f"dream-{mode}" if mode == "compiled" else "dream",
+                          lambda c=mode == "compiled": time_dream(b, steps, dev, a.iters, bf16, c, a.warmup))
+                         for mode in a.compile]
                 if b <= a.env_max_batch:
                     kinds.append(("env", lambda: time_env(b, steps, dev, a.iters, renderer, bf16)))
                 for kind, fn in kinds:
@@ -111,7 +119,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),
            "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "model": "rooms-128", "rows": rows}
+           "model": "rooms-128", "iters": a.iters, "warmup": a.warmup, "rows": rows}
     path = out / f"dream_env_{hw}_{date.today().strftime('%Y%m%d')}.json"
     path.write_text(json.dumps(res, indent=1))
     print("wrote", path)
