@@ -203,6 +203,8 @@ def evaluate(model, env_id: str, env_kwargs: dict[str, Any], episodes: int, seed
 
 
 def main(argv: list[str] | None = None) -> None:
+    from sana_world.envs.spaces import ACTION_MODES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train PPO on a GT env")
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("folder", type=Path)
     e.add_argument("--env-id", default=PPOTrainConfig.env_id)
     e.add_argument("--size", type=int, default=PPOTrainConfig.size)
-    e.add_argument("--action-mode", default=PPOTrainConfig.action_mode, choices=["twist", "keys", "nav"])
+    e.add_argument("--action-mode", default=PPOTrainConfig.action_mode, choices=ACTION_MODES)
     e.add_argument("--timesteps", type=int, required=True, help="steps it was trained for (for the card)")
     e.add_argument("--eval-episodes", type=int, default=20, help="GT episodes on held-out scenes for the card")
     a = p.parse_args(argv)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sana_world.envs.spaces import ACTION_MODES
 from sana_world.envs.tasks import BatchedTask, TaskConfig
 from sana_world.camera import (TwistLimits, euler_to_rotation, euler_to_rotation_np, intrinsics_from_fov,
                                sincos_np, step_pose)
@@ -59,8 +60,8 @@ class GTConfig:
     task_cfg: TaskConfig = field(default_factory=TaskConfig)
 
     def __post_init__(self) -> None:
-        if self.action_mode not in ("twist", "keys", "nav"):
-            raise ValueError(f"action_mode must be 'twist', 'keys' or 'nav', got {self.action_mode!r}")
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.renderer not in ("auto", "torch", "open3d"):
