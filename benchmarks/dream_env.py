@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--env-max-batch", type=int, default=256, help="skip env rows above this batch (GT render)")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
-                   help="bf16: the models under bf16 autocast (CUDA only)")
+                   help="bf16: the models under bf16 autocast")
     p.add_argument("--compile", nargs="+", default=["eager"], choices=["eager", "compiled"],
                    help="compiled: DreamerConfig.compile (torch.compile of the blocks and the decode); dream rows only")
     p.add_argument("--warmup", type=int, default=2, help="dream steps before timing (12+ with compiled rows: "

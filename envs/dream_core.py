@@ -38,7 +38,7 @@ class DreamConfig:
     prompt_steps / prompt_guidance: the image model's sampler for ``reset(options={"prompt": ...})``.
     gt: the GT twin's config (task, actions, limits, split, device, renderer, ...); its frame size must
         be the model's resolution.
-    bf16: dream under bf16 autocast (CUDA only; ``DreamerConfig.bf16``).
+    bf16: dream under bf16 autocast (CUDA or CPU; ``DreamerConfig.bf16``).
     compile: dream through ``torch.compile`` (``DreamerConfig.compile``): faster steps after the first ones
         compile; frames equal the eager ones up to float round-off.
     """

@@ -56,8 +56,9 @@ class DreamerConfig:
     context_sigma: noise level at which each dreamed frame enters the state (0: as a clean frame). Diffusion
         forcing trains on noisy context, so a dreamed frame, itself an estimate, may be better read as a
         slightly noisy one: it is re-noised, ``(1 - s) z + s eps``, and appended at timestep ``1000 s``.
-    bf16: run the model passes and the decode under bf16 autocast (CUDA only; the GDN scans and the
-        sampler stay fp32). Off by default: fp32 is the reference.
+    bf16: run the model passes and the decode under bf16 autocast, on CUDA or the CPU (the camera-ray
+        geometry, the GDN scans and the sampler stay fp32). Off by default: fp32 is the reference. On a
+        CPU it pays only where the cores have bf16 dot products (AVX512-BF16 or AMX).
     defer_append: append each frame to the stream state in the next step's first model pass (one pass per
         step fewer; the same frames up to float round-off). False: append it within its own step.
     compile: run the model's blocks (``WMStreamConfig.compile``) and the decode through ``torch.compile``
@@ -164,13 +165,13 @@ class Dreamer:
         self._decode = torch.compile(self.codec.decode, dynamic=False) if config.compile else self.codec.decode
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
-        if config.bf16 and self.device.type != "cuda":
-            raise ValueError(f"DreamerConfig.bf16 needs the models on CUDA, they are on {self.device}")
+        if config.bf16 and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"DreamerConfig.bf16 needs the models on CUDA or the CPU, not {self.device}")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.config.bf16:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     # 1. Inputs.
     def _camera(self, c2w0: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int],

@@ -122,8 +122,10 @@ def prepare_ucpe(
     rope_sin: torch.Tensor,
     head_dim: int,
 ) -> UcpeTransforms:
-    """All camera-branch transforms for one forward pass, shared by every block."""
-    P = camera_ray_matrices(camera_conditions, grid, patch_size)  # (B, N, 4, 4)
+    """All camera-branch transforms for one forward pass, shared by every block. The ray geometry runs in
+    fp32 under any autocast (CPU autocast would take its matmuls to bf16 and its cross products not)."""
+    with torch.autocast(camera_conditions.device.type, enabled=False):
+        P = camera_ray_matrices(camera_conditions.float(), grid, patch_size)  # (B, N, 4, 4)
     cos, sin = cam_rope_tables(rope_cos, rope_sin, head_dim)
     return UcpeTransforms(P, P.transpose(-1, -2), invert_se3(P), cos, sin)
 

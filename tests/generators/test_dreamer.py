@@ -101,14 +101,11 @@ def test_context_sigma_appends_a_renoised_frame() -> None:
         DreamerConfig(context_sigma=1.0)
 
 
-def test_bf16_needs_cuda_and_stays_close_to_fp32() -> None:
-    import pytest
-
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA"):
-            Dreamer(zoo.load("rooms-128"), DreamerConfig(bf16=True))
-        pytest.skip("the bf16 / fp32 comparison needs CUDA")
-    models = zoo.load("rooms-128", device="cuda")
+def test_bf16_stays_close_to_fp32() -> None:
+    """bf16 autocast on the device at hand (CUDA, else the CPU) against the fp32 reference, one step; the
+    camera geometry stays fp32 under autocast, so the CPU path runs at all (its cross products need it)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models = zoo.load("rooms-128", device=device)
     g = torch.Generator().manual_seed(2)
     rgb = torch.randint(0, 256, (2, 128, 128, 3), generator=g, dtype=torch.uint8)
     K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
@@ -117,7 +114,7 @@ def test_bf16_needs_cuda_and_stays_close_to_fp32() -> None:
     for bf16 in (False, True):
         d = Dreamer(models, DreamerConfig(bf16=bf16))
         state = d.start(rgb, c2w, K, ["a room"] * 2)
-        noise = torch.randn(2, 16, 1, 16, 16, generator=torch.Generator().manual_seed(3)).cuda()
+        noise = torch.randn(2, 16, 1, 16, 16, generator=torch.Generator().manual_seed(3)).to(device)
         frames[bf16], _ = d.step(state, c2w, noise=noise)
     err = (frames[True].float() - frames[False].float()).square().mean()
     assert 10 * torch.log10(255.0**2 / err.clamp(min=1e-12)) > 30  # dB between the two precisions
