@@ -209,12 +209,17 @@ def _compiled_block_passes() -> tuple[Callable, Callable]:
     kind has a few pass layouts (start, sampling only, append + sample, append only)."""
     global _COMPILED_BLOCK_PASSES
     if _COMPILED_BLOCK_PASSES is None:
+        # Each batch size has a dozen pass layouts while a stream's window fills (dynamic=False): dynamo's
+        # default limit of 8 per function would drop a second batch size to eager, silently.
+        cfg = torch._dynamo.config
+        cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
         _COMPILED_BLOCK_PASSES = (torch.compile(_gdn_block_pass, dynamic=False),
                                   torch.compile(_softmax_block_pass, dynamic=False))  # fmt: skip
     return _COMPILED_BLOCK_PASSES
 
 
 _COMPILED_BLOCK_PASSES: tuple[Callable, Callable] | None = None
+RECOMPILE_LIMIT = 64  # compiled variants per block-pass function: about 5 batch sizes x 12 layouts
 
 
 class WMStreamEngine:
@@ -329,7 +334,10 @@ class WMStreamEngine:
         commit = T if commit is None else commit
         ctx = CausalContext.build(T, chunk_size or T, state.frame, self.config.causal, True, latents.device,
                                   commit)  # fmt: skip
-        x, blocks, last = inp.x, [], len(self.model.blocks) - 1
+        # The residual stream in the weights' dtype: under autocast the patch embedding gives bf16 tokens and
+        # every block's residual add makes them fp32 again, so this only spares a compiled first block its
+        # own dtype variant (same numbers: bf16 -> fp32 is exact).
+        x, blocks, last = inp.x.to(self.model.patch_embed.weight.dtype), [], len(self.model.blocks) - 1
         if self.config.compile:  # passes past the sink look alike to a compiled block (no recompiles)
             ctx = ctx.past_sink()
         for i, (block, bs) in enumerate(zip(self.model.blocks, state.blocks)):

@@ -63,3 +63,33 @@ def test_compiled_dream_matches_eager() -> None:
     assert s_out.frame == s_ref.frame == 5
     for name, t in s_ref.stream.tensors().items():
         assert rel_err(s_out.stream.tensors()[name], t) < 1e-5, name
+
+
+def test_every_block_pass_sees_one_token_dtype_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under bf16 autocast the patch embedding gives bf16 tokens; the residual stream enters every block in
+    the weights' dtype, so a compiled block pass has one dtype variant, not two (the first block's own)."""
+    import sana_world.world_model.streaming as streaming
+
+    seen: list[torch.dtype] = []
+    forward = streaming.causal_block_forward
+
+    def record(block, x, *args):  # noqa: ANN001, ANN202
+        seen.append(x.dtype)
+        return forward(block, x, *args)
+
+    monkeypatch.setattr(streaming, "causal_block_forward", record)
+    d = Dreamer(zoo.load("rooms-128"), DreamerConfig(bf16=True))
+    rgb = torch.zeros(1, 128, 128, 3, dtype=torch.uint8)
+    state = d.start(rgb, torch.eye(4)[None], K, ["a room"])
+    d.step(state, torch.eye(4)[None])
+    assert len(seen) == 2 * 6 and set(seen) == {torch.float32}  # start + one step, 6 blocks each
+
+
+def test_compiled_passes_allow_several_batch_sizes() -> None:
+    """Each batch size compiles a dozen pass layouts while the window fills: dynamo's default limit (8 per
+    function) would drop a second batch size to eager without a word; a compiled engine raises it."""
+    from sana_world.world_model.streaming import RECOMPILE_LIMIT, WMStreamConfig, WMStreamEngine
+    from sana_world.samplers import FlowEulerSampler
+
+    WMStreamEngine(zoo.load("rooms-128").world_model, FlowEulerSampler(1, 2.0), WMStreamConfig(compile=True))
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT >= 5 * 12
