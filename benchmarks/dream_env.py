@@ -30,17 +30,21 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str, bf16: bool = False) -> float:
+def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str, bf16: bool = False,
+             compile: bool = False, warmup: int = 2) -> float:
+    """Dream vector env steps/s (GT render for rewards included); ``compile``: the dream
+    (``DreamerConfig.compile``) and, on CUDA, the GT ray caster (``compile_renderer``) compiled."""
+    extra = {"compile_renderer": True} if compile and dev.type == "cuda" else {}
     env = DreamVectorEnv(num_envs=batch, device=str(dev), sampler_steps=steps, renderer=renderer,
-                         return_torch=True, bf16=bf16)
+                         return_torch=True, bf16=bf16, compile=compile, **extra)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    acts = [rng.uniform(-1, 1, (batch, 6)).astype(np.float32) for _ in range(iters + 2)]
-    for a in acts[:2]:  # 1. warm-up
+    acts = [rng.uniform(-1, 1, (batch, 6)).astype(np.float32) for _ in range(iters + warmup)]
+    for a in acts[:warmup]:  # 1. warm-up (compiled: every pass layout until the window is full)
         env.step(a)
     sync(dev)
     t = time.perf_counter()
-    for a in acts[2:]:  # 2. timed steps
+    for a in acts[warmup:]:  # 2. timed steps
         env.step(a)
     sync(dev)
     return batch * iters / (time.perf_counter() - t)
@@ -83,7 +87,8 @@ def main() -> None:
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                    help="bf16: the models under bf16 autocast")
     p.add_argument("--compile", nargs="+", default=["eager"], choices=["eager", "compiled"],
-                   help="compiled: DreamerConfig.compile (torch.compile of the blocks and the decode); dream rows only")
+                   help="compiled: DreamerConfig.compile (torch.compile of the blocks and the decode) and, in env "
+                   "rows on CUDA, the compiled GT ray caster")
     p.add_argument("--warmup", type=int, default=2, help="dream steps before timing (12+ with compiled rows: "
                    "the window fills after 11 frames, and each layout before that compiles once)")
     p.add_argument("--out", default="benchmarks/results")
@@ -104,7 +109,10 @@ def main() -> None:
                           lambda c=mode == "compiled": time_dream(b, steps, dev, a.iters, bf16, c, a.warmup))
                          for mode in a.compile]
                 if b <= a.env_max_batch:
-                    kinds.append(("env", lambda: time_env(b, steps, dev, a.iters, renderer, bf16)))
+                    kinds += [(f"env-{mode}" if mode == "compiled" else "env",
+                               lambda c=mode == "compiled": time_env(b, steps, dev, a.iters, renderer, bf16, c,
+                                                                     a.warmup if c else 2))
+                              for mode in a.compile]  # fmt: skip
                 for kind, fn in kinds:
                     row = {"kind": kind, "precision": prec, "batch": b, "sampler_steps": steps}
                     try:
@@ -115,6 +123,10 @@ def main() -> None:
                     rows.append(row)
                     rate = f"{row['steps_per_s']:>10.1f}" if "steps_per_s" in row else f"{'OOM':>10}"
                     print(f"{kind:<6} {prec:>5} {b:>6} {steps:>5} {rate}", flush=True)
+                    write(a, hw, dev, rows)  # after every row: a run stopped at its time limit keeps them
+
+
+def write(a: argparse.Namespace, hw: str, dev: torch.device, rows: list[dict]) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),
@@ -122,7 +134,6 @@ def main() -> None:
            "model": "rooms-128", "iters": a.iters, "warmup": a.warmup, "rows": rows}
     path = out / f"dream_env_{hw}_{date.today().strftime('%Y%m%d')}.json"
     path.write_text(json.dumps(res, indent=1))
-    print("wrote", path)
 
 
 if __name__ == "__main__":
