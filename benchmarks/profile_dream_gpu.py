@@ -7,6 +7,7 @@ autoencoder), and the whole ``Dreamer.step``. Then
 ``torch.profiler`` over a few whole steps at the largest batch: the kernels by total CUDA time.
 
     python benchmarks/profile_dream_gpu.py --batches 256 1024 --precision bf16
+    python benchmarks/profile_dream_gpu.py --batches 512 --precision bf16 --compile   # DreamerConfig.compile
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], t
     c2w = torch.eye(4, device=dev).expand(batch, 4, 4).clone()
     gen = torch.Generator(dev).manual_seed(0)
     state = dreamer.start(rgb, c2w.clone(), K, ["a room"] * batch)  # the anchor keeps its own pose
-    for _ in range(12):  # 1. past the sink + window frames: the steady state
+    for _ in range(14):  # 1. past the sink + window frames: the steady state (compiled: every layout seen)
         c2w[:, 2, 3] += 0.05
         _, state = dreamer.step(state, c2w, gen)
     p, engine, f = state.pending, dreamer.engine, dreamer.codec.downsample_factor
@@ -52,7 +53,7 @@ def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], t
         "camera inputs": lambda: dreamer._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w)),  # fp32
         "advance+denoise": inference(lambda: engine.advance_and_denoise(
             state.committed, p.latents, noise, state.text, p.camera, cam, context_timesteps=p.timesteps)),
-        "decode": inference(lambda: dreamer.codec.decode(state.last, as_uint8=True)),
+        "decode": inference(lambda: dreamer._decode(state.last, as_uint8=True)),  # compiled with the config
         "Dreamer.step": lambda: dreamer.step(state, c2w, gen),
     }
     return {name: timed(fn, 2, iters, cuda=True)[0] for name, fn in rows.items()}, (state, c2w, gen)
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--precision", nargs="+", default=["bf16"], choices=["fp32", "bf16"])
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--top", type=int, default=30, help="rows of the kernel table")
+    p.add_argument("--compile", action="store_true", help="DreamerConfig.compile (blocks and decode compiled)")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args()
     if not torch.cuda.is_available():
@@ -71,13 +73,14 @@ def main() -> None:
     dev = torch.device("cuda")
     models = load_models("rooms-128", dev)
     result = {"benchmark": "profile_dream_gpu", "date": f"{date.today():%Y%m%d}", "hardware": hardware(),
-              "torch": torch.__version__, "model": "rooms-128", "rows": []}
+              "torch": torch.__version__, "model": "rooms-128", "compile": a.compile, "rows": []}
     print(f"{'precision':<9} {'batch':>6} " + " ".join(f"{k:>16}" for k in
                                                       ("camera inputs", "advance+denoise", "decode",
                                                        "Dreamer.step")) + "   steps/s")
     last = None
     for prec in a.precision:  # 1. parts per precision and batch
-        dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=prec == "bf16"))
+        dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=prec == "bf16",
+                                                         compile=a.compile))
         for batch in a.batches:
             try:
                 ms, last = parts(dreamer, batch, a.iters)
@@ -103,7 +106,8 @@ def main() -> None:
     table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=a.top)
     print(table)
     result["kernel_table"] = table
-    out = Path(a.out) / f"profile_dream_gpu_{result['hardware']}_{result['date']}.json"
+    tag = "_compiled" if a.compile else ""
+    out = Path(a.out) / f"profile_dream_gpu_{result['hardware']}_{result['date']}{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
