@@ -8,7 +8,7 @@ work by the best rate gives a floor on the step time that no elementwise fusion,
 tuning can beat; the speed targets are then read as the fraction of that best rate they would need:
 
     python benchmarks/step_flops.py --device cpu --threads 2 --target 10
-    python benchmarks/step_flops.py --device cuda --batch 512 --target 10000 --bf16
+    python benchmarks/step_flops.py --device cuda --batch 512 --target 10000 --bf16 [--compile]
 
 The counter sees matmuls, attention and convolutions only (elementwise work is uncounted: cheap in FLOPs,
 not in time), so the floor is a lower bound.
@@ -17,6 +17,7 @@ not in time), so the floor is a lower bound.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -94,6 +95,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1, help="streams stepped together")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--bf16", action="store_true", help="time the step under bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="time the compiled step (DreamerConfig.compile)")
     p.add_argument("--target", type=float, default=10.0, help="env steps/s the speed goal asks for")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--gemm-size", type=int, default=2048, help="the large square GEMM's side")
@@ -105,7 +107,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     models = zoo.load(args.model, device=dev)
-    dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=args.bf16))
+    dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=args.bf16,
+                                                     compile=args.compile))
     B, S = args.batch, models.resolution
     g = torch.Generator(device=dev).manual_seed(0)
     rgb = torch.randint(0, 256, (B, S, S, 3), generator=g, device=dev, dtype=torch.uint8)
@@ -119,8 +122,11 @@ def main() -> None:
         pose[:, 0, 3] += 0.05
         _, state = dreamer.step(state, pose, generator=g)
     z = state.last  # (B, C, h, w)
-    # 2. Count: the whole step, and the decode alone (the rest is the world model's passes).
-    step_flops = count_flops(lambda: dreamer.step(state, pose, generator=g))
+    # 2. Count: the whole step, and the decode alone (the rest is the world model's passes); counted on an
+    # eager twin (the counter sees aten ops, which a compiled graph hides), the same arithmetic.
+    counter = Dreamer(models, dataclasses.replace(dreamer.config, compile=False)) if args.compile else dreamer
+    counter.step(state, pose, generator=g)  # a new engine projects the caption once: not a step's work
+    step_flops = count_flops(lambda: counter.step(state, pose, generator=g))
     decode_flops = count_flops(lambda: models.codec.decode(z, as_uint8=True))
     total = sum(step_flops.values())
     per_env = total / B
@@ -143,6 +149,7 @@ def main() -> None:
         "dream_defaults": models.entry.dream_defaults,
         "batch": B,
         "bf16_step": args.bf16,
+        "compiled_step": args.compile,
         "gflops_per_env_step": {k: v / B / 1e9 for k, v in step_flops.items()},
         "gflops_per_env_step_total": per_env / 1e9,
         "gflops_per_env_decode": sum(decode_flops.values()) / B / 1e9,
@@ -165,7 +172,7 @@ def main() -> None:
               f"env steps/s; {args.target:g} steps/s needs {res['target_needs_fraction_of_best_gemm'][dt]:.0%} of it")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = "bf16" if args.bf16 else "fp32"
+    tag = ("bf16" if args.bf16 else "fp32") + ("_compiled" if args.compile else "")
     path = out / f"step_flops_{res['hardware']}_{date.today():%Y%m%d}_b{B}_{tag}.json"
     path.write_text(json.dumps(res, indent=1))
     print("wrote", path)
