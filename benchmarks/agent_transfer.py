@@ -10,6 +10,7 @@ renders, averaged) to separate the resize from the dream.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -29,7 +30,7 @@ class Constant:
     def __init__(self, kind: str, space, seed: int = 0) -> None:
         if kind == "still" and space.shape != (6,):
             raise ValueError("'still' needs twist actions (the zero twist)")
-        self.kind, self.space = kind, space
+        self.kind, self.space = kind, copy.deepcopy(space)  # seeded here: the policy's own space is left alone
         self.space.seed(seed)
 
     def predict(self, obs, deterministic: bool = True):

@@ -20,7 +20,6 @@ import platform
 import statistics
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -61,6 +60,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
     from fidelity import hardware, render_paths  # benchmarks/ is the script's folder
+    from results_io import write_result
 
     dev = torch.device(args.device)
     models = zoo.load(args.model, device=dev)
@@ -112,11 +112,7 @@ def main() -> None:
             "decode_ms_batch1": ms[k],
         }
     print(json.dumps(result["decoders"], indent=1), "\nhold", result["hold_psnr"])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"decoder_ab_{result['hardware']}_{result['date'].replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print("wrote", path)
+    write_result(args.out, "decoder_ab", result["hardware"], result)
 
 
 if __name__ == "__main__":

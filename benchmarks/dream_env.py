@@ -13,11 +13,9 @@ Two rows per setting, measured in the same run:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -127,13 +125,12 @@ def main() -> None:
 
 
 def write(a: argparse.Namespace, hw: str, dev: torch.device, rows: list[dict]) -> None:
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from results_io import write_result  # benchmarks/ is the script's folder
+
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),
            "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "model": "rooms-128", "iters": a.iters, "warmup": a.warmup, "rows": rows}
-    path = out / f"dream_env_{hw}_{date.today().strftime('%Y%m%d')}.json"
-    path.write_text(json.dumps(res, indent=1))
+    write_result(a.out, "dream_env", hw, res, quiet=True)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -32,12 +28,17 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from sana_world.generators import zoo
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
 
+from linear_attention import timed  # noqa: E402  (benchmarks/ is the script's folder)
+from results_io import write_result  # noqa: E402
+
 aten = torch.ops.aten
-# torch registers the CUDA attention kernels' FLOPs; the CPU flash kernel does the same arithmetic
+
+
 def _cpu_attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(q_shape, k_shape, v_shape)
 
 
+# torch registers the CUDA attention kernels' FLOPs; the CPU flash kernel does the same arithmetic
 CPU_ATTENTION = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention}
 KINDS = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "baddbmm": "matmul",
          "convolution": "convolution", "_convolution": "convolution"}  # fmt: skip
@@ -58,32 +59,13 @@ def count_flops(fn: Callable[[], object]) -> dict[str, int]:
     return out
 
 
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def timed(fn: Callable[[], object], dev: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of one ``fn()``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(dev)
-        t = time.perf_counter()
-        fn()
-        sync(dev)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def gemm_rates(dev: torch.device, shapes: list[tuple[int, int, int]], repeats: int) -> list[dict]:
     """Sustained FLOP/s of (M, K) @ (K, N) for each shape, fp32 and bf16."""
     rows = []
     for M, K, N in shapes:  # 1. one row per shape and precision
         for dtype in (torch.float32, torch.bfloat16):
             a, b = torch.randn(M, K, device=dev, dtype=dtype), torch.randn(K, N, device=dev, dtype=dtype)
-            s = timed(lambda a=a, b=b: a @ b, dev, repeats)
+            s = timed(lambda a=a, b=b: a @ b, 2, repeats, dev.type == "cuda")[0] / 1e3  # seconds
             rows.append(dict(shape=[M, K, N], dtype=str(dtype).split(".")[1], tflops=2 * M * K * N / s / 1e12))
     return rows
 
@@ -131,7 +113,7 @@ def main() -> None:
     total = sum(step_flops.values())
     per_env = total / B
     # 3. Time the same step, and this machine's best matmul rates.
-    step_s = timed(lambda: dreamer.step(state, pose, generator=g), dev, args.repeats)
+    step_s = timed(lambda: dreamer.step(state, pose, generator=g), 2, args.repeats, dev.type == "cuda")[0] / 1e3
     n = args.gemm_size
     c = models.world_model.cfg.dim
     tokens = 2 * (S // models.codec.downsample_factor) ** 2 * B  # a step's two-frame pass
@@ -170,12 +152,8 @@ def main() -> None:
     for dt in best:
         print(f"best {dt} GEMM {best[dt] * 1e3:.1f} GFLOP/s -> floor {res['floor_env_steps_per_s'][dt]:.1f} "
               f"env steps/s; {args.target:g} steps/s needs {res['target_needs_fraction_of_best_gemm'][dt]:.0%} of it")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     tag = ("bf16" if args.bf16 else "fp32") + ("_compiled" if args.compile else "")
-    path = out / f"step_flops_{res['hardware']}_{date.today():%Y%m%d}_b{B}_{tag}.json"
-    path.write_text(json.dumps(res, indent=1))
-    print("wrote", path)
+    write_result(args.out, "step_flops", res["hardware"], res, suffix=f"_b{B}_{tag}")
 
 
 if __name__ == "__main__":

@@ -13,16 +13,15 @@ comes from its own context, not from the positions.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from fidelity import hardware, render_paths
+from results_io import write_result
 from sana_world.envs.world import HELDOUT_START
 from sana_world.generators import zoo
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
@@ -73,11 +72,7 @@ def main() -> None:
            "dreamer": {"num_steps": 1, "context": "GT latents at timestep 0"}, "rows": rows,
            "predicted_db": pred_db, "previous_frame_db": prev_db, "mean_first16_db": first,
            "mean_last16_db": last, "seconds": time.perf_counter() - t0}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"teacher_forced_{res['hardware']}_{date.today().strftime('%Y%m%d')}.json"
-    path.write_text(json.dumps(res, indent=1))
-    print("wrote", path)
+    write_result(args.out, "teacher_forced", res["hardware"], res)
 
 
 if __name__ == "__main__":
