@@ -75,7 +75,7 @@ def build_parts(kwargs: dict[str, object], seed: int, warmup: int,
         env.step(env.action_space.sample())
 
     # 2. The parts, each on the current state (states are never modified in place, so repeats are equal).
-    state = core.groups[0][1]
+    state = core.state
     pending = getattr(state, "pending", None)  # a frame left for the next step's pass (defer_append)
     base = state.stream if pending is None else state.committed  # without it
     c2w = core.world.c2w32()
@@ -207,7 +207,7 @@ def main() -> None:
         return
     from torch.profiler import ProfilerActivity, profile
 
-    state, c2w, gen = core.groups[0][1], core.world.c2w32(), torch.Generator().manual_seed(a.seed)
+    state, c2w, gen = core.state, core.world.c2w32(), torch.Generator().manual_seed(a.seed)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
         for _ in range(5):
             dreamer.step(state, c2w, gen)

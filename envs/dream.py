@@ -118,7 +118,7 @@ class DreamEnv(gym.Env):
         info: dict[str, Any] = {"c2w": world.c2w32()[0].cpu().numpy().copy(), "K": world.K.cpu().numpy().copy(),
                                 "collision": collided, "success": self._success,
                                 "scene_id": world.specs[0].seed, "start": self.core.starts[0],
-                                "dream_frame": self.core.groups[0][1].frame}
+                                "dream_frame": self.core.state.frames[0]}
         if self.config.paired:
             info.update({k: v[0].cpu().numpy() if v.ndim > 1 else float(v[0])
                          for k, v in _paired_info(self.core, [0]).items()})

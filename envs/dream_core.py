@@ -6,9 +6,10 @@ agent *sees* is dreamed: each step the world model (streaming SANA-WM of a zoo e
 :class:`~sana_world.generators.dreamer.Dreamer`) samples the next frame at the new pose from its carried
 stream state. The GT frame is rendered too (rewards need its depth; ``paired`` reports PSNR / SSIM to it).
 
-Streams of different envs may sit at different frame indices after autoresets; they are kept in groups
-of envs at the same index (one batched model call per group per step; envs stepped in lockstep form one
-group) and merged again whenever their indices meet.
+All N streams live in one batched ``DreamState`` (row i is env i) and step in one batched model pass,
+whatever frame each has reached: an env that resets restarts its row (``Dreamer.restart``), and the
+streams' rows then sit at different frames with their own RoPE positions and window slots
+(``WMStreamState.row_frames``). The batch never changes size, so a compiled dream compiles once.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class DreamCore:
                                                                    bf16=config.bf16,
                                                                    compile=config.compile))
         self.num_envs = num_envs
-        self.groups: list[tuple[list[int], Any]] = []  # (env indices, DreamState of those envs)
+        self.state: Any = None  # the DreamState of all envs (row i: env i), after the first reset
         self.rgb = torch.zeros(num_envs, config.gt.height, config.gt.width, 3, dtype=torch.uint8, device=self.device)
         self.gt: RenderOutput | None = None
         self.starts: list[str] = ["gt"] * num_envs  # what each stream started from: "gt" | "image" | "prompt"
@@ -127,11 +128,15 @@ class DreamCore:
         seed = int(rngs[0].integers(2**62))
         self._gen.manual_seed(seed)
         c2w = self.world.c2w32()[slots]
-        state = self.dreamer.start(anchors, c2w, self.world.K, captions)
+        if self.state is None:  # 1. the first reset starts every stream
+            if sorted(slots) != list(range(self.num_envs)):
+                raise RuntimeError(f"the first reset must reset all {self.num_envs} envs, got {sorted(slots)}")
+            order = sorted(range(len(slots)), key=lambda j: slots[j])  # rows in env order
+            self.state = self.dreamer.start(anchors[order], c2w[order], self.world.K,
+                                            [captions[j] for j in order])  # fmt: skip
+        else:  # 2. later ones restart their rows; the other streams go on
+            self.state = self.dreamer.restart(self.state, list(slots), anchors, c2w, self.world.K, captions)
         self.rgb[slots] = anchors
-        self._drop(slots)
-        self.groups.append((list(slots), state))
-        self._merge()
 
     def _caption(self, i: int) -> str:
         from sana_world.worlds.captions import caption
@@ -153,15 +158,12 @@ class DreamCore:
     # 2. Steps.
     def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, RenderOutput]:
         """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is GT)."""
+        if self.state is None:
+            raise RuntimeError("reset first")
         collided = self.world.move(twist, keys_mode=keys_mode)
         self.gt = self.world.render()
-        c2w = self.world.c2w32()
-        new_groups = []
-        for envs, state in self.groups:  # 1. one batched dream step per group of envs at one frame index
-            rgb, state = self.dreamer.step(state, c2w[envs], self._gen)
-            self.rgb[envs] = rgb
-            new_groups.append((envs, state))
-        self.groups = new_groups
+        rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), self._gen)  # one pass, every env
+        self.rgb.copy_(rgb)
         return collided, self.gt
 
     def frame(self) -> RenderOutput:
@@ -170,42 +172,3 @@ class DreamCore:
         if self.gt is None:
             raise RuntimeError("reset first")
         return dataclasses.replace(self.gt, rgb=self.rgb.clone())
-
-    # 3. Group bookkeeping.
-    def _drop(self, slots: list[int]) -> None:
-        """Remove envs ``slots`` from their groups (their streams end)."""
-        gone = set(slots)
-        kept = []
-        for envs, state in self.groups:
-            keep = [k for k, e in enumerate(envs) if e not in gone]
-            if len(keep) == len(envs):
-                kept.append((envs, state))
-            elif keep:
-                kept.append(([envs[k] for k in keep], state.select(keep)))
-        self.groups = kept
-
-    def _merge(self) -> None:
-        """Stack groups whose streams are at the same frame index."""
-        from sana_world.generators.dreamer import DreamState
-        from sana_world.world_model.streaming import WMStreamState, WMText
-
-        by_frame: dict[int, list[tuple[list[int], Any]]] = {}
-        for g in self.groups:
-            by_frame.setdefault(g[1].frame, []).append(g)
-        merged = []
-        for parts in by_frame.values():
-            if len(parts) == 1:
-                merged.append(parts[0])
-                continue
-            envs = [e for p in parts for e in p[0]]
-            states = [p[1] for p in parts]
-            masks = [s.text.attention_mask for s in states]
-            L = max(s.text.hidden_states.shape[1] for s in states)
-            hid = torch.cat([F.pad(s.text.hidden_states, (0, 0, 0, L - s.text.hidden_states.shape[1]))
-                             for s in states])
-            mask = None if any(m is None for m in masks) else torch.cat(
-                [F.pad(m, (0, L - m.shape[1])) for m in masks])  # fmt: skip
-            merged.append((envs, DreamState(WMStreamState.stack([s.stream for s in states]),
-                                            torch.cat([s.c2w0 for s in states]), torch.cat([s.K for s in states]),
-                                            WMText(hid, mask), torch.cat([s.last for s in states]))))
-        self.groups = merged

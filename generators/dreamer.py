@@ -107,6 +107,19 @@ class PendingFrame:
         t = None if self.timesteps is None else self.timesteps[idx]
         return PendingFrame(self.latents[idx], t, cam, self.dreamer)
 
+    def put_rows(self, rows: torch.Tensor, new: PendingFrame) -> PendingFrame:
+        """A copy with batch rows ``rows`` (n,) replaced by ``new`` (n rows)."""
+        def t_of(p: PendingFrame) -> torch.Tensor:  # (B, 1); None means clean (0)
+            return p.latents.new_zeros(p.latents.shape[0], 1, dtype=torch.float32) if p.timesteps is None \
+                else p.timesteps  # fmt: skip
+
+        t = None if self.timesteps is None and new.timesteps is None else \
+            t_of(self).index_copy(0, rows, t_of(new).to(t_of(self).dtype))  # fmt: skip
+        cam = WMCameraInputs(self.camera.camera_conditions.index_copy(0, rows, new.camera.camera_conditions),
+                             self.camera.chunk_plucker.index_copy(0, rows, new.camera.chunk_plucker))
+        return PendingFrame(self.latents.index_copy(0, rows, new.latents.to(self.latents.dtype)), t, cam,
+                            self.dreamer)  # fmt: skip
+
 
 @dataclass
 class DreamState:
@@ -132,9 +145,15 @@ class DreamState:
 
     @property
     def frame(self) -> int:
-        """Latent frames in the stream (1 after start)."""
+        """Latent frames in the stream (1 after start); the furthest stream's when they differ (``frames``)."""
         pending = 0 if self.pending is None else self.pending.latents.shape[2]
         return self.committed.frame + pending
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        """Every stream's latent frames (streams restarted at different times sit at different frames)."""
+        pending = 0 if self.pending is None else self.pending.latents.shape[2]
+        return tuple(f + pending for f in self.committed.frames)
 
     @property
     def batch_size(self) -> int:
@@ -145,8 +164,8 @@ class DreamState:
         idx = torch.as_tensor(index, dtype=torch.long, device=self.c2w0.device)
         mask = None if self.text.attention_mask is None else self.text.attention_mask[idx]
         pending = None if self.pending is None else self.pending.select(idx.to(self.last.device))
-        return DreamState(self.committed._map(lambda t: t[idx.to(t.device)].clone()), self.c2w0[idx],
-                          self.K[idx], WMText(self.text.hidden_states[idx], mask), self.last[idx], pending)
+        return DreamState(self.committed.select(idx.tolist()), self.c2w0[idx], self.K[idx],
+                          WMText(self.text.hidden_states[idx], mask), self.last[idx], pending)
 
 
 class Dreamer:
@@ -214,6 +233,37 @@ class Dreamer:
         cam = self._camera(c2w0, c2w0, K, (H, W), lat)
         state = self._append(state, PendingFrame(z0[:, :, None], None, cam, self), text)  # the root: now
         return DreamState(state, c2w0, K, text, z0)
+
+    @torch.inference_mode()
+    def restart(self, state: DreamState, rows: list[int], rgb: torch.Tensor, c2w0: torch.Tensor, K: torch.Tensor,
+                captions: list[str]) -> DreamState:
+        """``state`` with streams ``rows`` begun anew, anchored as in ``start`` (rgb (n, H, W, 3) uint8, poses
+        c2w0 (n, 4, 4), K (n, 3, 3) or (3, 3)); the other streams go on. The batch keeps its size and order,
+        so a vector env steps every stream in one pass whatever frame each has reached (the rows' RoPE
+        positions and window slots are their own: ``WMStreamState.row_frames``). With ``defer_append`` the
+        anchors enter the state in the next step's pass, as pending frames: no model pass here."""
+        n = len(rows)
+        if len(set(rows)) != n or any(not 0 <= r < state.batch_size for r in rows):
+            raise ValueError(f"rows {rows} must be distinct and within the batch of {state.batch_size}")
+        if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[0] != n or rgb.shape[-1] != 3:
+            raise ValueError(f"rgb must be uint8 (n={n}, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(n, 4, 4).to(self.device)
+        K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(n, 3, 3)
+        if state.pending is None:  # appends run at once: the new streams start alone, then join
+            fresh = self.start(rgb, c2w0, K, captions)
+            committed = state.committed.put_rows(rows, fresh.committed)
+            pending = None
+        else:
+            with self._autocast():
+                z0 = self.codec.encode(rgb.to(self.device)).to(self.dtype)  # (n, C, h, w)
+            fresh = DreamState(state.committed, c2w0, K, self.encode_text(captions), z0)
+            cam = self._camera(c2w0, c2w0, K, tuple(rgb.shape[1:3]), tuple(z0.shape[-2:]))
+            committed = state.committed.restart_rows(rows)
+            pending = state.pending.put_rows(idx, PendingFrame(z0[:, :, None], None, cam, self))
+        return DreamState(committed, state.c2w0.index_copy(0, idx, c2w0), state.K.index_copy(0, idx, K),
+                          state.text.put_rows(idx, fresh.text), state.last.index_copy(0, idx, fresh.last),
+                          pending)  # fmt: skip
 
     @torch.inference_mode()
     def step(self, state: DreamState, c2w: torch.Tensor, generator: torch.Generator | None = None,

@@ -68,14 +68,15 @@ def axial_rope_tables(
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved channel pairs of x (B, N, H, d) by tables cos, sin of shape (N, d).
+    """Rotate interleaved channel pairs of x (B, N, H, d) by tables cos, sin of shape (N, d) (or (B, N, d):
+    one table per row).
 
     Computed in fp32, returned in x's dtype.
     """
     xf = x.float()
     x1, x2 = xf.unflatten(-1, (-1, 2)).unbind(-1)  # 2 × (B, N, H, d/2)
     rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)  # (B, N, H, d)
-    cos, sin = cos[:, None, :], sin[:, None, :]  # (N, 1, d)
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (N, 1, d) or (B, N, 1, d)
     return (xf * cos + rotated * sin).to(x.dtype)
 
 

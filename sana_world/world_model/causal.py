@@ -71,7 +71,8 @@ BLOCK_NORM_EPS = 1e-6
 
 class BlockInputs(NamedTuple):
     """What `SanaWM.prepare_inputs` hands the blocks: tokens x (B, N, D), temb (B, T, D), t0 (B, T, 6D),
-    context (B, L, D), attn_bias (B, 1, 1, L) | None, grid (T, h, w), rope 2 × (N, head_dim), ucpe,
+    context (B, L, D), attn_bias (B, 1, 1, L) | None, grid (T, h, w), rope 2 × (N, head_dim) (or per row
+    (B, N, head_dim) when the rows sit at different frames), ucpe,
     plucker (B, N, D) | None."""
 
     x: torch.Tensor
@@ -86,21 +87,26 @@ class BlockInputs(NamedTuple):
 
 
 def rope_tables_at(
-    cfg: Rope3DConfig, grid: tuple[int, int, int], frame_offset: int, device: torch.device | str | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg: Rope3DConfig, grid: tuple[int, int, int], frame_offset: int | tuple[int, ...],
+    device: torch.device | str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """3-D RoPE tables (T·h·w, head_dim) for frames frame_offset .. frame_offset+T−1 (bitwise the rows of
-    `axial_rope_tables` for the longer grid)."""
+    `axial_rope_tables` for the longer grid); per row (B, T·h·w, head_dim) for B offsets (a tuple)."""
     T, h, w = grid
-    positions = (torch.arange(frame_offset, frame_offset + T, device=device),
+    rows = isinstance(frame_offset, tuple)
+    f0 = torch.tensor(frame_offset if rows else [frame_offset], device=device)  # (B,)
+    positions = ((f0[:, None] + torch.arange(T, device=device)[None]).flatten(),
                  torch.arange(h, device=device), torch.arange(w, device=device))  # fmt: skip
+    B = f0.shape[0]
     cos_parts, sin_parts = [], []
     for axis, (dim, pos) in enumerate(zip(cfg.bands, positions)):
         cos, sin = rope_1d(dim, pos, cfg.theta)  # (size, dim)
-        view = [1, 1, 1, dim]
-        view[axis] = pos.shape[0]
-        cos_parts.append(cos.view(view).expand(T, h, w, dim))
-        sin_parts.append(sin.view(view).expand(T, h, w, dim))
-    return torch.cat(cos_parts, -1).reshape(T * h * w, -1), torch.cat(sin_parts, -1).reshape(T * h * w, -1)
+        view = [1, 1, 1, 1, dim]
+        view[0], view[axis + 1] = (B, T) if axis == 0 else (1, pos.shape[0])
+        cos_parts.append(cos.view(view).expand(B, T, h, w, dim))
+        sin_parts.append(sin.view(view).expand(B, T, h, w, dim))
+    cos, sin = (torch.cat(p, -1).reshape(B, T * h * w, -1) for p in (cos_parts, sin_parts))
+    return (cos, sin) if rows else (cos[0], sin[0])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -240,9 +246,20 @@ def push_window(
 
     Sink slots take frames with index < sink (Python ints only: no host sync); the recent part keeps the
     last W frames. Slots never filled hold zeros and are masked by `CausalContext`. T may be fewer than the
-    pass' frames (its committed ones).
+    pass' frames (its committed ones). Rows at different frames (`ctx.row_f0`) each fill their own slots.
     """
-    sink, W, f0, T = ctx.cfg.sink_frames, ctx.cfg.window_frames, ctx.frame_offset, frames.shape[1]
+    sink = ctx.cfg.sink_frames
+    out = _push(window, frames, sink, ctx.cfg.window_frames, ctx.frame_offset if ctx.row_f0 is None else sink)
+    if ctx.row_f0 is not None:
+        for f0 in range(sink):  # 1. rows still filling their sink slots: their own layout
+            rows = (ctx.row_f0 == f0).view(-1, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
+            out = torch.where(rows, _push(window, frames, sink, ctx.cfg.window_frames, f0), out)
+    return out
+
+
+def _push(window: torch.Tensor, frames: torch.Tensor, sink: int, W: int, f0: int) -> torch.Tensor:
+    """`push_window` for rows whose first new frame is f0."""
+    T = frames.shape[1]
     sinks = window[:, :sink]
     lo, hi = f0, min(f0 + T, sink)
     if lo < hi:

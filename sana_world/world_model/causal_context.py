@@ -38,7 +38,12 @@ class CausalContext:
     frame-level softmax mask (T, F_past + T), F_past = sink + window slots when there is a past.
     attend_all: every entry of the mask is True (softmax blocks then run unmasked: same numbers, faster).
     commit_frames: how many leading frames of the pass enter the returned stream state (default all; 0: no
-    new state is built, e.g. a sampler pass whose state is thrown away)."""
+    new state is built, e.g. a sampler pass whose state is thrown away).
+    key_valid: rows at different frames (`ragged`): (B, F_keys) bool, the key frames each row has (its
+        mask is `frame_mask`, the full-window layout, and this); None: every row's mask is `frame_mask`.
+    row_f0: (B,) int64 frame of each row clamped to sink_frames, when some row still fills its sink slots
+        (`causal.push_window` writes each row's own slots); None: no row does.
+    Both are tensors, never Python ints, so a compiled block sees the same guards for any rows."""
 
     num_frames: int
     chunk_size: int
@@ -48,6 +53,8 @@ class CausalContext:
     frame_mask: torch.Tensor
     attend_all: bool = False
     commit_frames: int | None = None
+    key_valid: torch.Tensor | None = None
+    row_f0: torch.Tensor | None = None
 
     @staticmethod
     def build(
@@ -79,6 +86,36 @@ class CausalContext:
         return CausalContext(num_frames, chunk_size, frame_offset, cfg, True, *hit, commit_frames)
 
     @staticmethod
+    def ragged(
+        num_frames: int, chunk_size: int, row_frames: tuple[int, ...], cfg: ChunkCausalConfig,
+        device: torch.device | str | None, commit_frames: int | None = None,
+    ) -> CausalContext:  # fmt: skip
+        """A stream pass whose B rows sit at frames `row_frames` (B ints). A row's mask depends on its frame
+        only through the key slots it has filled (the rest is relative), so every row gets the full-window
+        layout (`frame_mask`, the layout at frame sink + window) and its own `key_valid`."""
+        if cfg.window_frames is None:
+            raise ValueError("a stream state needs a bounded softmax window (window_frames is None)")
+        sink, W = cfg.sink_frames, cfg.window_frames
+        full = CausalContext.build(num_frames, chunk_size, sink + W, cfg, True, device, commit_frames)
+        clamped = tuple(min(int(f), sink + W) for f in row_frames)
+        key = (clamped, num_frames, sink, W, str(device))
+        hit = _RAGGED.get(key)
+        if hit is None:
+            with torch.inference_mode(False):
+                f = torch.tensor(clamped)[:, None]  # (B, 1)
+                sinks = torch.arange(sink)[None] < f  # (B, sink): slot j holds frame j once f > j
+                recent = f - W + torch.arange(W)[None] >= sink  # (B, W): slot i holds frame f - W + i
+                valid = torch.cat([sinks, recent, torch.ones(len(clamped), num_frames, dtype=torch.bool)], 1)
+                f0 = torch.tensor([min(c, sink) for c in clamped]) if min(clamped) < sink else None
+                hit = (valid.to(device), None if f0 is None else f0.to(device), bool(valid.all()))
+            if len(_RAGGED) >= 64:
+                _RAGGED.clear()
+            _RAGGED[key] = hit
+        valid, f0, everything = hit
+        return dataclasses.replace(full, attend_all=full.attend_all and everything,
+                                   key_valid=None if everything else valid, row_f0=f0)
+
+    @staticmethod
     def full_sequence(num_frames: int, chunk_size: int, cfg: ChunkCausalConfig, device) -> CausalContext:
         return CausalContext.build(num_frames, chunk_size, 0, cfg, False, device)
 
@@ -97,10 +134,14 @@ class CausalContext:
         return self.num_frames if self.commit_frames is None else self.commit_frames
 
     def token_mask(self, tokens_per_frame: int) -> torch.Tensor:
-        """(T·S, F_keys·S) boolean SDPA mask (True = attend)."""
+        """Boolean SDPA mask (True = attend): (T·S, F_keys·S), or (B, 1, T·S, F_keys·S) per row (`key_valid`)."""
         S = tokens_per_frame
         T, Fk = self.frame_mask.shape
-        return self.frame_mask[:, None, :, None].expand(T, S, Fk, S).reshape(T * S, Fk * S)
+        if self.key_valid is None:
+            return self.frame_mask[:, None, :, None].expand(T, S, Fk, S).reshape(T * S, Fk * S)
+        B = self.key_valid.shape[0]
+        rows = self.frame_mask[None] & self.key_valid[:, None, :]  # (B, T, F_keys)
+        return rows[:, None, :, None, :, None].expand(B, 1, T, S, Fk, S).reshape(B, 1, T * S, Fk * S)
 
     def future_rows(self, d: int) -> tuple[bool, ...]:
         """Per frame t of the pass: whether frame t + d exists in this pass and lies in t's chunk (on the
@@ -116,6 +157,7 @@ class CausalContext:
 
 
 _STREAM_MASKS: dict[tuple, tuple[torch.Tensor, bool]] = {}
+_RAGGED: dict[tuple, tuple[torch.Tensor, torch.Tensor | None, bool]] = {}
 
 
 def _frame_mask(

@@ -242,13 +242,13 @@ class SanaWM(nn.Module):
         encoder_attention_mask: torch.Tensor | None = None,
         camera_conditions: torch.Tensor | None = None,
         chunk_plucker: torch.Tensor | None = None,
-        frame_offset: int = 0,
+        frame_offset: int | tuple[int, ...] = 0,
         caption: CaptionContext | None = None,
     ) -> BlockInputs:
         """Everything the blocks read: tokens, modulation, caption, position tables and camera tensors.
 
         `frame_offset` shifts the temporal RoPE positions (absolute frame index of the first latent frame,
-        for streaming); 0 reproduces the plain forward. `caption`: `caption_context` of the encoder states,
+        for streaming; a tuple: one per row, tables per row); 0 reproduces the plain forward. `caption`: `caption_context` of the encoder states,
         if already computed (they are then not read; the caller hands its keys and values to the blocks).
         """
         cfg = self.cfg

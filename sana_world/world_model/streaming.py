@@ -24,11 +24,9 @@ that only sample build no new state, `advance` skips the output head, and the ca
 
 from __future__ import annotations
 
-import dataclasses
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 
@@ -46,120 +44,13 @@ from .causal import (
 )
 from .cameras import WMCameraInputs
 from .model import CaptionContext, SanaWM, image_conditioned_timesteps
+from .stream_state import WMStreamState, WMText
 
 __all__ = ["WMStreamConfig", "WMStreamEngine", "WMStreamState", "WMText"]
-
-_FRAME_KEY = "frame"
-
 
 def _version(t: torch.Tensor) -> int:
     """The tensor's in-place version counter (-1 for inference tensors, which have none)."""
     return -1 if t.is_inference() else t._version
-
-
-class WMText(NamedTuple):
-    """Caption embeddings (B, L, caption_channels) and their mask (B, L) or None."""
-
-    hidden_states: torch.Tensor
-    attention_mask: torch.Tensor | None = None
-
-    def repeat_for_cfg(self, negative: WMText) -> WMText:
-        """[negative; self] along the batch (unconditional first, the SANA pipelines' layout)."""
-        mask = None
-        if self.attention_mask is not None or negative.attention_mask is not None:
-            ones = [torch.ones(t.hidden_states.shape[:2], dtype=torch.long, device=t.hidden_states.device)
-                    for t in (negative, self)]  # fmt: skip
-            pairs = zip((negative, self), ones)
-            m = [t.attention_mask if t.attention_mask is not None else o for t, o in pairs]
-            mask = torch.cat(m)
-        return WMText(torch.cat([negative.hidden_states, self.hidden_states]), mask)
-
-
-@dataclass
-class WMStreamState:
-    """Stream state after `frame` latent frames: one `GDNBlockState` / `SoftmaxBlockState` per block, all
-    tensors with leading batch dim B and fixed shapes; `has_camera` (None before the first advance)."""
-
-    blocks: list[BlockState]
-    frame: int = 0
-    has_camera: bool | None = None
-
-    # 1. Generic tensor plumbing.
-    def _map(self, fn) -> WMStreamState:
-        return WMStreamState([map_block_state(b, fn) for b in self.blocks], self.frame, self.has_camera)
-
-    def clone(self) -> WMStreamState:
-        """An independent copy (branching futures)."""
-        return self._map(torch.clone)
-
-    def index(self, i: int) -> WMStreamState:
-        """Env i as a batch-1 state."""
-        return self._map(lambda t: t[i : i + 1].clone())
-
-    def repeat(self, n: int) -> WMStreamState:
-        """The batch repeated n times as [s; s; ...] (CFG shares one history between branches)."""
-        return self._map(lambda t: torch.cat([t] * n))
-
-    @staticmethod
-    def stack(states: list[WMStreamState]) -> WMStreamState:
-        """Concatenate states along the batch; all must be at the same frame with the same camera use."""
-        if not states:
-            raise ValueError("stack() needs at least one state")
-        frames = {s.frame for s in states}
-        cams = {s.has_camera for s in states} - {None}
-        if len(frames) != 1 or len(cams) > 1:
-            raise ValueError(f"cannot stack states at frames {sorted(frames)} / camera use {cams}")
-        blocks = []
-        for parts in zip(*(s.blocks for s in states)):
-            names = [f.name for f in dataclasses.fields(parts[0])]
-            blocks.append(type(parts[0])(**{n: torch.cat([getattr(p, n) for p in parts]) for n in names}))
-        return WMStreamState(blocks, states[0].frame, next(iter(cams), None))
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.blocks[0].ffn.shape[0])
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Flat `blocks.{i}.{field}` -> tensor (views, not copies)."""
-        out = {}
-        for i, b in enumerate(self.blocks):
-            for f in dataclasses.fields(b):
-                out[f"blocks.{i}.{f.name}"] = getattr(b, f.name)
-        return out
-
-    def nbytes(self) -> int:
-        """Total bytes of the state's tensors."""
-        return sum(t.numel() * t.element_size() for t in self.tensors().values())
-
-    # 2. Save / restore: flat contiguous tensors, safetensors-compatible.
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        sd = {k: v.detach().contiguous().clone() for k, v in self.tensors().items()}
-        sd[_FRAME_KEY] = torch.tensor(self.frame, dtype=torch.int64)
-        cam = -1 if self.has_camera is None else int(self.has_camera)
-        sd["has_camera"] = torch.tensor(cam, dtype=torch.int64)
-        return sd
-
-    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
-        """Restore in place from `state_dict()` output; keys and shapes must match this state's layout
-        (e.g. a fresh `engine.init_state` of the same batch and latent size)."""
-        mine = self.tensors()
-        expected = set(mine) | {_FRAME_KEY, "has_camera"}
-        if set(sd) != expected:
-            raise ValueError(f"state_dict keys differ: missing {sorted(expected - set(sd))}, "
-                             f"unexpected {sorted(set(sd) - expected)}")  # fmt: skip
-        for k, t in mine.items():
-            if sd[k].shape != t.shape:
-                got, want = tuple(sd[k].shape), tuple(t.shape)
-                raise ValueError(f"state_dict[{k!r}] has shape {got}, expected {want}")
-        blocks = []
-        for i, b in enumerate(self.blocks):
-            blocks.append(dataclasses.replace(b, **{
-                f.name: sd[f"blocks.{i}.{f.name}"].to(getattr(b, f.name)) for f in dataclasses.fields(b)
-            }))  # fmt: skip
-        self.blocks = blocks
-        self.frame = int(sd[_FRAME_KEY])
-        cam = int(sd["has_camera"])
-        self.has_camera = None if cam < 0 else bool(cam)
 
 
 @dataclass(frozen=True)
@@ -329,11 +220,15 @@ class WMStreamEngine:
             latents, timesteps, text.hidden_states, text.attention_mask,
             None if camera is None else camera.camera_conditions,
             None if camera is None else camera.chunk_plucker,
-            frame_offset=state.frame, caption=caption,
+            frame_offset=state.row_frames if state.ragged else state.frame, caption=caption,
         )  # fmt: skip
         commit = T if commit is None else commit
-        ctx = CausalContext.build(T, chunk_size or T, state.frame, self.config.causal, True, latents.device,
-                                  commit)  # fmt: skip
+        if state.ragged:  # rows at different frames: per-row RoPE (above) and key slots
+            ctx = CausalContext.ragged(T, chunk_size or T, state.row_frames, self.config.causal, latents.device,
+                                       commit)  # fmt: skip
+        else:
+            ctx = CausalContext.build(T, chunk_size or T, state.frame, self.config.causal, True, latents.device,
+                                      commit)  # fmt: skip
         # The residual stream in the weights' dtype: under autocast the patch embedding gives bf16 tokens and
         # every block's residual add makes them fp32 again, so this only spares a compiled first block its
         # own dtype variant (same numbers: bf16 -> fp32 is exact).
@@ -345,7 +240,10 @@ class WMStreamEngine:
             x, new = fwd(block, x, inp, ctx, bs, caption.kv[i], output or i < last)
             blocks.append(new)
         out = self.model.output_head(x, inp) if output else None
-        return out, (WMStreamState(blocks, state.frame + commit, has_cam) if commit else None)
+        if not commit:
+            return out, None
+        frames = None if state.row_frames is None else tuple(f + commit for f in state.row_frames)
+        return out, WMStreamState(blocks, state.frame + commit, has_cam, frames)
 
     def forward_chunk(
         self, state: WMStreamState, latents: torch.Tensor, timesteps: torch.Tensor, text: WMText,
@@ -385,7 +283,7 @@ class WMStreamEngine:
         schedule: (N + 1, B, T) per-frame times in the sampler's units (None: the built-in schedule for
         all frames). No host syncs: the schedule is not validated here.
         """
-        if first_frame is not None and state.frame != 0:
+        if first_frame is not None and (state.ragged or state.frame != 0):
             raise ValueError(f"first_frame anchors frame 0, the stream is at frame {state.frame}")
         guided = self.config.guidance_scale != 1.0
         if guided and negative is None:

@@ -101,7 +101,7 @@ def invert_se3(M: torch.Tensor) -> torch.Tensor:
 
 
 def cam_rope_tables(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slice main 3-D RoPE tables (N, head_dim) down to (N, head_dim/2) for the camera branch.
+    """Slice main 3-D RoPE tables (..., N, head_dim) down to (..., N, head_dim/2) for the camera branch.
 
     Keeps the lowest frequency pairs of each axis band, with the [t, h, w] split a head of head_dim/2
     would have (diffusers `_slice_rope_for_cam`): frequencies are not recomputed for the smaller size.
@@ -111,7 +111,7 @@ def cam_rope_tables(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> tupl
     new_t, new_hw = half // 2 - 2 * (half // 6), half // 6
     starts_sizes = ((0, new_t), (t_pairs, new_hw), (t_pairs + h_pairs, new_hw))  # in channel pairs
     idx = torch.cat([torch.arange(2 * s, 2 * (s + n), device=cos.device) for s, n in starts_sizes])
-    return cos[:, idx], sin[:, idx]
+    return cos[..., idx], sin[..., idx]
 
 
 def prepare_ucpe(

@@ -77,7 +77,7 @@ def test_image_and_prompt_starts_and_bad_options() -> None:
         gym.make("SanaWorld/DreamRooms-v0", depth=True)
 
 
-def test_vector_env_streams_regroup_after_partial_resets() -> None:
+def test_vector_env_steps_every_stream_in_one_batch_after_partial_resets() -> None:
     from sana_world.envs.dream import DreamVectorEnv
 
     env = DreamVectorEnv(num_envs=3, task="pointnav", max_episode_steps=2)
@@ -85,13 +85,15 @@ def test_vector_env_streams_regroup_after_partial_resets() -> None:
     assert obs["rgb"].shape == (3, 128, 128, 3)
     acts = np.zeros((3, 6), dtype=np.float32)
     env.step(acts)
-    env.core.reset([1], [np.random.default_rng(1)], [{}])  # env 1 restarts alone: two stream groups
+    env.core.reset([1], [np.random.default_rng(1)], [{}])  # env 1 restarts alone: its row starts anew
     env._steps[1] = 0
-    assert sorted(len(g[0]) for g in env.core.groups) == [1, 2]
-    obs, rew, term, trunc, _ = env.step(acts)
+    assert env.core.state.frames == (2, 1, 2) and env.core.state.batch_size == 3
+    obs, rew, term, trunc, _ = env.step(acts)  # one batched step, the rows at different frames
+    assert env.core.state.frames == (3, 2, 3)
     assert obs["rgb"].shape == (3, 128, 128, 3) and trunc.tolist() == [True, False, True]
+    assert all(float(o.std()) > 5 for o in obs["rgb"])  # a dreamed room in every env, not a blank
     env.reset(seed=0)
-    assert len(env.core.groups) == 1
+    assert env.core.state.frames == (1, 1, 1) and not env.core.state.committed.ragged
 
 
 def test_ppo_runs_on_a_dream_env() -> None:

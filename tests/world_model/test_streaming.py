@@ -138,8 +138,9 @@ def test_clone_state_dict_stack(model, tmp_path):
     single = engine.forward_chunk(state.index(1), nxt[0][1:], nxt[1][1:], WMText(*(t[1:] for t in nxt[2])),
                                   WMCameraInputs(nxt[3].camera_conditions[1:], nxt[3].chunk_plucker[1:]))
     assert rel_err(single, expected[1:]) < 1e-5
-    with pytest.raises(ValueError, match="stack"):
-        WMStreamState.stack([state, engine.init_state(B, (H, W))])
+    no_cam = engine.advance(engine.init_state(B, (H, W)), nxt[0], inp["text"])  # built without cameras
+    with pytest.raises(ValueError, match="camera use"):
+        WMStreamState.stack([state, no_cam])
 
 
 @torch.no_grad()
