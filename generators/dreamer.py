@@ -184,6 +184,8 @@ class Dreamer:
         self._decode = torch.compile(self.codec.decode, dynamic=False) if config.compile else self.codec.decode
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
+        # the streams' softmax KV windows: bf16 under bf16 autocast (what its attention reads, half the bytes)
+        self.window_dtype = torch.bfloat16 if config.bf16 else torch.float32
         if config.bf16 and self.device.type not in ("cuda", "cpu"):
             raise ValueError(f"DreamerConfig.bf16 needs the models on CUDA or the CPU, not {self.device}")
 
@@ -229,7 +231,7 @@ class Dreamer:
         z0 = z0.to(self.dtype)
         text = self.encode_text(captions)
         lat = tuple(z0.shape[-2:])
-        state = self.engine.init_state(B, lat, self.device, torch.float32)
+        state = self.engine.init_state(B, lat, self.device, torch.float32, self.window_dtype)
         cam = self._camera(c2w0, c2w0, K, (H, W), lat)
         state = self._append(state, PendingFrame(z0[:, :, None], None, cam, self), text)  # the root: now
         return DreamState(state, c2w0, K, text, z0)

@@ -249,6 +249,7 @@ def push_window(
     pass' frames (its committed ones). Rows at different frames (`ctx.row_f0`) each fill their own slots.
     """
     sink = ctx.cfg.sink_frames
+    frames = frames.to(window.dtype)  # the window keeps its dtype (a bf16 window under bf16 autocast)
     out = _push(window, frames, sink, ctx.cfg.window_frames, ctx.frame_offset if ctx.row_f0 is None else sink)
     if ctx.row_f0 is not None:
         for f0 in range(sink):  # 1. rows still filling their sink slots: their own layout

@@ -132,9 +132,11 @@ class WMStreamEngine:
     # 1. State.
     def init_state(
         self, batch: int, latent_size: tuple[int, int], device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = torch.float32, window_dtype: torch.dtype | None = None,
     ) -> WMStreamState:  # fmt: skip
-        """An empty stream (frame 0) for `batch` envs on a latent grid (H, W)."""
+        """An empty stream (frame 0) for `batch` envs on a latent grid (H, W). window_dtype: the softmax KV
+        windows' (default `dtype`); bf16 under bf16 autocast holds exactly what the attention reads (it
+        runs in bf16 there), in half the memory. The GDN states stay in `dtype` (their scans accumulate)."""
         cfg = self.model.cfg
         H, W = latent_size
         S = (H // cfg.patch_size[1]) * (W // cfg.patch_size[2])
@@ -149,7 +151,8 @@ class WMStreamEngine:
         for block in self.model.blocks:
             ffn = z(B, C, p, S)  # (B, C, p, S)
             if block.is_softmax:
-                blocks.append(SoftmaxBlockState(*(z(B, slots, S, h, d) for _ in range(4)), ffn=ffn))
+                win = [torch.zeros(B, slots, S, h, d, device=device, dtype=window_dtype or dtype) for _ in range(4)]
+                blocks.append(SoftmaxBlockState(*win, ffn=ffn))
             else:
                 K = cfg.conv_kernel_size
                 blocks.append(GDNBlockState(

@@ -9,6 +9,10 @@ from sana_world.generators.dreamer import Dreamer, DreamerConfig
 from sana_world.generators.train import wm_data
 
 
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
 def test_stream_equals_chunk_causal_sampler_of_training() -> None:
     models = zoo.load("rooms-128")
     from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
@@ -151,3 +155,34 @@ def test_start_copies_the_anchor_pose() -> None:
     state = dreamer.start(torch.zeros(1, 128, 128, 3, dtype=torch.uint8), c2w, K, ["a room"])
     c2w[:, 2, 3] += 0.5
     assert torch.equal(state.c2w0, torch.eye(4)[None])
+
+
+def test_bf16_windows_hold_what_the_attention_reads() -> None:
+    """Under bf16 the softmax KV windows are stored in bf16 (half the bytes): the first softmax block's window
+    holds exactly the fp32 window's values rounded to bf16, which is what its attention reads under autocast;
+    later blocks differ by the kernels' round-off only, and the dream stays within it over 5 steps."""
+    models = zoo.load("rooms-128")
+    g = torch.Generator().manual_seed(2)
+    rgb = torch.randint(0, 256, (1, 128, 128, 3), generator=g, dtype=torch.uint8)
+    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+    noise = torch.randn(5, 1, 16, 1, 16, 16, generator=g)
+    runs = {}
+    for window in (torch.float32, torch.bfloat16):
+        d = Dreamer(models, DreamerConfig(bf16=True, window_frames=2, context_sigma=0.0))
+        d.window_dtype = window
+        state = d.start(rgb, torch.eye(4)[None], K, ["a room"])
+        first = state.stream.tensors()
+        lats = []
+        for s in range(5):
+            c2w = torch.eye(4)[None].clone()
+            c2w[0, 2, 3] = 0.05 * (s + 1)
+            _, state = d.step(state, c2w, noise=noise[s])
+            lats.append(state.last)
+        runs[window] = (first, torch.stack(lats), state.stream)
+    (f32, z32, s32), (b16, z16, s16) = runs[torch.float32], runs[torch.bfloat16]
+    first_softmax = next(i for i, b in enumerate(s16.blocks) if hasattr(b, "cam_k"))
+    for name in ("k", "v", "cam_k", "cam_v"):
+        key = f"blocks.{first_softmax}.{name}"
+        assert b16[key].dtype == torch.bfloat16 and torch.equal(b16[key], f32[key].bfloat16()), key
+    assert rel_err(z16, z32) < 0.02, rel_err(z16, z32)
+    assert s16.nbytes() < 0.8 * s32.nbytes()
