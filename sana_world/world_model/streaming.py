@@ -11,7 +11,9 @@ semantics), so running a sequence chunk by chunk equals one chunk-causal pass ov
 The state (`WMStreamState`) is a list of per-block states of fixed shapes (GDN forward-scan states, conv
 left contexts, a softmax KV window of sink + recent frames) plus the absolute index of the next frame
 (a Python int: it sets RoPE positions and window slots without touching the device). Passes never write
-into a state; `advance` returns a new one, so states can be kept, cloned and branched freely.
+into a state; `advance` returns a new one, so states can be kept, cloned and branched freely. The rows of
+a state may sit at different frames (`WMStreamState.row_frames`, see `stream_state.py`): one pass then
+gives every row its own RoPE positions and window slots, the numbers each row gets alone.
 
 Camera inputs per chunk are the chunk's slice of `WMCameraInputs` (poses relative to the stream's first
 frame, see `cameras.prepare_camera_inputs`); a stream must give them for every chunk or for none.
