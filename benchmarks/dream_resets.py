@@ -110,9 +110,11 @@ def main() -> None:
             k = 0 if L == 0 else max(1, a.batch // L)
             groups = 1 if L == 0 else a.batch // k
             ms_r = timed(ragged_step(d, box, k), 2, a.iters, cuda)[0]
-            row = {"variant": label, "window_dtype": str(d.window_dtype).removeprefix("torch."), "episode_steps": L, "resets_per_step": k, "batch": a.batch,
+            row = {"variant": label, "window_dtype": str(d.window_dtype).removeprefix("torch."),
+                   "episode_steps": L, "resets_per_step": k, "batch": a.batch,
                    "ragged_ms": ms_r, "ragged_steps_per_s": a.batch / ms_r * 1e3}
-            if not compiled and window is None:  # the grouped way at k streams a pass: eager only (compiling each size is its own cost)
+            # the grouped way at k streams a pass: eager only (compiling each group size is a cost of its own)
+            if not compiled and window is None:
                 if L == 0:
                     ms_g = ms_r
                 else:

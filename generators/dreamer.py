@@ -237,8 +237,8 @@ class Dreamer:
         return DreamState(state, c2w0, K, text, z0)
 
     @torch.inference_mode()
-    def restart(self, state: DreamState, rows: list[int], rgb: torch.Tensor, c2w0: torch.Tensor, K: torch.Tensor,
-                captions: list[str]) -> DreamState:
+    def restart(self, state: DreamState, rows: list[int], rgb: torch.Tensor, c2w0: torch.Tensor,
+                K: torch.Tensor, captions: list[str]) -> DreamState:
         """``state`` with streams ``rows`` begun anew, anchored as in ``start`` (rgb (n, H, W, 3) uint8, poses
         c2w0 (n, 4, 4), K (n, 3, 3) or (3, 3)); the other streams go on. The batch keeps its size and order,
         so a vector env steps every stream in one pass whatever frame each has reached (the rows' RoPE
@@ -249,6 +249,8 @@ class Dreamer:
             raise ValueError(f"rows {rows} must be distinct and within the batch of {state.batch_size}")
         if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[0] != n or rgb.shape[-1] != 3:
             raise ValueError(f"rgb must be uint8 (n={n}, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
+        if len(captions) != n:
+            raise ValueError(f"{len(captions)} captions for {n} restarted streams")
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(n, 4, 4).to(self.device)
         K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(n, 3, 3)

@@ -48,5 +48,7 @@ def test_restarted_row_dreams_as_a_fresh_stream(defer: bool, sigma: float) -> No
         assert float(got.float().std()) > 5
     with pytest.raises(ValueError, match="distinct"):
         d.restart(state, [1, 1], rgb[:2], torch.stack([pose(0.0)] * 2), K, captions[:2])
+    with pytest.raises(ValueError, match="captions"):
+        d.restart(state, [0], rgb[:1], pose(0.0)[None], K, captions[:2])
     with pytest.raises(ValueError, match="uint8"):
         d.restart(state, [0], rgb[:2], torch.stack([pose(0.0)] * 2), K, captions[:2])
