@@ -32,16 +32,12 @@ from results_io import write_result  # noqa: E402
 from sana_world.generators import zoo  # noqa: E402
 from sana_world.generators.dreamer import Dreamer, DreamerConfig  # noqa: E402
 
-K = [[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]]
-
-
 def setup(d: Dreamer, n: int, gen: torch.Generator):
     """n streams past the window fill (every layout seen once), their poses, anchors and captions."""
     S, dev = d.models.resolution, d.device
     rgb = torch.randint(0, 256, (n, S, S, 3), dtype=torch.uint8, generator=gen).to(dev)
     c2w = torch.eye(4, device=dev).expand(n, 4, 4).clone()
-    Kt = torch.tensor(K, device=dev) * (S / 128)
-    Kt[2, 2] = 1.0
+    Kt = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)  # 90° field of view
     state = d.start(rgb, c2w.clone(), Kt, ["a room"] * n)
     g = torch.Generator(dev).manual_seed(0)
     for _ in range(d.config.sink_frames + d.config.window_frames + 2):  # 1. fill the window

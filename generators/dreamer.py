@@ -109,12 +109,12 @@ class PendingFrame:
 
     def put_rows(self, rows: torch.Tensor, new: PendingFrame) -> PendingFrame:
         """A copy with batch rows ``rows`` (n,) replaced by ``new`` (n rows)."""
-        def t_of(p: PendingFrame) -> torch.Tensor:  # (B, 1); None means clean (0)
-            return p.latents.new_zeros(p.latents.shape[0], 1, dtype=torch.float32) if p.timesteps is None \
-                else p.timesteps  # fmt: skip
+        def t_of(p: PendingFrame) -> torch.Tensor:  # (B, 1) float32; None means clean (0)
+            if p.timesteps is None:
+                return p.latents.new_zeros(p.latents.shape[0], 1, dtype=torch.float32)
+            return p.timesteps.float()
 
-        t = None if self.timesteps is None and new.timesteps is None else \
-            t_of(self).index_copy(0, rows, t_of(new).to(t_of(self).dtype))  # fmt: skip
+        t = None if self.timesteps is None and new.timesteps is None else t_of(self).index_copy(0, rows, t_of(new))
         cam = WMCameraInputs(self.camera.camera_conditions.index_copy(0, rows, new.camera.camera_conditions),
                              self.camera.chunk_plucker.index_copy(0, rows, new.camera.chunk_plucker))
         return PendingFrame(self.latents.index_copy(0, rows, new.latents.to(self.latents.dtype)), t, cam,

@@ -46,7 +46,7 @@ from sana_world.nn.gdn import GDNState, gdn_backward_scan, gdn_forward_scan
 from sana_world.nn.rope import Rope3DConfig, apply_rotary, rope_1d
 
 from .attention import _from_frames, _heads, _to_frames
-from .causal_context import CausalContext, ChunkCausalConfig
+from .causal_context import CausalContext, ChunkCausalConfig, host_to_device
 from .ucpe import UcpeTransforms, apply_ucpe, downscale_to_reference_rms
 
 if TYPE_CHECKING:
@@ -94,7 +94,10 @@ def rope_tables_at(
     `axial_rope_tables` for the longer grid); per row (B, T·h·w, head_dim) for B offsets (a tuple)."""
     T, h, w = grid
     rows = isinstance(frame_offset, tuple)
-    f0 = torch.tensor(frame_offset if rows else [frame_offset], device=device)  # (B,)
+    if rows:  # (B,) offsets from the host; one int needs no copy
+        f0 = host_to_device(torch.tensor(frame_offset), device)
+    else:
+        f0 = torch.arange(frame_offset, frame_offset + 1, device=device)
     positions = ((f0[:, None] + torch.arange(T, device=device)[None]).flatten(),
                  torch.arange(h, device=device), torch.arange(w, device=device))  # fmt: skip
     B = f0.shape[0]

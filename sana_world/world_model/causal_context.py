@@ -107,7 +107,8 @@ class CausalContext:
                 recent = f - W + torch.arange(W)[None] >= sink  # (B, W): slot i holds frame f - W + i
                 valid = torch.cat([sinks, recent, torch.ones(len(clamped), num_frames, dtype=torch.bool)], 1)
                 f0 = torch.tensor([min(c, sink) for c in clamped]) if min(clamped) < sink else None
-                hit = (valid.to(device), None if f0 is None else f0.to(device), bool(valid.all()))
+                hit = (host_to_device(valid, device), None if f0 is None else host_to_device(f0, device),
+                       bool(valid.all()))  # fmt: skip
             if len(_RAGGED) >= 64:
                 _RAGGED.clear()
             _RAGGED[key] = hit
@@ -157,6 +158,13 @@ class CausalContext:
 
 
 _STREAM_MASKS: dict[tuple, tuple[torch.Tensor, bool]] = {}
+
+
+def host_to_device(t: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
+    """A small host tensor on `device` without a host sync: through pinned memory, asynchronously, on CUDA."""
+    if device is None or torch.device(device).type != "cuda":
+        return t if device is None else t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 _RAGGED: dict[tuple, tuple[torch.Tensor, torch.Tensor | None, bool]] = {}
 
 

@@ -116,8 +116,12 @@ class WMStreamState:
     def select(self, rows: Sequence[int]) -> WMStreamState:
         """Rows `rows` (in that order) as a new batch (copies)."""
         rows = [int(r) for r in rows]
-        idx = torch.tensor(rows, dtype=torch.long)
-        return self._map(lambda t: t[idx.to(t.device)].clone(), rows)
+        idx = self._rows_index(rows)
+        return self._map(lambda t: t[idx], rows)
+
+    def _rows_index(self, rows: Sequence[int]) -> torch.Tensor:
+        """Row indices (n,) on the state's device (every tensor of a state lives on one)."""
+        return torch.tensor(rows, dtype=torch.long).to(self.blocks[0].ffn.device)
 
     def repeat(self, n: int) -> WMStreamState:
         """The batch repeated n times as [s; s; ...] (CFG shares one history between branches)."""
@@ -143,16 +147,16 @@ class WMStreamState:
     def put_rows(self, rows: Sequence[int], other: WMStreamState) -> WMStreamState:
         """A copy whose rows `rows` are `other`'s rows (in order), the others unchanged."""
         rows = [int(r) for r in rows]
-        if other.batch_size != len(rows):
-            raise ValueError(f"{len(rows)} rows to put, the other state has {other.batch_size}")
+        B = self.batch_size
+        if other.batch_size != len(rows) or len(set(rows)) != len(rows) or any(not 0 <= r < B for r in rows):
+            raise ValueError(f"rows {rows} repeated or out of range for a batch of {B}, or not one per row of "
+                             f"the other state ({other.batch_size})")  # fmt: skip
         if None not in (self.has_camera, other.has_camera) and self.has_camera != other.has_camera:
             raise ValueError("cannot mix states with and without camera inputs")
-        idx = torch.tensor(rows, dtype=torch.long)
-        blocks = []
-        for mine, theirs in zip(self.blocks, other.blocks):
-            blocks.append(type(mine)(**{f.name: getattr(mine, f.name).index_copy(
-                0, idx.to(getattr(mine, f.name).device), getattr(theirs, f.name).to(getattr(mine, f.name)))
-                for f in dataclasses.fields(mine)}))  # fmt: skip
+        idx = self._rows_index(rows)
+        blocks = [type(mine)(**{f.name: getattr(mine, f.name).index_copy(0, idx, getattr(theirs, f.name).to(
+                  getattr(mine, f.name))) for f in dataclasses.fields(mine)})
+                  for mine, theirs in zip(self.blocks, other.blocks)]  # fmt: skip
         frames = list(self.frames)
         for r, f in zip(rows, other.frames):
             frames[r] = f
@@ -161,20 +165,10 @@ class WMStreamState:
 
     def restart_rows(self, rows: Sequence[int]) -> WMStreamState:
         """A copy whose rows `rows` are empty streams (frame 0, zero state), the others unchanged."""
-        B = self.batch_size
-        rows = sorted({int(r) for r in rows})
-        if any(not 0 <= r < B for r in rows):
-            raise ValueError(f"rows {rows} out of range for a batch of {B}")
-        keep = torch.ones(B, dtype=torch.bool)
-        keep[rows] = False
-
-        def clear(t: torch.Tensor) -> torch.Tensor:
-            k = keep.to(t.device).view(B, *([1] * (t.ndim - 1)))
-            return torch.where(k, t, torch.zeros((), dtype=t.dtype, device=t.device))
-
-        gone = set(rows)
-        frames = tuple(0 if i in gone else f for i, f in enumerate(self.frames))
-        return WMStreamState([map_block_state(b, clear) for b in self.blocks], max(frames), self.has_camera, frames)
+        n = len(rows)
+        empty = WMStreamState([map_block_state(b, lambda t: t.new_zeros((n, *t.shape[1:]))) for b in self.blocks],
+                              0, self.has_camera)  # fmt: skip
+        return self.put_rows(rows, empty)
 
     @property
     def batch_size(self) -> int:

@@ -50,6 +50,7 @@ from .stream_state import WMStreamState, WMText
 
 __all__ = ["WMStreamConfig", "WMStreamEngine", "WMStreamState", "WMText"]
 
+
 def _version(t: torch.Tensor) -> int:
     """The tensor's in-place version counter (-1 for inference tensors, which have none)."""
     return -1 if t.is_inference() else t._version
