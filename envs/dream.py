@@ -7,8 +7,9 @@ native batched :class:`DreamVectorEnv`). ``reset(seed=..., options=...)`` starts
 - ``options={"image": uint8 (H, W, 3)}``: the given picture (centre-cropped, resized),
 - ``options={"prompt": "a room with ..."}``: a picture from the zoo's text-to-image model,
 
-while the GT scene (``options={"scene_seed": n}`` picks it) still supplies the collision geometry and the
-task. With ``paired=True`` every step also reports ``info["psnr"]``, ``info["ssim"]`` (dream vs the GT
+while the GT scene (``options={"scene": SceneSpec}`` or ``{"scene_seed": n}`` picks it) still supplies the
+collision geometry and the task. Every option is checked before the env changes: a bad one raises and the
+episode goes on as it was. With ``paired=True`` every step also reports ``info["psnr"]``, ``info["ssim"]`` (dream vs the GT
 frame at the same pose), ``info["gt_rgb"]`` and ``info["gt_depth"]``; for image and prompt starts those compare against a
 scene the dream never saw.
 """
@@ -23,32 +24,69 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from sana_world.envs.dream_core import DreamConfig, DreamCore
-from sana_world.envs.gt import build_obs, make_config
+from sana_world.envs.dream_core import DreamConfig, DreamCore, fit_image
+from sana_world.envs.gt import GT_OPTIONS, build_obs, make_config, start_scene
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
-from sana_world.envs.vector import episode_rngs, init_vector_env, step_outcome
+from sana_world.envs.vector import episode_rngs, init_vector_env, step_outcome, vector_info, with_masks
 
 __all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
 
 _DREAM_KEYS = {f.name for f in dataclasses.fields(DreamConfig)} - {"gt"}
-_START_KEYS = {"image", "prompt", "scene_seed"}
+_START_KEYS = {"image", "prompt", "scene", "scene_seed"}
 
 
 def make_dream_config(task: str, **kwargs: Any) -> DreamConfig:
     """A :class:`DreamConfig` from flat keyword arguments (dream options, then GT-twin options)."""
+    unknown = sorted(set(kwargs) - _DREAM_KEYS - GT_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown Dream env option(s) {unknown}; dream options: {sorted(_DREAM_KEYS)}; "
+                        f"GT-twin options: {sorted(GT_OPTIONS)}")  # fmt: skip
     dream = {k: kwargs.pop(k) for k in list(kwargs) if k in _DREAM_KEYS}
     kwargs.setdefault("split", "heldout")
     return DreamConfig(**dream, gt=make_config(task, **kwargs))
 
 
-def _check_start(options: dict[str, Any] | None) -> dict[str, Any]:
+def _check_start(options: dict[str, Any] | None, size: int) -> dict[str, Any]:
+    """One env's start options, checked (an image is fitted to ``size`` here, so a bad one raises before the
+    env changes)."""
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"reset options must be a dict such as {{'image': ...}} or {{'prompt': ...}}, got "
+                         f"{type(options).__name__}")  # fmt: skip
     options = dict(options or {})
     unknown = sorted(set(options) - _START_KEYS)
     if unknown:
         raise ValueError(f"unknown reset option(s) {unknown}; use {sorted(_START_KEYS)}")
     if "image" in options and "prompt" in options:
         raise ValueError("give options['image'] or options['prompt'], not both")
+    if "image" in options:
+        options["image"] = fit_image(options["image"], size)
+    if "prompt" in options and not isinstance(options["prompt"], str):
+        raise ValueError(f"options['prompt'] must be a str, got {type(options['prompt']).__name__}")
     return options
+
+
+def _vector_starts(options: dict[str, Any] | None, n: int, size: int) -> list[dict[str, Any]]:
+    """Per-env starts of a vector reset: one image / prompt for every env, or a batch (N, H, W, 3) of images
+    / a list of N prompts, one per env."""
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"DreamVectorEnv.reset options must be a dict (e.g. {{'image': (N, H, W, 3) uint8}} or "
+                         f"{{'prompt': [N strings]}} for one start per env), got {type(options).__name__}")
+    options = dict(options or {})
+    if "scene_seed" in options or "scene" in options:
+        raise ValueError("DreamVectorEnv.reset takes no scene or scene_seed (the seed picks every env's scene)")
+    per_env: list[dict[str, Any]] = [{} for _ in range(n)]
+    for key in ("image", "prompt"):  # 1. a batch (one per env) or one value for all
+        value = options.pop(key, None)
+        if value is None:
+            continue
+        batch = isinstance(value, (list, tuple)) or (key == "image" and np.ndim(value) == 4)
+        if batch and len(value) != n:
+            raise ValueError(f"options[{key!r}] has {len(value)} entries for {n} envs")
+        for i in range(n):
+            per_env[i][key] = value[i] if batch else value
+    if options:
+        raise ValueError(f"unknown reset option(s) {sorted(options)}; use ['image', 'prompt']")
+    return [_check_start(s, size) for s in per_env]
 
 
 def _paired_info(core: DreamCore, index: list[int] | slice) -> dict[str, torch.Tensor]:
@@ -78,13 +116,11 @@ class DreamEnv(gym.Env):
         self._success = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        start = _check_start(options, self.cfg.width)  # 1. bad options raise here; the env goes on as it was
+        spec = start_scene(start, self.cfg)
+        start = {k: v for k, v in start.items() if k in ("image", "prompt")}
         super().reset(seed=seed)
-        start = _check_start(options)
-        spec = None
-        if "scene_seed" in start:
-            from sana_world.worlds.sampler import sample_scene
-
-            spec = sample_scene(int(start.pop("scene_seed")), self.cfg.world)
+        self._started = False  # 2. a reset that fails part-way leaves an env that asks for a new reset
         self.core.reset([0], [self.np_random], [start], [spec])
         self._started, self._success = True, False
         return self._obs(), self._info(collided=False)
@@ -106,6 +142,9 @@ class DreamEnv(gym.Env):
         if not self._started:
             raise RuntimeError("call reset() before render()")
         return self.core.rgb[0].cpu().numpy()
+
+    def close(self) -> None:
+        self._started = False
 
     def _obs(self):
         obs = build_obs(self.core.world, self.core.frame(), self.cfg)
@@ -140,11 +179,14 @@ class DreamVectorEnv(VectorEnv):
         self._started = False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        start = _check_start(options)
-        if "scene_seed" in start:
-            raise ValueError("DreamVectorEnv.reset does not take scene_seed (use seed)")
-        self._rngs = episode_rngs(seed, self.num_envs)
-        self.core.reset(list(range(self.num_envs)), self._rngs, [start] * self.num_envs)
+        """All envs restart. ``options`` apply to this reset only (autoresets start from GT scenes of the
+        split; ``info["start"]`` says which start each env has): ``{"image": ...}`` / ``{"prompt": ...}``
+        for every env, or a batch (N, H, W, 3) / a list of N prompts, one per env."""
+        starts = _vector_starts(options, self.num_envs, self.cfg.width)  # bad options raise before any change
+        rngs = episode_rngs(seed, self.num_envs)
+        self._started = False  # a reset that fails part-way leaves an env that asks for a new reset
+        self._rngs = rngs
+        self.core.reset(list(range(self.num_envs)), self._rngs, starts)
         self._steps.zero_()
         self._needs_reset.zero_()
         self._started = True
@@ -159,14 +201,13 @@ class DreamVectorEnv(VectorEnv):
         if bool(restart.any()):  # 1. finished envs restart (their action is ignored)
             slots = restart.nonzero().flatten().tolist()
             self.core.reset(slots, [self._rngs[i] for i in slots], [{}] * len(slots))
-            self._steps[restart] = 0
             twist = torch.where(restart[:, None], torch.zeros_like(twist), twist)
         # 2. move, dream, score on the GT world
         collided, gt = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
         world = self.core.world
         points = world.hit_points(gt.depth) if self.cfg.task == "explore" else None
         reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
-        self._steps += 1
+        self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
         self._needs_reset = terminated | truncated
         obs = self._out(build_obs(world, self.core.frame(), self.cfg))
@@ -178,6 +219,9 @@ class DreamVectorEnv(VectorEnv):
             return None
         return self.core.rgb.cpu().numpy()
 
+    def close_extras(self, **kwargs: Any) -> None:
+        self._started = False
+
     def _out(self, x):
         if self.return_torch:
             return x
@@ -186,11 +230,14 @@ class DreamVectorEnv(VectorEnv):
         return x.cpu().numpy()
 
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
-        info = {"c2w": self.core.world.c2w().to(torch.float32), "collision": collided, "success": success,
-                "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in self.core.world.specs])}
+        core = self.core
+        info = vector_info(core.world, success, collided)
+        info["dream_frame"] = torch.tensor(core.state.frames, device=core.device)
         if self.config.paired:
-            info.update(_paired_info(self.core, slice(None)))
-        return {k: self._out(v) for k, v in info.items()}
+            info.update(_paired_info(core, slice(None)))
+        out = {k: self._out(v) for k, v in info.items()}
+        out["start"] = np.array(core.starts)  # (N,) "gt" | "image" | "prompt"
+        return with_masks(out, self.num_envs, self.return_torch, core.device)
 
 
 def make_dream_vector_env(num_envs: int = 1, **kwargs: Any) -> DreamVectorEnv:

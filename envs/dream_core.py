@@ -71,10 +71,22 @@ def load_models(name: str, device: torch.device) -> Any:
 
 
 def fit_image(image: Any, size: int) -> torch.Tensor:
-    """Any (H, W, 3) uint8 image -> (size, size, 3) uint8: centre square crop, antialiased resize."""
-    x = torch.as_tensor(np.asarray(image))
-    if x.ndim != 3 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-        raise ValueError(f"options['image'] must be a uint8 (H, W, 3) array, got {x.dtype} {tuple(x.shape)}")
+    """Any (H, W, 3) uint8 image (numpy, torch, or an RGB PIL image) -> (size, size, 3) uint8: centre square
+    crop, antialiased resize. Anything else raises ValueError saying how to convert it."""
+    want = "options['image'] must be a uint8 (H, W, 3) RGB array with values 0..255"
+    arr = image.cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise ValueError(f"{want}, got {type(image).__name__}")
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        hint = " (a PIL image: image.convert('RGB'))" if arr.ndim == 2 or arr.ndim == 3 and arr.shape[-1] in (1, 4) \
+            else ""  # fmt: skip
+        raise ValueError(f"{want}, got shape {arr.shape}{hint}")
+    if arr.dtype != np.uint8:
+        hint = " (floats in [0, 1]: (image * 255).round().astype(np.uint8))" if arr.dtype.kind == "f" else ""
+        raise ValueError(f"{want}, got {arr.dtype}{hint}")
+    if min(arr.shape[:2]) < 1:
+        raise ValueError(f"{want}, got an empty image of shape {arr.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(arr))
     H, W = x.shape[:2]
     s = min(H, W)
     x = x[(H - s) // 2:(H - s) // 2 + s, (W - s) // 2:(W - s) // 2 + s].permute(2, 0, 1)[None].float()
@@ -111,30 +123,42 @@ class DreamCore:
     def reset(self, slots: list[int], rngs: list[np.random.Generator], starts: list[dict[str, Any]],
               specs: list[Any] | None = None) -> None:
         """Restart envs ``slots``: new GT scenes (``specs``, or drawn with ``rngs``), streams anchored at the GT
-        frame, or at ``starts[i]["image"]`` / an image generated from ``starts[i]["prompt"]``."""
+        frame, or at ``starts[i]["image"]`` / an image generated from ``starts[i]["prompt"]``.
+
+        Every start is checked before anything changes (a bad image raises and the envs go on as they were).
+        Only a reset of every env reseeds the sampler's noise: a partial reset (a vector env's autoreset)
+        leaves the other envs' noise, and so their frames, as they would have been."""
+        full = sorted(slots) == list(range(self.num_envs))
+        if self.state is None and not full:
+            raise RuntimeError(f"the first reset must reset all {self.num_envs} envs, got {sorted(slots)}")
+        # 1. the starts, checked before any change
+        images = {j: fit_image(s["image"], self.config.gt.width) for j, s in enumerate(starts) if "image" in s}
+        if any("prompt" in s for s in starts) and self.models.image is None:
+            raise ValueError(f"zoo entry {self.config.model!r} has no image model: prompt starts are unavailable")
+        # 2. new scenes and their first frames
         self.world.reset_slots(slots, rngs, specs if specs is not None else [None] * len(slots))
         self.gt = self.world.render()
+        self.world.observe_start(slots, self.gt)
         anchors = self.gt.rgb[slots].clone()  # (n, H, W, 3)
         captions = [self._caption(i) for i in slots]
         for j, (slot, start) in enumerate(zip(slots, starts)):
             self.starts[slot] = "gt"
-            if "image" in start:
-                anchors[j] = fit_image(start["image"], self.config.gt.width).to(self.device)
+            if j in images:
+                anchors[j] = images[j].to(self.device)
                 self.starts[slot] = "image"
             elif "prompt" in start:
                 anchors[j] = self._from_prompt(str(start["prompt"]), int(rngs[j].integers(2**31)))
                 captions[j] = str(start["prompt"])
                 self.starts[slot] = "prompt"
-        seed = int(rngs[0].integers(2**62))
-        self._gen.manual_seed(seed)
+        if full:
+            self._gen.manual_seed(int(rngs[0].integers(2**62)))
         c2w = self.world.c2w32()[slots]
-        if self.state is None:  # 1. the first reset starts every stream
-            if sorted(slots) != list(range(self.num_envs)):
-                raise RuntimeError(f"the first reset must reset all {self.num_envs} envs, got {sorted(slots)}")
+        # 3. the streams
+        if self.state is None:  # the first reset starts every stream
             order = sorted(range(len(slots)), key=lambda j: slots[j])  # rows in env order
             self.state = self.dreamer.start(anchors[order], c2w[order], self.world.K,
                                             [captions[j] for j in order])  # fmt: skip
-        else:  # 2. later ones restart their rows; the other streams go on
+        else:  # later ones restart their rows; the other streams go on
             self.state = self.dreamer.restart(self.state, list(slots), anchors, c2w, self.world.K, captions)
         self.rgb[slots] = anchors
 
@@ -146,8 +170,6 @@ class DreamCore:
     def _from_prompt(self, prompt: str, seed: int) -> torch.Tensor:
         from sana_world.generators.image.pipeline import ImagePipeline, ImagePipelineConfig
 
-        if self.models.image is None:
-            raise ValueError(f"zoo entry {self.config.model!r} has no image model: prompt starts are unavailable")
         pipe = ImagePipeline(self.models.image, self.models.text, self.models.codec,
                              ImagePipelineConfig(sampler="euler", num_steps=self.config.prompt_steps, shift=2.0,
                                                  guidance_scale=self.config.prompt_guidance))

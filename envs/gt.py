@@ -14,13 +14,34 @@ from sana_world.envs.world import GTConfig, GTWorld
 from sana_world.worlds.spec import SceneSpec
 
 
+GT_OPTIONS = frozenset(f.name for f in dataclasses.fields(GTConfig)) - {"task"}
+
+
 def make_config(task: str, **kwargs: Any) -> GTConfig:
     """A :class:`GTConfig` for ``task`` with keyword overrides (unknown keys raise TypeError)."""
-    names = {f.name for f in dataclasses.fields(GTConfig)}
-    unknown = sorted(set(kwargs) - names)
+    unknown = sorted(set(kwargs) - GT_OPTIONS)
     if unknown:
-        raise TypeError(f"unknown env option(s) {unknown}; valid options: {sorted(names - {'task'})}")
+        raise TypeError(f"unknown env option(s) {unknown}; valid options: {sorted(GT_OPTIONS)}")
     return GTConfig(task=task, **kwargs)
+
+
+def start_scene(options: dict[str, Any], cfg: GTConfig) -> SceneSpec | None:
+    """The scene a reset's ``options`` ask for: ``{"scene": SceneSpec}`` or ``{"scene_seed": int >= 0}``
+    (``scene`` wins), or None (drawn from the split). Raises naming the bad option."""
+    spec = options.get("scene")
+    if spec is not None:
+        if not isinstance(spec, SceneSpec):
+            raise TypeError(f"options['scene'] must be a SceneSpec, got {type(spec).__name__}")
+        return spec
+    if "scene_seed" not in options:
+        return None
+    seed = options["scene_seed"]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"options['scene_seed'] must be an int >= 0 (held-out scenes start at 1,000,000), got "
+                         f"{seed!r}")  # fmt: skip
+    from sana_world.worlds.sampler import sample_scene
+
+    return sample_scene(int(seed), cfg.world)
 
 
 def build_obs(world: GTWorld, frame, cfg: GTConfig) -> dict[str, torch.Tensor] | torch.Tensor:
@@ -68,15 +89,12 @@ class GTEnv(gym.Env):
         unknown = sorted(set(options) - {"scene", "scene_seed"})
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; use 'scene' or 'scene_seed'")
-        spec = options.get("scene")
-        if spec is not None and not isinstance(spec, SceneSpec):
-            raise TypeError(f"options['scene'] must be a SceneSpec, got {type(spec).__name__}")
-        if spec is None and "scene_seed" in options:
-            from sana_world.worlds.sampler import sample_scene
-
-            spec = sample_scene(int(options["scene_seed"]), self.cfg.world)
+        spec = start_scene(options, self.cfg)
+        self._frame = None  # a reset that fails part-way leaves an env that asks for a new reset
         self.world.reset_slots([0], [self.np_random], [spec])
-        self._frame = self.world.render()
+        frame = self.world.render()
+        self.world.observe_start([0], frame)
+        self._frame = frame
         self._success = False
         return self._obs(), self._info(collided=False)
 

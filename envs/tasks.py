@@ -121,6 +121,23 @@ class BatchedTask:
             self.obj_category[i, : len(cats)] = torch.tensor(cats, device=self.device)
             self.target[i] = int(rng.choice(sorted(set(cats))))
 
+    def observe_start(self, slots: list[int], depth: torch.Tensor, ids: torch.Tensor,
+                      points: torch.Tensor | None) -> None:
+        """Count what slots ``slots`` see at reset as already found, unrewarded: the area in view (explore)
+        and the target's fill of the centre window (objectnav). An episode's first step then pays only for
+        what it adds, in a single env as after a vector env's autoreset (whose restart step scores the reset
+        view and reports no reward). ``depth`` / ``ids`` (N, H, W), ``points`` (N, M, 3) as in :meth:`score`."""
+        mask = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        mask[slots] = True
+        if self.task == "explore":
+            if points is None:
+                raise ValueError("the explore task needs the reset view's hit points")
+            nan = torch.full_like(points, float("nan"))  # other slots' points hit no cell
+            self._cover(torch.where(mask[:, None, None], points, nan))
+        elif self.task == "objectnav":
+            fill, _ = self._centre_fill(depth, ids)
+            self.best_fill = torch.where(mask, fill, self.best_fill)
+
     def _sample_goal(self, spec: SceneSpec, position: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cands = free_positions(spec, rng, 64, height=-float(position[1]), clearance=0.3)
         dist = np.linalg.norm(cands - position, axis=1)

@@ -33,12 +33,16 @@ class GTVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if options:
-            raise ValueError(f"GTVectorEnv.reset takes no options, got {sorted(options)}")
-        self._rngs = episode_rngs(seed, self.num_envs)
+            raise ValueError(f"GTVectorEnv.reset takes no options, got {options!r}")
+        rngs = episode_rngs(seed, self.num_envs)
+        self._frame = None  # a reset that fails part-way leaves an env that asks for a new reset
+        self._rngs = rngs
         self.world.reset_slots(list(range(self.num_envs)), self._rngs)
         self._steps.zero_()
         self._needs_reset.zero_()
-        self._frame = self.world.render()
+        frame = self.world.render()
+        self.world.observe_start(list(range(self.num_envs)), frame)
+        self._frame = frame
         success = torch.zeros(self.num_envs, dtype=torch.bool, device=self.world.device)
         return self._out(build_obs(self.world, self._frame, self.cfg)), self._info(success, success)
 
@@ -51,7 +55,6 @@ class GTVectorEnv(VectorEnv):
         if bool(restart.any()):
             slots = restart.nonzero().flatten().tolist()
             self.world.reset_slots(slots, [self._rngs[i] for i in slots])
-            self._steps[restart] = 0
             twist = torch.where(restart[:, None], torch.zeros_like(twist), twist)
         # 2. move, render, score
         collided = self.world.move(twist, keys_mode=self.cfg.action_mode == "keys")
@@ -59,7 +62,7 @@ class GTVectorEnv(VectorEnv):
         points = self.world.hit_points(self._frame.depth) if self.cfg.task == "explore" else None
         reward, success = self.world.task.score(self.world.position, self._frame.depth, self._frame.ids, points,
                                                 collided)
-        self._steps += 1
+        self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         # 3. restarted envs report a reset transition
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
         self._needs_reset = terminated | truncated
@@ -84,13 +87,24 @@ class GTVectorEnv(VectorEnv):
         return x.cpu().numpy()
 
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
-        info = {
-            "c2w": self.world.c2w().to(torch.float32),
-            "collision": collided,
-            "success": success,
-            "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in self.world.specs]),
-        }
-        return {k: self._out(v) for k, v in info.items()}
+        info = {k: self._out(v) for k, v in vector_info(self.world, success, collided).items()}
+        return with_masks(info, self.num_envs, self.return_torch, self.world.device)
+
+
+def vector_info(world: GTWorld, success: torch.Tensor, collided: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-env infos both native vector envs report (the single envs' keys, batched): c2w (N, 4, 4) and
+    K (N, 3, 3) float32, collision and success (N,) bool, scene_id (N,) int64 (-1: none)."""
+    return {"c2w": world.c2w().to(torch.float32), "K": world.K.expand(world.n, 3, 3).clone(),
+            "collision": collided, "success": success,
+            "scene_id": torch.tensor([s.seed if s.seed is not None else -1 for s in world.specs],
+                                     device=world.device)}  # fmt: skip
+
+
+def with_masks(info: dict[str, Any], num_envs: int, return_torch: bool, device: torch.device) -> dict[str, Any]:
+    """``info`` with Gymnasium's vector-info masks: ``info["_key"]`` (N,) bool says which envs report
+    ``info[key]`` (every env reports every key here)."""
+    ones = torch.ones(num_envs, dtype=torch.bool, device=device) if return_torch else np.ones(num_envs, bool)
+    return info | {f"_{k}": ones for k in info if not k.startswith("_")}
 
 
 def init_vector_env(env: VectorEnv, task: str, num_envs: int, max_episode_steps: int | None,
@@ -116,12 +130,14 @@ def episode_rngs(seed: int | list[int] | None, num_envs: int) -> list[np.random.
     """One generator per env: ``seed + i`` for an int, the given list (one per env), or fresh entropy."""
     if seed is None:
         seeds: list[int | None] = [None] * num_envs
-    elif isinstance(seed, int):
-        seeds = [seed + i for i in range(num_envs)]
-    else:
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seeds = [int(seed) + i for i in range(num_envs)]
+    elif isinstance(seed, (list, tuple, np.ndarray)):
         if len(seed) != num_envs:
             raise ValueError(f"need {num_envs} seeds, got {len(seed)}")
-        seeds = list(seed)
+        seeds = [None if s is None else int(s) for s in seed]
+    else:
+        raise ValueError(f"seed must be an int, a list of {num_envs} ints or None, got {type(seed).__name__}")
     return [np.random.default_rng(s) for s in seeds]
 
 

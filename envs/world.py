@@ -66,8 +66,22 @@ class GTConfig:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.renderer not in ("auto", "torch", "open3d"):
             raise ValueError(f"renderer must be 'auto', 'torch' or 'open3d', got {self.renderer!r}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"image size must be at least 16x16, got {self.width}x{self.height}")
+        if not 1.0 <= float(self.fov_deg) < 179.0:
+            raise ValueError(f"fov_deg (horizontal field of view) must lie in [1, 179), got {self.fov_deg}")
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda', got {self.device!r}"
+                             ) from e  # fmt: skip
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r}, but this torch build sees no CUDA device "
+                             "(torch.cuda.is_available() is False); use device='cpu'")  # fmt: skip
 
     def step_limits(self) -> TwistLimits:
         """Per-step maximum motion: the DSL speeds in key mode, ``limits`` otherwise."""
@@ -363,6 +377,12 @@ class GTWorld:
         if self.n == 1:
             return outs[0]
         return RenderOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in ("rgb", "depth", "normal", "ids")))
+
+    def observe_start(self, slots: list[int], frame: RenderOutput) -> None:
+        """The task counts the reset view ``frame`` (every env's render) of ``slots`` as found, unrewarded
+        (:meth:`BatchedTask.observe_start`)."""
+        points = self.hit_points(frame.depth) if self.cfg.task == "explore" else None
+        self.task.observe_start(slots, frame.depth, frame.ids, points)
 
     def hit_points(self, depth: torch.Tensor, stride: int = 4) -> torch.Tensor:
         """World points (N, M, 3) of every ``stride``-th pixel's hit (non-finite where none)."""
