@@ -81,14 +81,30 @@ def parse_action_string(action: str) -> list[tuple[str, int]]:
         if frames <= 0:
             raise ValueError(f"segment {n} ({segment!r}): frame count must be positive, got {frames}")
         # 3. the keys
-        keys_lower = keys_part.lower()
-        if keys_lower == "none":
-            keys_lower = ""
-        unknown = sorted({c for c in keys_lower if c not in KEY_ORDER})
-        if unknown:
-            raise ValueError(f"segment {n} ({segment!r}): unknown keys {unknown}; allowed are {KEY_ORDER!r} or 'none'")
-        segments.append(("".join(k for k in KEY_ORDER if k in keys_lower), frames))
+        try:
+            keys = normalize_keys(keys_part)
+        except ValueError as e:
+            raise ValueError(f"segment {n} ({segment!r}): {e}") from e
+        segments.append((keys, frames))
     return segments
+
+
+def normalize_keys(keys: str) -> str:
+    """The pressed keys of one frame, written as in a DSL segment, in KEY_ORDER without repeats ("" = none).
+
+    The DSL's rules: any mix of "wasdijkl" in any case, order and repetition, or ``none`` (any case) or
+    nothing for a still frame; whitespace is ignored. ``"Wj"``, ``"jw"`` and ``"w j"`` all give ``"wj"``.
+    Raises ``ValueError`` naming unknown keys, ``TypeError`` for a non-string.
+    """
+    if not isinstance(keys, str):
+        raise TypeError(f"keys must be a str of DSL keys such as 'wj' or 'none', got {type(keys).__name__}")
+    lower = "".join(ch for ch in keys if not ch.isspace()).lower()
+    if lower == "none":
+        return ""
+    unknown = sorted({c for c in lower if c not in KEY_ORDER})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in {keys!r}; allowed are {KEY_ORDER!r} (any case) or 'none'")
+    return "".join(k for k in KEY_ORDER if k in lower)
 
 
 def action_string_to_keys(action: str) -> np.ndarray:
@@ -98,15 +114,15 @@ def action_string_to_keys(action: str) -> np.ndarray:
 
 
 def keys_to_vector(keys: str) -> np.ndarray:
-    """A MultiBinary(8) vector (8,) int8 from a string of DSL keys ("" for none)."""
-    unknown = sorted(set(keys) - set(KEY_ORDER))
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in {keys!r}; allowed are {KEY_ORDER!r}")
+    """A MultiBinary(8) vector (8,) int8 from one frame's DSL keys (:func:`normalize_keys`: "wj", "W", "none",
+    "" ...)."""
+    keys = normalize_keys(keys)
     return np.array([k in keys for k in KEY_ORDER], dtype=np.int8)
 
 
 def _pressed_vector(pressed: np.ndarray | Sequence[int] | str) -> np.ndarray:
-    """Validate a MultiBinary(8) key vector (or a key string) and return it as (8,) int8."""
+    """Validate a MultiBinary(8) key vector (or one frame's key string, see :func:`keys_to_vector`) and return
+    it as (8,) int8."""
     if isinstance(pressed, str):
         return keys_to_vector(pressed)
     a = np.asarray(pressed)
@@ -118,10 +134,15 @@ def _pressed_vector(pressed: np.ndarray | Sequence[int] | str) -> np.ndarray:
 
 
 def keys_to_action_string(frames: Iterable[np.ndarray | Sequence[int] | str]) -> str:
-    """Run-length encode per-frame pressed keys ((8,) vectors or key strings) into a DSL string.
+    """Run-length encode per-frame pressed keys ((8,) vectors or key strings such as "wj" or "none", one per
+    frame) into a DSL string.
 
-    ``parse``-ing the result gives back the same frames; raises ``ValueError`` when there are none.
+    ``parse``-ing the result gives back the same frames; raises ``ValueError`` when there are none and
+    ``TypeError`` for a bare string (is "wj" one frame or two? pass ``["wj"]`` or ``["w", "j"]``).
     """
+    if isinstance(frames, str):
+        raise TypeError(f"frames must be a sequence of per-frame keys, got the str {frames!r}: pass "
+                        f"[{frames!r}] for one frame or list({frames!r}) for one frame per character")
     runs: list[list] = []  # [keys, count]
     for frame in frames:
         v = _pressed_vector(frame)
@@ -192,7 +213,8 @@ def action_string_to_c2w(action: str, translation_speed: float = DSL_TRANSLATION
 
 def keys_to_twist(pressed: np.ndarray | Sequence[int] | str, state: CameraState | None = None,
                   limits: TwistLimits | None = None) -> np.ndarray:
-    """Normalised twist (6,) float64 for one frame of pressed keys (MultiBinary(8) over KEY_ORDER).
+    """Normalised twist (6,) float64 for one frame of pressed keys: a MultiBinary(8) vector over KEY_ORDER or
+    a key string with the DSL's rules ("w", "W", "wj", "none", ...; see :func:`normalize_keys`).
 
     Without ``state``/``limits``: the plain table of the module docstring, components in {-1, 0, 1}.
     With both: the twist for which ``integrate_twist(state, twist, limits)`` equals one DSL frame exactly:

@@ -1,6 +1,8 @@
 """PPO agents: a short training run, the safetensors export and its reload, and the shipped policy."""
 
+import argparse
 import dataclasses
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 pytest.importorskip("stable_baselines3")
 
 import sana_world  # noqa: E402,F401
+import sana_world.agents.ppo as ppo  # noqa: E402
 from sana_world.agents.ppo import (  # noqa: E402
     CONFIG,
     WEIGHTS,
@@ -17,10 +20,14 @@ from sana_world.agents.ppo import (  # noqa: E402
     evaluate,
     export_policy,
     load_policy,
+    build_parser,
+    main,
     read_card,
+    shipped_policies,
     shipped_policy,
     task_kwargs,
     train,
+    trainable_env_ids,
 )
 
 
@@ -120,3 +127,98 @@ def test_shipped_policy_beats_random_actions(name):
     rand = evaluate(Random(), card.env_id, card.env_kwargs, episodes=3, seed=20_000, max_steps=100)
     assert ours["mean_return"] > rand["mean_return"] + 1.0, (ours, rand)
     assert dataclasses.asdict(card)["sha256"]
+
+
+@pytest.fixture(scope="module")
+def trained_nav(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo_nav")
+    cfg = PPOTrainConfig(size=36, num_envs=1, timesteps=32, n_steps=32, batch_size=32, n_epochs=1, out=out,
+                         action_mode="nav", progress=False)
+    return cfg, train(cfg)
+
+
+def export_cli(zip_path, folder, *flags: str, capsys=None) -> tuple[int, str]:
+    """``ppo export`` in process: (exit code, stderr)."""
+    try:
+        main(["export", str(zip_path), str(folder), *flags])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code)
+    return code, capsys.readouterr().err if capsys else ""
+
+
+def test_export_reads_size_and_action_mode_from_the_zip(trained_nav, tmp_path, capsys):
+    """A 36² nav policy exports to a card that loads, with no --size / --action-mode (the defaults were 64 and
+    twist: the card did not load); flags that disagree with the zip are usage errors."""
+    cfg, model = trained_nav
+    zip_path = cfg.out / "final.zip"
+    assert export_cli(zip_path, tmp_path / "a", "--eval-episodes", "0", capsys=capsys)[0] == 0
+    card = read_card(tmp_path / "a")
+    assert card.env_kwargs == cfg.env_kwargs() and card.timesteps == model.num_timesteps
+    loaded = load_policy(tmp_path / "a")
+    assert loaded.action_space == gym.spaces.Discrete(3)
+    for obs in _observations(36, 3):
+        assert int(loaded.predict(obs, deterministic=True)[0]) == int(model.predict(obs, deterministic=True)[0])
+    ok = ("--size", "36", "--action-mode", "nav", "--timesteps", str(model.num_timesteps), "--eval-episodes", "0")
+    assert export_cli(zip_path, tmp_path / "b", *ok, capsys=capsys)[0] == 0
+    assert json.loads((tmp_path / "b" / CONFIG).read_text())["env_kwargs"] == cfg.env_kwargs()
+    for flags, says in [(("--size", "64"), "36x36"), (("--action-mode", "twist"), "'nav'"),
+                        (("--env-id", "SanaWorld/ObjectNav-v0"), "--env-id"), (("--timesteps", "5"), "32 steps")]:
+        code, err = export_cli(zip_path, tmp_path / "c", *flags, "--eval-episodes", "0", capsys=capsys)
+        assert code == 2 and says in err, (flags, err)
+        assert not (tmp_path / "c").exists()
+
+
+def test_export_evaluates_on_frames_of_the_zips_size(trained, tmp_path, capsys, monkeypatch):
+    """Evaluation during export runs the policy on the env it was trained on (36², not the default 64²)."""
+    cfg, _ = trained
+    seen = []
+
+    def short(model, env_id, env_kwargs, episodes, seed, **kw):  # one 5-step episode instead of 500 steps
+        seen.append(env_kwargs)
+        return evaluate(model, env_id, env_kwargs, 1, seed, max_steps=5, scene_start=kw.get("scene_start"))
+
+    monkeypatch.setattr(ppo, "evaluate", short)
+    assert export_cli(cfg.out / "final.zip", tmp_path / "p", "--eval-episodes", "1", capsys=capsys)[0] == 0
+    assert seen == [{"width": 36, "height": 36}]
+    assert read_card(tmp_path / "p").eval["episodes"] == 1
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--size", "20"], "--size: must be >= 36"),
+    (["--num-envs", "0"], "--num-envs: must be >= 1"),
+    (["--action-mode", "jump"], "'twist', 'keys', 'nav'"),
+    (["--env-id", "SanaWorld/Rooms-v0"], "'SanaWorld/PointNav-v0', 'SanaWorld/ObjectNav-v0'"),
+    (["--gamma", "2"], "gamma"),
+])
+def test_train_cli_usage_errors(flags, says, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", str(tmp_path / "run"), *flags])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "train: error:" in err and says in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_config_rejects_what_the_trainer_cannot_use():
+    assert trainable_env_ids() == ("SanaWorld/PointNav-v0", "SanaWorld/ObjectNav-v0")
+    with pytest.raises(ValueError, match="PointNav-v0"):
+        PPOTrainConfig(env_id="SanaWorld/Rooms-v0")  # a bare frame, not the Dict MultiInputPolicy needs
+    with pytest.raises(ValueError, match="'nav'"):
+        PPOTrainConfig(action_mode="jump")
+
+
+def test_every_cli_option_has_help():
+    _, train_parser, export_parser = build_parser()
+    for parser in (train_parser, export_parser):
+        for action in parser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, action.option_strings or action.dest
+    flags = {s for a in train_parser._actions for s in a.option_strings}
+    assert {f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(PPOTrainConfig)} - {"--progress"} <= flags
+
+
+def test_unknown_shipped_policy_lists_the_names():
+    assert {"pointnav-64", "pointnav-64-nav"} <= set(shipped_policies())
+    assert (shipped_policy("pointnav-64") / CONFIG).is_file()
+    with pytest.raises(ValueError, match="pointnav-64, pointnav-64-nav"):
+        shipped_policy("nope")

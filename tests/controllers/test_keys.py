@@ -17,6 +17,7 @@ from sana_world.controllers.keys import (
     dsl_limits,
     keys_to_action_string,
     keys_to_twist,
+    keys_to_vector,
     parse_action_string,
 )
 
@@ -133,6 +134,31 @@ def test_plain_key_table():
         keys_to_twist(np.zeros(6))
     with pytest.raises(ValueError, match="both"):
         keys_to_twist("w", state=CameraState(np.zeros(3)))
+
+
+@pytest.mark.parametrize("keys", KEY_SETS + ["W", "NONE", "None", "jW", "w j", "wwj", "LwI"])
+def test_key_helpers_take_what_a_dsl_segment_takes(keys):
+    """One frame's keys as a string: the same vocabulary and case rules as a DSL segment ``<keys>-1``."""
+    frame = action_string_to_keys(f"{keys}-1")[0]
+    np.testing.assert_array_equal(keys_to_vector(keys), frame)
+    np.testing.assert_array_equal(keys_to_twist(keys), keys_to_twist(frame))
+    assert keys_to_action_string([keys]) == keys_to_action_string([frame])
+
+
+def test_key_helper_strings_are_one_frame_and_errors_say_what_to_pass():
+    np.testing.assert_array_equal(keys_to_twist("W"), [1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(keys_to_twist("none"), np.zeros(6))
+    assert keys_to_action_string(["none"]) == "none-1"
+    assert keys_to_action_string(["W", "w", "NONE", ""]) == "w-2,none-2"
+    with pytest.raises(TypeError, match=r"\['none'\]"):  # a bare string: one frame or one per character?
+        keys_to_action_string("none")
+    for bad in ["x", "nonew", "w-1", "q"]:  # what the DSL rejects in a segment, the helpers reject too
+        with pytest.raises(ValueError, match="unknown keys"):
+            keys_to_twist(bad)
+        with pytest.raises(ValueError):
+            parse_action_string(f"{bad}-1")
+    with pytest.raises(TypeError, match="str"):
+        keys_to_vector(None)  # type: ignore[arg-type]
 
 
 def replay(action: str, exact: bool) -> np.ndarray:
