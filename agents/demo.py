@@ -14,10 +14,15 @@ driven by a learned policy:
 
 Writes ``<out>/demo.mp4`` (GT | dream | GT depth, labelled) and ``<out>/demo_sheet.png``, and prints the
 fidelity of the first episode against the "hold" baseline (the anchor frame repeated) and steps/s.
+
+Run it as ``sana-world demo [options]`` or ``python -m sana_world.agents.demo [options]`` (the same
+command line; ``--help`` lists the options).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +53,21 @@ class DemoConfig:
         if self.steps < 1 or self.prompt_steps < 0 or self.ppo_steps < 0:
             raise ValueError(f"steps must be >= 1, prompt_steps and ppo_steps >= 0, got {self.steps}, "
                              f"{self.prompt_steps}, {self.ppo_steps}")
+
+
+def check_out(out: Path, name: str = "out") -> None:
+    """Raise unless ``out`` is, or can be created as, a writable folder: called before any model loads, so a
+    bad output path fails at once. ``name`` is how the caller calls it in messages ("--out")."""
+    for p in (out, *out.parents):  # the nearest existing folder on the way decides
+        if not p.exists():
+            continue
+        if not p.is_dir():
+            raise FileExistsError(f"{name} {out}: {p} is a file, not a folder; the demo writes demo.mp4 and "
+                                  "demo_sheet.png into a folder: give a folder path (created if missing)")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise PermissionError(f"{name} {out}: the folder {p} is not writable; give a folder you can "
+                                  "write")
+        return
 
 
 class _Explorer:
@@ -122,6 +142,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
     from sana_world.video import colorize_depth, contact_sheet, grid, write_video
     from sana_world.worlds import caption
 
+    check_out(cfg.out)
     t_load = time.perf_counter()
     env = gym.make("SanaWorld/DreamRooms-v0", paired=True, renderer=cfg.renderer,
                    max_episode_steps=max(cfg.steps, cfg.prompt_steps) + 1)
@@ -141,7 +162,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
     if cfg.prompt_steps:
         pgt, pdream, pdepth, pinfos = _episode(env, explorer, cfg.prompt_steps, {"prompt": cfg.prompt},
                                                cfg.seed + 1, cfg.progress, "dream (prompt start)")
-        frames.append(grid({"GT geometry (not the prompt)": pgt, f"dream: {cfg.prompt[:28]}...": pdream,
+        frames.append(grid({"GT geometry": pgt, f"dream: {cfg.prompt}": pdream,  # labels fit or end in "…"
                             "GT depth": colorize_depth(pdepth, max_depth=8.0)}))
     # 3. a learned agent in the PointNav twin, on dream frames
     ppo: dict[str, float] = {}
@@ -162,7 +183,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
                "ppo_steps_per_s": (len(ndream) - 1) / (time.perf_counter() - t1)}
         nav.close()
         S = frames[0].shape[1]
-        frames.append(grid({"GT (PPO agent)": _upscale(ngt, S), "dream: what the agent sees": _upscale(ndream, S),
+        frames.append(grid({"GT (PPO agent)": _upscale(ngt, S), "agent's view (dream)": _upscale(ndream, S),
                             "GT depth": _upscale(colorize_depth(ndepth, max_depth=8.0), S)}))
         print(f"PPO agent (trained on GT frames) in DreamPointNav: {ppo['ppo_steps']} steps, "
               f"{'reached the goal' if ppo['ppo_success'] else 'goal not reached'}")
@@ -187,3 +208,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
           f"threads, GT renderer for pairing included; models loaded in {load_s:.1f} s)")
     print(f"wrote {video} and {sheet}")
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sana_world.agents.demo [options]``: the same as ``sana-world demo [options]``."""
+    from sana_world.cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,11 +26,9 @@ from sana_world.render.base import RenderOutput
 from sana_world.render.fast_shading import available as numba_available
 from sana_world.render.fast_shading import njit
 from sana_world.worlds.collision import PackedSDF, free_positions
-from sana_world.worlds.sampler import WorldConfig, sample_scene
+from sana_world.worlds.sampler import HELDOUT_START, WorldConfig, sample_scene
 from sana_world.worlds.spec import SceneSpec
 
-# Scene seeds: training scenes come from [0, HELDOUT_START); held-out scenes are never trained on.
-HELDOUT_START = 1_000_000
 SPLITS = ("train", "heldout")
 
 

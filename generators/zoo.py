@@ -15,12 +15,17 @@ weights into safetensors shards of at most ``max_shard_bytes`` (the repository k
 ``replace_component`` (the ``add`` command) swaps one component of an entry and rewrites its manifest.
 ``derive_entry`` copies an entry to a new folder with some components replaced by exports (a candidate to
 score with ``benchmarks/fidelity.py --model /tmp/candidate`` before it replaces the shipped one).
+
+Names and folders (:func:`entry`, used by :func:`load`): a bare name ("rooms-128") is always an entry of
+the zoo, whatever folders the current directory holds; a folder is given as a path: a ``Path``, or a
+string with a path separator or starting with "." or "~" ("runs/wm/cand", "./cand", "~/cand").
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -30,9 +35,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sana_world.zoo import ZOO_ROOT, ZooEntry, ZooError, entry
+from sana_world.zoo import ZOO_ROOT, ZooEntry, ZooError, entry, is_path
 
-__all__ = ["ZooModels", "add_component", "derive_entry", "load", "load_state_dict", "replace_component"]
+__all__ = ["ZooModels", "add_component", "derive_entry", "entry", "is_path", "load", "load_state_dict",
+           "replace_component"]
 
 MAX_SHARD_BYTES = 15 * 1024 * 1024
 _CLASSES = {"world_model": "SanaWM", "image": "SanaDiT", "autoencoder": "AutoencoderDC"}
@@ -100,9 +106,10 @@ def _module(folder: Path, kind: str, device: torch.device, dtype: torch.dtype) -
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-def load(name: str = "rooms-128", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-         verify: bool = True) -> ZooModels:
-    """The verified models of zoo entry ``name`` on ``device`` in ``dtype`` (module doc)."""
+def load(name: str | os.PathLike[str] = "rooms-128", device: str | torch.device = "cpu",
+         dtype: torch.dtype = torch.float32, verify: bool = True) -> ZooModels:
+    """The verified models of zoo entry ``name`` (a bare name or a folder path, :func:`entry`) on ``device``
+    in ``dtype`` (module doc)."""
     from sana_world.generators.autoencoder import LatentCodec, load_autoencoder
     from sana_world.generators.text_encoders import ProceduralTextEncoder
 
@@ -116,23 +123,39 @@ def load(name: str = "rooms-128", device: str | torch.device = "cpu", dtype: tor
     return ZooModels(entry=e, codec=codec, world_model=wm, text=text, image=image)
 
 
-def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT,
-                  max_shard_bytes: int = MAX_SHARD_BYTES, dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Copy a trainer's ``export`` folder into ``root/name/component`` (weights cast to ``dtype`` and
-    sharded), keeping ``eval.json`` if present; the caller rewrites the manifest."""
-    from safetensors.torch import save_file
-
+def _read_export(export: Path, component: str, dtype: torch.dtype, unchanged: str) -> dict[str, torch.Tensor]:
+    """The weights of a trainer's ``export`` folder for ``component``, cast to ``dtype``, after checking the
+    folder (a ``config.json`` of the component's class and safetensors weights); errors end with
+    ``unchanged`` (what the failure left as it was)."""
     if component not in _CLASSES:
         raise ValueError(f"component must be one of {sorted(_CLASSES)}, got {component!r}")
-    if not (Path(export) / "config.json").is_file():
-        raise FileNotFoundError(f"{export} is no export folder (no config.json); {name}/{component} is unchanged")
-    weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
-               for k, v in load_state_dict(export).items()}  # read before anything is removed
-    dest = root / name / component
+    config = Path(export) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{export} is no export folder (no config.json); {unchanged}")
+    try:
+        cls = json.loads(config.read_text()).get("_class_name")
+    except json.JSONDecodeError as e:
+        raise ZooError(f"{config} is not valid JSON ({e}); {unchanged}") from e
+    if cls != _CLASSES[component]:
+        raise ZooError(f"{export} exports a {cls!r}, but a {component} is a {_CLASSES[component]!r}; pass "
+                       f"the export folder of a {component} trainer; {unchanged}")
+    try:
+        weights = load_state_dict(Path(export))
+    except ZooError as e:
+        raise ZooError(f"{e}; {unchanged}") from e
+    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
+
+
+def _write_component(dest: Path, component: str, export: Path, weights: dict[str, torch.Tensor],
+                     max_shard_bytes: int) -> None:
+    """(Re)create ``dest`` from ``export``'s non-weight files and ``weights`` in shards of at most
+    ``max_shard_bytes``."""
+    from safetensors.torch import save_file
+
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for f in export.iterdir():
+    for f in Path(export).iterdir():
         if f.suffix != ".safetensors" and f.is_file():
             shutil.copyfile(f, dest / f.name)
     # 1. greedy shards in key order, each at most max_shard_bytes
@@ -149,12 +172,25 @@ def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT
     for i, shard in enumerate(shards):
         fname = f"{stem}.safetensors" if len(shards) == 1 else f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, str(dest / fname))
+
+
+def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT,
+                  max_shard_bytes: int = MAX_SHARD_BYTES, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Copy a trainer's ``export`` folder into ``root/name/component`` (weights cast to ``dtype`` and
+    sharded), keeping ``eval.json`` if present; the caller rewrites the manifest. The export is checked
+    and read before anything is removed."""
+    weights = _read_export(Path(export), component, dtype, f"{name}/{component} is unchanged")
+    dest = root / name / component
+    _write_component(dest, component, Path(export), weights, max_shard_bytes)
     return dest
 
 
-def derive_entry(base: str, dest: Path, exports: dict[str, Path]) -> Path:
+def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Path]) -> Path:
     """A copy of zoo entry ``base`` at folder ``dest`` (which must not exist) whose components ``exports``
-    (component -> a trainer's ``export/`` folder) are replaced, manifest rewritten; returns ``dest``."""
+    (component -> a trainer's ``export/`` folder) are replaced, manifest rewritten; returns ``dest``.
+
+    Every export is checked and read before anything is written; if writing fails, ``dest`` is removed
+    (no partial candidate that would verify as a copy of ``base`` is left behind)."""
     src = entry(base)
     dest = Path(dest)
     if dest.exists():
@@ -162,10 +198,19 @@ def derive_entry(base: str, dest: Path, exports: dict[str, Path]) -> Path:
     unknown = sorted(set(exports) - set(_CLASSES))
     if unknown:
         raise ValueError(f"unknown components {unknown}; choose from {sorted(_CLASSES)}")
-    shutil.copytree(src.root, dest)
-    for component, export in exports.items():
-        add_component(dest.name, component, Path(export), root=dest.parent)
-    _rewrite_manifest(dest, src.manifest, exports)
+    weights = {c: _read_export(Path(e), c, torch.bfloat16, f"nothing was written to {dest}")
+               for c, e in exports.items()}  # 1. every export checked before the copy starts
+    folders = {c: src.manifest["components"].get(c, {}).get("folder", c) for c in exports}
+    try:  # 2. copy, 3. replace components, 4. manifest
+        shutil.copytree(src.root, dest)
+        for component, export in exports.items():
+            _write_component(dest / folders[component], component, Path(export), weights[component],
+                             MAX_SHARD_BYTES)
+        _rewrite_manifest(dest, src.manifest, exports)
+    except BaseException:
+        if dest.exists():  # a half-replaced copy must not pass for a candidate; the error propagates
+            shutil.rmtree(dest)
+        raise
     return dest
 
 
@@ -191,7 +236,7 @@ def _rewrite_manifest(folder: Path, manifest: dict[str, Any], new_components: It
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="zoo maintenance")
+    p = argparse.ArgumentParser(prog="python -m sana_world.generators.zoo", description="zoo maintenance")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("add", help="replace a component of a zoo entry by a trainer export folder")
     a.add_argument("name")
@@ -203,11 +248,14 @@ def main(argv: list[str] | None = None) -> None:
     for component in sorted(_CLASSES):
         d.add_argument(f"--{component.replace('_', '-')}", type=Path, default=None, help="an export/ folder")
     args = p.parse_args(argv)
-    if args.cmd == "add":
-        print(replace_component(args.name, args.component, args.export))
-    else:
-        exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
-        print(derive_entry(args.base, args.dest, exports))
+    try:
+        if args.cmd == "add":
+            print(replace_component(args.name, args.component, args.export))
+        else:
+            exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
+            print(derive_entry(args.base, args.dest, exports))
+    except (ZooError, FileNotFoundError, FileExistsError) as e:  # bad input; bugs keep their tracebacks
+        p.exit(1, f"{p.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":

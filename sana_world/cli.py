@@ -4,6 +4,11 @@
     sana-world data verify DIR
     sana-world render --seed S --steps T --size 128 --out outputs/gt.mp4 [--policy keys] [--layout rgb,depth]
     sana-world render --shard DIR/shard-00000.safetensors --index 0 --out outputs/stored.mp4
+    sana-world demo --out outputs
+
+Bad arguments, including a device this machine lacks, an output path below a file or in a read-only
+folder and scene seeds in the held-out range (without ``--allow-heldout``), exit with a usage message
+(status 2) before any work starts.
 
 This is the layer that may import :mod:`sana_world.controllers` (through the data generation driver).
 """
@@ -11,12 +16,15 @@ This is the layer that may import :mod:`sana_world.controllers` (through the dat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sana_world.video import GIF_MAX_FPS
 
 LIVE_COLUMNS = ("rgb", "depth", "normal")
 STORED_COLUMNS = ("rgb", "depth")
@@ -59,6 +67,48 @@ def _fov(text: str) -> float:
     return value
 
 
+def _device(text: str) -> str:
+    """An argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1", "mps")."""
+    if text == "cpu":
+        return text  # the default: no torch import just to parse arguments
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"invalid device {text!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise argparse.ArgumentTypeError(f"CUDA is not available ({why}; torch {torch.__version__}): "
+                                             "use --device cpu")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise argparse.ArgumentTypeError(f"there is no {text}: this machine has {n} CUDA device(s), "
+                                             f"cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError("MPS is not available on this machine: use --device cpu")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"device {text!r} is not supported here: use cpu, cuda or cuda:N")
+    return text
+
+
+def _check_out_file(parser: argparse.ArgumentParser, flag: str, path: Path) -> None:
+    """``parser.error`` unless ``path`` can be written: not a folder, and the nearest existing folder on
+    the way is a writable folder (not a file)."""
+    if path.is_dir():
+        parser.error(f"{flag} {path} is a folder; give a file name")
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                parser.error(f"{flag} {path}: {p} is a file, not a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                parser.error(f"{flag} {path}: the folder {p} is not writable")
+            return
+
+
 def _add_world_args(p: argparse.ArgumentParser) -> None:
     """Options of a new trajectory (``render --shard`` ignores them: a stored trajectory has its own)."""
     p.add_argument("--steps", type=_positive_int, default=120,
@@ -69,7 +119,8 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world", choices=("any", "single", "multi"), default="any",
                    help="room layouts the scene sampler may produce")
     p.add_argument("--fov", type=_fov, default=90.0, help="horizontal field of view in degrees, in [1, 179)")
-    p.add_argument("--device", default="cpu", help="torch device for the renderer (cpu, cuda, cuda:1 ...)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device for the renderer (cpu, cuda, cuda:1 ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,13 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="dream steps from a held-out GT scene (default: 64)")
     demo.add_argument("--prompt-steps", type=_nonneg_int, default=32,
                       help="dream steps from the text prompt (default: 32; 0 skips it)")
-    demo.add_argument("--prompt", default=None, help="scene prompt of the second episode")
+    demo.add_argument("--prompt", default=None,
+                      help="scene prompt of the second episode (needs --prompt-steps > 0)")
     demo.add_argument("--ppo-steps", type=_nonneg_int, default=48,
                       help="dream steps of the PPO agent in DreamPointNav (default: 48; 0 skips it)")
     demo.add_argument("--seed", type=_nonneg_int, default=2, help="episode seed (default: 2)")
     demo.add_argument("--renderer", choices=("auto", "torch", "open3d"), default="auto",
                       help="GT renderer (auto: open3d on the CPU when installed, else torch)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.set_defaults(subparser=demo)
 
     # data generate / data verify
     data = sub.add_parser("data", help="generate or verify a trajectory dataset")
@@ -99,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=_nonneg_int, default=0, help="trajectory i uses scene seed SEED + i")
     _add_world_args(gen)
     gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    gen.add_argument("--allow-heldout", action="store_true",
+                     help="allow scene seeds >= 1,000,000 (sana_world.data.generate.HELDOUT_START), the "
+                          "held-out scenes models are scored on: a scoring set, never train on it")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.set_defaults(subparser=gen)
     ver = dsub.add_parser("verify", help="check a dataset's manifest, sizes and sha256 checksums")
     ver.add_argument("dir", type=Path, help="dataset directory (holds manifest.json)")
     ver.add_argument("--no-checksums", action="store_true", help="check sizes and headers only (fast)")
@@ -109,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--out", required=True, type=Path, help="output video, .mp4 or .gif")
     ren.add_argument("--seed", type=_nonneg_int, default=None, help="scene seed of a new trajectory")
     ren.add_argument("--shard", type=Path, default=None,
-                     help="render a stored trajectory from this shard file")
+                     help="render a stored trajectory from this shard file, inside its dataset folder (the "
+                          "folder's manifest.json is read too), e.g. DIR/shard-00000.safetensors")
     ren.add_argument("--index", type=_nonneg_int, default=0, help="trajectory index within --shard")
     _add_world_args(ren)
     ren.add_argument("--layout", default="rgb,depth",
@@ -136,14 +194,31 @@ def _world(args: argparse.Namespace) -> Any:
     return WorldConfig(layout=args.world)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from sana_world.data.generate import generate
+def cmd_generate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sana_world.data.generate import HELDOUT_START, generate, heldout_seeds
+    from sana_world.data.shards import MANIFEST
 
+    # 1. checks before any rendering: held-out scenes, the output folder
+    last = args.seed + args.trajectories - 1
+    held = heldout_seeds(args.seed, args.trajectories)
+    if held and not args.allow_heldout:
+        parser.error(f"--seed {args.seed} --trajectories {args.trajectories} uses scene seeds "
+                     f"{args.seed}..{last}, {len(held)} of them held out (seeds >= {HELDOUT_START:,} are "
+                     "kept for scoring models): lower --seed, or pass --allow-heldout to write held-out "
+                     "scenes on purpose")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder for the dataset")
+    old = sorted(args.out.glob("shard-?????.safetensors")) + ([args.out / MANIFEST]
+                                                              if (args.out / MANIFEST).exists() else [])
+    if old and not args.overwrite:
+        raise FileExistsError(f"{args.out} already holds a dataset ({old[-1].name}); pass --overwrite to "
+                              "replace it")
+    # 2. generate
     t0 = time.perf_counter()
     m = generate(args.out, args.trajectories, args.steps, height=args.size, width=args.size,
                  shard_size=args.shard_size, seed=args.seed, policy=args.policy, world=_world(args),
                  device=args.device, progress=not args.no_progress, fov_deg=args.fov,
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, allow_heldout=args.allow_heldout)
     dt = time.perf_counter() - t0
     n = m["num_trajectories"]
     print(f"wrote {n} trajectories in {len(m['shards'])} shard(s) to {args.out} in {dt:.1f} s "
@@ -207,7 +282,8 @@ def _render_stored(args: argparse.Namespace, columns: list[str]) -> dict[str, np
 
 
 def cmd_render(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from sana_world.video import colorize_depth, contact_sheet, grid, write_video
+    from sana_world.data.shards import MANIFEST
+    from sana_world.video import colorize_depth, contact_sheet, encoded_size, grid, write_video
 
     # 1. argument combinations argparse cannot express
     if (args.seed is None) == (args.shard is None):
@@ -216,6 +292,12 @@ def cmd_render(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         parser.error(f"--out must end in .mp4 or .gif, got {args.out.name!r}")
     if args.contact_sheet is not None and args.contact_sheet.suffix.lower() != ".png":
         parser.error(f"--contact-sheet must end in .png, got {args.contact_sheet.name!r}")
+    if args.out.suffix.lower() == ".gif" and args.fps > GIF_MAX_FPS:
+        parser.error(f"--fps {args.fps:g}: a GIF plays at most {GIF_MAX_FPS:g} fps (frame delays are whole "
+                     "multiples of 10 ms); lower --fps or write an .mp4")
+    _check_out_file(parser, "--out", args.out)
+    if args.contact_sheet is not None:
+        _check_out_file(parser, "--contact-sheet", args.contact_sheet)
     allowed = STORED_COLUMNS if args.shard is not None else LIVE_COLUMNS
     columns = [c.strip() for c in args.layout.split(",") if c.strip()]
     bad = [c for c in columns if c not in allowed]
@@ -223,13 +305,21 @@ def cmd_render(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         parser.error(f"--layout {args.layout!r}: give distinct columns from {', '.join(allowed)}")
     # 2. frames, 3. grid, 4. files
     if args.shard is not None and not args.shard.is_file():
-        parser.error(f"--shard {args.shard} does not exist")
+        what = "is a folder; give a shard file in it" if args.shard.is_dir() else "does not exist"
+        parser.error(f"--shard {args.shard} {what} (e.g. DIR/shard-00000.safetensors)")
+    if args.shard is not None and not (args.shard.parent / MANIFEST).is_file():
+        parser.error(f"--shard {args.shard}: its folder has no {MANIFEST}; a shard is read with its "
+                     "dataset's manifest, so give a shard file inside the dataset folder that data generate "
+                     "wrote")
     frames = _render_stored(args, columns) if args.shard is not None else _render_live(args, columns)
     if "depth" in frames:
         frames["depth"] = colorize_depth(frames["depth"], max_depth=args.max_depth)
     video = grid({COLUMN_TITLES[c]: frames[c] for c in columns})  # (T+1, H, W_total, 3)
     path = write_video(args.out, video, fps=args.fps)
-    print(f"wrote {path} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]})")
+    h, w = encoded_size(video.shape[1], video.shape[2], path)
+    padded = ("" if (h, w) == video.shape[1:3]
+              else f", padded from {video.shape[2]}x{video.shape[1]} to even sides")
+    print(f"wrote {path} ({video.shape[0]} frames, {w}x{h}{padded})")
     if args.contact_sheet is not None:
         contact_sheet(video, args.sheet_frames, args.contact_sheet, columns=3)
         print(f"wrote {args.contact_sheet}")
@@ -240,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sana-world`` console script; returns the exit status.
 
     Bad arguments exit with argparse's usage message (status 2); failures while running (a corrupted
-    shard, an existing output) print ``sana-world: error: ...`` and return 1.
+    shard, an existing dataset, a file that cannot be written) print ``sana-world: error: ...`` and
+    return 1.
     """
     from sana_world.data.shards import ShardError
 
@@ -248,19 +339,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from sana_world.agents.demo import DemoConfig, run_demo
+            from sana_world.agents.demo import DemoConfig, check_out, run_demo
 
+            if args.prompt is not None and args.prompt_steps == 0:
+                args.subparser.error("--prompt has no effect with --prompt-steps 0 (the prompt episode is "
+                                     "skipped): drop --prompt or give --prompt-steps N")
+            try:
+                check_out(args.out, "--out")
+            except OSError as e:
+                args.subparser.error(str(e))
             extra = {} if args.prompt is None else {"prompt": args.prompt}
             run_demo(DemoConfig(out=args.out, steps=args.steps, prompt_steps=args.prompt_steps,
                                 ppo_steps=args.ppo_steps, seed=args.seed,
                                 renderer=args.renderer, progress=not args.no_progress, **extra))
             return 0
         if args.command == "data" and args.data_command == "generate":
-            return cmd_generate(args)
+            return cmd_generate(args, args.subparser)
         if args.command == "data" and args.data_command == "verify":
             return cmd_verify(args)
         return cmd_render(args, args.subparser)
-    except (ShardError, FileExistsError, FileNotFoundError, IndexError) as e:  # bugs keep their tracebacks
+    except (ShardError, OSError, IndexError) as e:  # input and file errors; bugs keep their tracebacks
         print(f"sana-world: error: {e}", file=sys.stderr)
         return 1
 

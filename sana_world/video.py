@@ -3,7 +3,8 @@
 Every function takes uint8 frames (T, H, W, 3) as numpy arrays or torch tensors (moved to the CPU) and
 returns numpy arrays. Videos are written with imageio: ``.mp4`` through imageio-ffmpeg (libx264, yuv420p,
 ``macro_block_size=1`` so frames are never rescaled; odd sizes are padded by one edge pixel because
-yuv420p needs even sides) and ``.gif`` through Pillow.
+yuv420p needs even sides, :func:`encoded_size`) and ``.gif`` through Pillow (frame delays in whole
+10 ms units, :func:`gif_frame_ms`: at most 100 fps).
 
 Reading an mp4 back: an imageio reader reports a length of 2**63 - 1, so ``list(reader)`` raises
 MemoryError. Use :func:`read_video`, which iterates the frames. Pillow merges identical consecutive GIF
@@ -13,6 +14,7 @@ reads back with fewer frames.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -21,7 +23,13 @@ from typing import Any
 import numpy as np
 
 VIDEO_FORMATS = (".mp4", ".gif")
-_BANNER_PAD = 2  # pixels of banner above and below the text
+GIF_MAX_FPS = 100.0  # GIF frame delays are whole centiseconds: 10 ms is the shortest
+_BANNER_PAD = 2  # pixels of banner above and below the text (1 on frames under _SMALL_FRAME pixels)
+_SMALL_FRAME = 64
+_FONT_SIZES = (11, 10, 9, 8, 7)  # the largest whose banner fits in _BANNER_SHARE of the frame height is used
+_BANNER_SHARE = 0.25
+_REFERENCE = "Agy"  # cap and descender extents: one banner height for every text of a font
+_ELLIPSIS = "\u2026"
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -73,24 +81,57 @@ def colorize_depth(depth: Any, max_depth: float | None = None, cmap: str = "turb
     return out
 
 
-def _text_mask(text: str, width: int) -> np.ndarray:
-    """Alpha mask (h, width) float32 in [0, 1] of ``text`` in PIL's default font, left aligned."""
-    from PIL import Image, ImageDraw, ImageFont
+@functools.lru_cache(maxsize=None)
+def _font(size: int) -> Any:
+    from PIL import ImageFont
 
-    font = ImageFont.load_default(size=11)  # the bundled FreeType font (Pillow >= 10.1)
-    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
-    h = int(bottom - min(top, 0)) + 2 * _BANNER_PAD
+    return ImageFont.load_default(size=size)  # the bundled FreeType font (Pillow >= 10.1)
+
+
+def _banner_style(frame_height: int) -> tuple[Any, int, int, int]:
+    """(font, pad, text top, banner height) of labels on frames ``frame_height`` pixels high: the largest
+    font of :data:`_FONT_SIZES` whose banner covers at most :data:`_BANNER_SHARE` of the frame (the
+    smallest font on frames too small for any)."""
+    pad = _BANNER_PAD if frame_height >= _SMALL_FRAME else 1
+    for size in _FONT_SIZES:
+        _, top, _, bottom = _font(size).getbbox(_REFERENCE)
+        h = bottom - top + 2 * pad
+        if h <= _BANNER_SHARE * frame_height or size == _FONT_SIZES[-1]:
+            return _font(size), pad, top, h
+    raise AssertionError("unreachable: the smallest font is always returned")
+
+
+def _fit_text(text: str, font: Any, room: float) -> str:
+    """``text``, or its longest prefix + an ellipsis that is at most ``room`` pixels wide in ``font``."""
+    if font.getlength(text) <= room:
+        return text
+    for n in range(len(text) - 1, 0, -1):
+        cut = text[:n].rstrip() + _ELLIPSIS
+        if font.getlength(cut) <= room:
+            return cut
+    return ""
+
+
+def _text_mask(text: str, width: int, frame_height: int) -> np.ndarray:
+    """Alpha mask (h, width) float32 in [0, 1] of ``text`` left aligned in PIL's default font, sized for
+    frames ``frame_height`` pixels high (:func:`_banner_style`); text wider than the frame ends in an
+    ellipsis."""
+    from PIL import Image, ImageDraw
+
+    font, pad, top, h = _banner_style(frame_height)
+    text = _fit_text(text, font, width - 2 * pad)
     img = Image.new("L", (width, h), 0)
-    origin = (_BANNER_PAD - min(left, 0), _BANNER_PAD - min(top, 0))
-    ImageDraw.Draw(img).text(origin, text, fill=255, font=font)
+    left = font.getbbox(text)[0] if text else 0
+    ImageDraw.Draw(img).text((pad - min(left, 0), pad - top), text, fill=255, font=font)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
 def label(frame: Any, text: str, opacity: float = 0.6) -> np.ndarray:
     """A copy of ``frame`` (H, W, 3) or frames (T, H, W, 3) with ``text`` on a dark banner along the top.
 
-    The banner is drawn once and composited onto every frame; text longer than the frame is clipped.
+    The banner is drawn once and composited onto every frame; rows below it are unchanged. Its font
+    shrinks on small frames so it covers at most a quarter of the frame height (11 px text on frames of
+    64 px and up, 7 px on 33 px frames), and text wider than the frame is cut with an ellipsis.
     """
     a = _numpy(frame)
     single = a.ndim == 3
@@ -98,7 +139,7 @@ def label(frame: Any, text: str, opacity: float = 0.6) -> np.ndarray:
     if not text:
         return frames[0].copy() if single else frames.copy()
     H, W = frames.shape[1:3]
-    mask = _text_mask(text, W)[:H]  # (h, W)
+    mask = _text_mask(text, W, H)[:H]  # (h, W)
     h = mask.shape[0]
     out = frames.astype(np.float32)
     band = out[:, :h] * (1.0 - opacity)  # darken the banner area
@@ -159,11 +200,41 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
+def _cannot_write(e: OSError, path: Path) -> OSError:
+    """``e`` (raised for the temporary file of ``path``) restated for ``path``, keeping its type."""
+    if e.errno is None:
+        return OSError(f"cannot write {path}: {e}")
+    return type(e)(e.errno, f"cannot write {path}: {e.strerror}")
+
+
+def encoded_size(height: int, width: int, path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) of the frames :func:`write_video` stores at ``path`` given (height, width) frames:
+    an ``.mp4`` pads odd sides by one pixel (yuv420p needs even sides), a ``.gif`` keeps them."""
+    if Path(path).suffix.lower() == ".mp4":
+        return height + height % 2, width + width % 2
+    return height, width
+
+
+def gif_frame_ms(fps: float) -> int:
+    """The GIF frame delay in ms closest to ``1000 / fps``: GIF stores delays in whole centiseconds (10 ms
+    units), so 15 fps plays at 70 ms a frame (14.3 fps), 30 fps at 30 ms (33.3 fps); a tie takes the longer
+    delay (8 fps: 130 ms). Above :data:`GIF_MAX_FPS` (100 fps, a 10 ms delay) raises ValueError. Browsers
+    play delays under 20 ms at 100 ms, so GIFs for the web should stay at or below 50 fps."""
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    if fps > GIF_MAX_FPS:
+        raise ValueError(f"a GIF plays at most {GIF_MAX_FPS:g} fps (frame delays are whole multiples of "
+                         f"10 ms), got fps={fps:g}: lower fps or write an .mp4")
+    return 10 * max(1, math.floor(100.0 / fps + 0.5))
+
+
 def write_video(path: str | os.PathLike[str], frames: Any, fps: float = 15.0) -> Path:
     """Write frames (T, H, W, 3) uint8 to ``.mp4`` (H.264) or ``.gif``; returns the path.
 
     The parent directory is created; the file appears atomically (written to a temporary name, then
-    renamed), so a crash never leaves a half-written video behind.
+    renamed), so a crash never leaves a half-written video behind; a path that cannot be written raises
+    OSError naming ``path``. An mp4 pads odd sides (:func:`encoded_size`); a GIF's frame delay is the
+    closest multiple of 10 ms (:func:`gif_frame_ms`: 15 fps plays at 70 ms a frame, fps above 100 raise).
     """
     import imageio.v2 as iio2
     import imageio.v3 as iio3
@@ -174,21 +245,31 @@ def write_video(path: str | os.PathLike[str], frames: Any, fps: float = 15.0) ->
         raise ValueError(f"unsupported video format {path.suffix!r} for {path}: use one of {VIDEO_FORMATS}")
     if not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f"fps must be a positive number, got {fps}")
+    frame_ms = gif_frame_ms(fps) if suffix == ".gif" else 0
     a = _frames_u8(frames)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
+        try:
+            open(tmp, "wb").close()  # 1. fail here, naming path, if it cannot be written
+        except OSError as e:
+            raise _cannot_write(e, path) from e
         if suffix == ".mp4":
             writer = iio2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
                                      macro_block_size=1, pixelformat="yuv420p")
             try:
-                for frame in _pad_even(a):  # 1. one frame at a time keeps ffmpeg's pipe small
+                for frame in _pad_even(a):  # 2. one frame at a time keeps ffmpeg's pipe small
                     writer.append_data(frame)
             finally:
                 writer.close()
         else:
-            iio3.imwrite(tmp, list(a), plugin="pillow", duration=1000.0 / fps, loop=0)
-        os.replace(tmp, path)
+            iio3.imwrite(tmp, list(a), plugin="pillow", duration=frame_ms, loop=0)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise OSError(f"cannot write {path}: the {suffix[1:]} encoder wrote nothing")
+        try:
+            os.replace(tmp, path)  # 3. the finished file appears at once
+        except OSError as e:
+            raise _cannot_write(e, path) from e
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -236,19 +317,25 @@ def contact_sheet(frames: Any, n: int, path: str | os.PathLike[str] | None = Non
     idx = np.unique(np.round(np.linspace(0, T - 1, min(n, T))).astype(np.int64))
     cols = columns or math.ceil(math.sqrt(len(idx)))
     rows = math.ceil(len(idx) / cols)
-    strip_h = _text_mask("t=0", W).shape[0]
+    strip_h = _text_mask("t=0", W, H).shape[0]
     th = strip_h + H  # tile height: caption strip + frame
     sheet = np.zeros((rows * th + (rows - 1) * gap, cols * W + (cols - 1) * gap, 3), dtype=np.uint8)
     for k, t in enumerate(idx):  # 1. caption strip and frame of each tile, row-major
         r, c = divmod(k, cols)
         y, x = r * (th + gap), c * (W + gap)
-        caption = _text_mask(f"t={int(t)}", W)[:, :, None] * 255.0 + 0.5  # (strip_h, W, 1) white text
+        caption = _text_mask(f"t={int(t)}", W, H)[:, :, None] * 255.0 + 0.5  # (strip_h, W, 1) white text
         sheet[y:y + strip_h, x:x + W] = caption.astype(np.uint8)
         sheet[y + strip_h:y + th, x:x + W] = a[t]
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _tmp_path(path)
-        Image.fromarray(sheet).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        try:
+            Image.fromarray(sheet).save(tmp, format="PNG")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _cannot_write(e, path) from e
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return sheet

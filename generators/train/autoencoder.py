@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
+from sana_world.worlds.sampler import HELDOUT_START
 from sana_world.generators.autoencoder import AE_PRESETS, AutoencoderSpec, build_autoencoder, fit_scaling_factor
 from sana_world.generators.train import run as train_run
 from sana_world.generators.train.common import autocast, setup_distributed, wrap_ddp
@@ -40,7 +41,7 @@ from sana_world.generators.train.run import config_field as _f
 log = logging.getLogger(__name__)
 
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "eval_trajectories")
-HELDOUT_SEED = 1_000_000  # = sana_world.envs.world.HELDOUT_START (envs import generators, not the reverse)
+HELDOUT_SEED = HELDOUT_START  # the first held-out scene (sana_world.worlds.sampler)
 
 
 @dataclass(frozen=True)

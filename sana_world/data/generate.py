@@ -26,10 +26,16 @@ import torch
 from sana_world.camera import CameraState, TwistLimits, intrinsics_from_fov
 from sana_world.data.shards import ShardWriter, Trajectory, load_manifest
 from sana_world.worlds import SceneSpec, WorldConfig, caption, sample_scene
+from sana_world.worlds.sampler import HELDOUT_START
 from sana_world.worlds.collision import SceneSDF, free_positions
 
 POLICIES = ("explore", "keys")
 _RNG_TAG = 1  # second word of each trajectory's SeedSequence, keeps it apart from the scene sampler's
+
+
+def heldout_seeds(seed: int, num_trajectories: int) -> range:
+    """The held-out scene seeds (>= :data:`HELDOUT_START`) among ``seed .. seed + num_trajectories - 1``."""
+    return range(max(seed, HELDOUT_START), max(seed + num_trajectories, HELDOUT_START))
 
 
 @dataclass(frozen=True)
@@ -160,18 +166,25 @@ def generate(out_dir: str | os.PathLike[str], num_trajectories: int, steps: int,
              width: int = 128, shard_size: int = 32, seed: int = 0, policy: Any = "explore",
              world: WorldConfig = WorldConfig(), renderer: Any = None, device: str | torch.device = "cpu",
              progress: bool = True, fov_deg: float = 90.0, limits: TwistLimits | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, allow_heldout: bool = False) -> dict[str, Any]:
     """Render ``num_trajectories`` trajectories of ``steps`` actions into shards under ``out_dir``.
 
     ``renderer`` defaults to ``TorchRenderer(device)``; ``policy`` is "explore", "keys" or a policy
     object; ``limits`` default to the policy's own (the manifest records the ones used, as actions are
     normalised twists). Returns the manifest (also written to ``out_dir/manifest.json``).
-    Deterministic for a seed.
+    Deterministic for a seed. Scene seeds ``seed + i`` in the held-out range (:data:`HELDOUT_START` on)
+    raise ValueError unless ``allow_heldout`` (a dataset of held-out scenes, for scoring only).
     """
     from tqdm import tqdm
 
     if num_trajectories < 1:
         raise ValueError(f"num_trajectories must be >= 1, got {num_trajectories}")
+    held = heldout_seeds(seed, num_trajectories)
+    if held and not allow_heldout:
+        raise ValueError(f"scene seeds {seed}..{seed + num_trajectories - 1} include {len(held)} held-out "
+                         f"scene(s) (seeds >= {HELDOUT_START:,} are kept for scoring models); use seeds "
+                         f"below {HELDOUT_START:,}, or pass allow_heldout=True to write held-out scenes on "
+                         "purpose")
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be positive, got {height}x{width}")
     cfg = TrajectoryConfig(steps=steps, policy=policy if isinstance(policy, str) else "explore",

@@ -10,6 +10,10 @@ from sana_world.worlds.objects import build_object
 from sana_world.worlds.palette import CATEGORIES, COLOURS
 from sana_world.worlds.spec import Light, Material, Opening, Room, SceneObject, SceneSpec
 
+# Scene seeds: training scenes come from [0, HELDOUT_START); held-out scenes (HELDOUT_START on) score models
+# and are never trained on. The one definition: envs, data generation and trainers import it.
+HELDOUT_START = 1_000_000
+
 COLOUR_NAMES = tuple(COLOURS)
 WALL_TEXTURES = ("plain", "brick", "stripes", "tiles", "marble", "checker")
 FLOOR_TEXTURES = ("wood", "tiles", "checker", "plain", "marble")

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ZOO_ROOT", "ZooEntry", "ZooError", "available", "entry", "write_manifest"]
+__all__ = ["ZOO_ROOT", "ZooEntry", "ZooError", "available", "entry", "is_path", "write_manifest"]
 
 ZOO_ROOT = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
@@ -71,13 +72,33 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def entry(name: str, root: Path = ZOO_ROOT, verify: bool = True) -> ZooEntry:
-    """The zoo entry ``name`` (a name under ``root`` or a path to a folder with a manifest), with every
-    listed file checked for presence, size and (``verify``) sha256."""
-    folder = Path(name) if Path(name).is_dir() else root / name
+def is_path(name: str | os.PathLike[str]) -> bool:
+    """Whether ``name`` names a folder rather than a zoo entry: a ``Path`` (any ``os.PathLike``), or a string
+    with a path separator or starting with "." or "~". A bare name ("rooms-128") is always an entry under
+    the zoo root, whatever folders the current directory holds."""
+    if isinstance(name, os.PathLike):
+        return True
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(s in name for s in seps) or name.startswith((".", "~"))
+
+
+def entry(name: str | os.PathLike[str], root: Path = ZOO_ROOT, verify: bool = True) -> ZooEntry:
+    """The zoo entry ``name``: a bare name is looked up under ``root`` only, a path (:func:`is_path`) is a
+    folder holding a manifest. Every listed file is checked for presence, size and (``verify``) sha256."""
+    if is_path(name):
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise ZooError(f"no zoo entry at {folder}: not a folder (entries by bare name: {available(root)})")
+    else:
+        folder = Path(root) / name
+        if not (folder / MANIFEST).is_file():
+            hint = f"; to use the folder {name!r} of the current directory pass './{name}'" if Path(name).is_dir() \
+                else ""  # fmt: skip
+            raise ZooError(f"no zoo entry {name!r} in {root} (available: {available(root)}){hint}")
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        raise ZooError(f"no zoo entry {name!r}: {manifest_path} does not exist (available: {available(root)})")
+        raise ZooError(f"no zoo entry at {folder}: {manifest_path} does not exist")
+    name = str(name)
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -98,3 +100,49 @@ def test_contact_sheet_png(tmp_path) -> None:
     assert sheet[:strip, :20].max() > 0  # its caption
     with pytest.raises(ValueError, match="PNG"):
         contact_sheet(frames, 4, tmp_path / "sheet.jpg")
+
+
+def test_gif_frame_delay_is_the_closest_representable(tmp_path) -> None:
+    """GIF delays are whole 10 ms units: 15 fps (66.7 ms) is stored as 70 ms, not truncated to 60 ms."""
+    from PIL import Image
+
+    from sana_world.video import gif_frame_ms
+
+    assert [gif_frame_ms(f) for f in (15, 30, 10, 100, 0.5)] == [70, 30, 100, 10, 2000]
+    path = write_video(tmp_path / "clip.gif", _frames(3, 8, 8), fps=15)
+    with Image.open(path) as im:
+        assert im.info["duration"] == 70
+    with pytest.raises(ValueError, match="at most 100 fps"):
+        write_video(tmp_path / "fast.gif", _frames(3, 8, 8), fps=1000)
+    assert not (tmp_path / "fast.gif").exists()
+
+
+def test_an_unwritable_path_is_named_in_the_error(tmp_path) -> None:
+    target = tmp_path / "v.mp4"
+    (target / "inside").mkdir(parents=True)  # a non-empty folder where the video should go
+    with pytest.raises(OSError, match=f"cannot write {target}") as e:
+        write_video(target, _frames(3, 8, 8), fps=5)
+    assert ".tmp" not in str(e.value)
+    assert not list(tmp_path.glob(".*tmp*"))
+    if Path("/proc/self").is_dir():  # Linux: no file can be created in /proc, even by root
+        for suffix in (".mp4", ".gif"):
+            with pytest.raises(OSError, match=f"cannot write /proc/x{suffix}") as e:
+                write_video(f"/proc/x{suffix}", _frames(3, 8, 8), fps=5)
+            assert ".tmp" not in str(e.value)
+
+
+def test_banners_fit_small_frames_and_long_text() -> None:
+    """Labels on 33 px frames cover at most a quarter of the frame; text wider than the frame ends in an
+    ellipsis inside the banner instead of running off the edge; rows below the banner are the input's."""
+    small = np.full((33, 68, 3), 200, dtype=np.uint8)
+    out = label(small, "RGB")
+    changed = np.flatnonzero((out != small).any(axis=(1, 2)))
+    assert 0 < changed.max() + 1 <= 33 // 4
+    assert np.array_equal(out[33 // 4:], small[33 // 4:])
+    big = np.full((128, 128, 3), 200, dtype=np.uint8)
+    out = label(big, "GT geometry (not the prompt) and more words")
+    rows = np.flatnonzero((out != big).any(axis=(1, 2)))
+    h = rows.max() + 1
+    assert h <= 128 // 4 and np.array_equal(out[h:], big[h:])
+    assert len(np.unique(out[:h, -1].reshape(-1, 3), axis=0)) == 1  # the last column is plain banner
+    assert out[:h, 100:120].max() > out[:h, -1].max()  # ... and text (the ellipsis) reaches close to it

@@ -1,0 +1,39 @@
+"""The demo's arguments fail before any model loads; the module runs as ``python -m`` with --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sana_world.agents import demo
+from sana_world.agents.demo import DemoConfig, run_demo
+from sana_world.cli import main
+
+
+def _no_models(*args, **kwargs):
+    raise AssertionError("models were loaded before the arguments were checked")
+
+
+def test_an_existing_file_as_out_fails_before_loading(tmp_path, monkeypatch, capsys) -> None:
+    import gymnasium
+
+    monkeypatch.setattr(gymnasium, "make", _no_models)
+    monkeypatch.setattr(demo, "run_demo", _no_models)
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    with pytest.raises(FileExistsError, match="is a file"):
+        run_demo(DemoConfig(out=taken, steps=1, prompt_steps=0, ppo_steps=0, progress=False))
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--steps", "1", "--prompt-steps", "0", "--ppo-steps", "0", "--out", str(taken)])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a file further up the path
+        main(["demo", "--out", str(taken / "sub")])
+    assert e.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_module_prints_help() -> None:
+    run = subprocess.run([sys.executable, "-m", "sana_world.agents.demo", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and "--prompt-steps" in run.stdout, run.stderr
