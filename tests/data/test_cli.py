@@ -76,7 +76,8 @@ def test_verify_reports_a_corrupted_shard(tmp_path, capsys) -> None:
         (["demo", "--prompt-steps", "0", "--prompt", "a red room"], "--prompt has no effect"),
     ],
 )
-def test_bad_arguments_exit_with_a_message(argv, message, capsys) -> None:
+def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative --out paths: nothing a regression writes lands in the repository
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
