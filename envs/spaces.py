@@ -60,7 +60,13 @@ def keys_to_twist(keys: torch.Tensor) -> torch.Tensor:
 
 def validate_actions(actions: np.ndarray | torch.Tensor, action_mode: str, num_envs: int | None) -> torch.Tensor:
     """Check shape and finiteness; clip twists into [-1, 1]. Raises ValueError naming the problem."""
-    a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, torch.Tensor) else actions)
+    if not isinstance(actions, torch.Tensor):
+        arr = np.asarray(actions)
+        if arr.dtype.kind not in "biuf":  # None, strings, ragged lists
+            raise ValueError(f"action must be numeric ({action_space(action_mode)} for action_mode="
+                             f"{action_mode!r}), got {type(actions).__name__} {actions!r:.60}")  # fmt: skip
+        actions = arr
+    a = torch.as_tensor(actions)
     if action_mode == "nav":
         return _nav_twists(a, num_envs)
     width = 6 if action_mode == "twist" else len(KEY_ORDER)

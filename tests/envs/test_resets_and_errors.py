@@ -135,3 +135,12 @@ def test_bad_scene_seeds_name_the_option() -> None:
     for seed in (-1, "abc", 1.5):
         with pytest.raises(ValueError, match=r"options\['scene_seed'\]"):
             env.reset(options={"scene_seed": seed})
+
+
+def test_non_numeric_actions_say_what_an_action_is() -> None:
+    env = gym.make("SanaWorld/Rooms-v0", **SMALL)
+    env.reset(seed=0)
+    for bad in ("forward", None, [1, "a"]):
+        with pytest.raises(ValueError, match="action must be numeric"):
+            env.step(bad)
+    env.step(np.zeros(6, np.float32))  # the env goes on
