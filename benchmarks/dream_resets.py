@@ -73,6 +73,10 @@ def grouped_step(d: Dreamer, group: dict, fresh: dict, groups: int) -> Callable[
     return run
 
 
+VARIANTS = {"eager": (False, None), "eager, fp32 windows": (False, torch.float32), "compiled": (True, None),
+            "compiled, fp32 windows": (True, torch.float32)}  # label -> (compiled, window dtype)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
@@ -80,7 +84,10 @@ def main() -> None:
     p.add_argument("--episodes", type=int, nargs="+", default=[0, 8, 4], help="episode lengths L (0: no resets)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="DreamerConfig.compile for the ragged rows too")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="which Dreamers to time (the fp32-window ones need --precision bf16, compiled --compile)")
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--note", default="", help="free text kept in the results file (e.g. which code ran)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
@@ -91,12 +98,8 @@ def main() -> None:
     entry = models.entry
     gen = torch.Generator().manual_seed(0)
     rows = []
-    variants = [("eager", False, None)]
-    if a.precision == "bf16":  # the bf16 KV windows against fp32 ones, no resets
-        variants.append(("eager, fp32 windows", False, torch.float32))
-    if a.compile:
-        variants += [("compiled", True, None)] + ([("compiled, fp32 windows", True, torch.float32)]
-                                                  if a.precision == "bf16" else [])  # fmt: skip
+    variants = [(v, *VARIANTS[v]) for v in a.variants  # bf16 KV windows against fp32 ones: no resets
+                if (a.compile or not VARIANTS[v][0]) and (a.precision == "bf16" or VARIANTS[v][1] is None)]
     for label, compiled, window in variants:
         d = Dreamer(models, DreamerConfig.from_zoo(entry.dream_defaults, bf16=a.precision == "bf16",
                                                    compile=compiled))  # fmt: skip
@@ -124,7 +127,7 @@ def main() -> None:
             result = {"benchmark": "dream_resets", "date": date.today().isoformat(), "hardware": hardware(),
                       "platform": platform.platform(), "torch": torch.__version__, "device": a.device,
                       "precision": a.precision, "threads": torch.get_num_threads() if not cuda else None,
-                      "model": "rooms-128", "dream_defaults": entry.dream_defaults, "rows": rows}
+                      "model": "rooms-128", "dream_defaults": entry.dream_defaults, "note": a.note, "rows": rows}
             write_result(a.out, "dream_resets", hardware(), result, f"_b{a.batch}_{a.precision}", quiet=True)
     print("wrote", Path(a.out) / f"dream_resets_{hardware()}_{date.today():%Y%m%d}_b{a.batch}_{a.precision}.json")
 
