@@ -27,7 +27,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from sana_world.envs.dream_core import DreamConfig, DreamCore, fit_image
 from sana_world.envs.gt import GT_OPTIONS, build_obs, make_config, start_scene
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
-from sana_world.envs.vector import episode_rngs, init_vector_env, step_outcome, vector_info, with_masks
+from sana_world.envs.vector import (
+    episode_rngs, init_vector_env, step_outcome, to_output, vector_info, with_masks,
+)
 
 __all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
 
@@ -223,11 +225,7 @@ class DreamVectorEnv(VectorEnv):
         self._started = False
 
     def _out(self, x):
-        if self.return_torch:
-            return x
-        if isinstance(x, dict):
-            return {k: v.cpu().numpy() for k, v in x.items()}
-        return x.cpu().numpy()
+        return to_output(x, self.return_torch)
 
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
         core = self.core

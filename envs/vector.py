@@ -80,15 +80,20 @@ class GTVectorEnv(VectorEnv):
 
     # ---------------------------------------------------------------------------------------------------
     def _out(self, x):
-        if self.return_torch:
-            return x
-        if isinstance(x, dict):
-            return {k: v.cpu().numpy() for k, v in x.items()}
-        return x.cpu().numpy()
+        return to_output(x, self.return_torch)
 
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
         info = {k: self._out(v) for k, v in vector_info(self.world, success, collided).items()}
         return with_masks(info, self.num_envs, self.return_torch, self.world.device)
+
+
+def to_output(x: torch.Tensor | dict[str, torch.Tensor], return_torch: bool):
+    """A vector env's tensors (or a dict of them) as returned: as they are, or as numpy arrays on the host."""
+    if return_torch:
+        return x
+    if isinstance(x, dict):
+        return {k: v.cpu().numpy() for k, v in x.items()}
+    return x.cpu().numpy()
 
 
 def vector_info(world: GTWorld, success: torch.Tensor, collided: torch.Tensor) -> dict[str, torch.Tensor]:
