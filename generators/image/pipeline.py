@@ -1,8 +1,11 @@
 """Text → image with a SANA linear DiT: text encoder + denoiser + sampler + latent codec, in one call.
 
 The same class drives a flow-matching model (Flow-Euler or Flow-DPM-Solver, with classifier-free
-guidance) and a SANA-Sprint student (TrigFlow few-step sampler; the guidance scale is fed to the
-model's guidance embedding instead of a second pass).
+guidance) and a SANA-Sprint student (TrigFlow few-step sampler; the guidance scale, times the model's
+``guidance_embeds_scale``, is fed to its guidance embedding instead of a second pass). A Sprint student
+is a flow model in disguise, as diffusers' ``SanaSprintPipeline`` runs it: at TrigFlow angle t it sees
+the flow interpolant at flow time sin t / (sin t + cos t) and that time as its timestep, and its
+velocity is turned into the TrigFlow output (:func:`~sana_world.samplers.flow_to_trigflow`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sana_world.samplers import FlowDPMSolverSampler, FlowEulerSampler, TrigFlowSampler, cfg_denoiser
+from sana_world.samplers import (
+    FlowDPMSolverSampler, FlowEulerSampler, TrigFlowSampler, cfg_denoiser, flow_to_trigflow,
+)
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,11 @@ class ImagePipelineConfig:
     def __post_init__(self) -> None:
         if self.sampler not in ("euler", "dpm", "trigflow"):
             raise ValueError(f"sampler must be 'euler', 'dpm' or 'trigflow', got {self.sampler!r}")
-        if self.num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or self.num_steps < 1:
+            raise ValueError(f"num_steps must be an int >= 1, got {self.num_steps!r}")
+        for name in ("shift", "sigma_data"):
+            if not getattr(self, name) > 0:  # NaN fails too
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
 
@@ -39,7 +47,7 @@ class ImagePipeline:
     """``pipe(prompts, generator=g) -> uint8 images (B, H, W, 3)``.
 
     ``model`` is a :class:`~sana_world.generators.image.SanaDiT` (timestep = 1000·σ for flow models, the
-    TrigFlow angle for Sprint students), ``text_encoder`` anything with ``encode`` / ``null_embedding``
+    flow time σ itself for Sprint students), ``text_encoder`` anything with ``encode`` / ``null_embedding``
     (:mod:`sana_world.generators.text_encoders`), ``codec`` a latent codec with ``decode`` and
     ``latent_channels`` / ``downsample_factor`` (:class:`~sana_world.generators.autoencoder.LatentCodec`).
     """
@@ -56,17 +64,24 @@ class ImagePipeline:
             return FlowDPMSolverSampler(num_steps=c.num_steps, shift=c.shift)
         return TrigFlowSampler(num_steps=c.num_steps, sigma_data=c.sigma_data)
 
+    def _model(self, x: torch.Tensor, t: torch.Tensor, emb: Any, guidance: torch.Tensor | None = None):
+        """The model in its own dtype (bf16 weights take bf16 inputs); the output in the sampler's dtype."""
+        dtype = next(self.model.parameters()).dtype
+        out = self.model(x.to(dtype), t, emb.hidden.to(dtype), emb.mask, guidance=guidance)
+        return out.to(x.dtype)
+
     def denoiser(self, prompts: list[str], device: torch.device):
         """The sampler's denoiser for ``prompts``: CFG over (null, prompt) for flow models."""
         c = self.config
         cond = self.text_encoder.encode(prompts).to(device)
         if c.sampler == "trigflow":
-            guidance = torch.full((len(prompts),), c.guidance_scale, device=device)
-            return lambda x, t: self.model(x, t, cond.hidden, cond.mask, guidance=guidance)
+            scale = self.model.cfg.guidance_embeds_scale
+            guidance = torch.full((len(prompts),), c.guidance_scale * scale, device=device)
+            return flow_to_trigflow(lambda x, s: self._model(x, s, cond, guidance))
         null = self.text_encoder.null_embedding().to(device).expand(len(prompts))
 
         def branch(emb: Any):
-            return lambda x, s: self.model(x, 1000.0 * s, emb.hidden, emb.mask)
+            return lambda x, s: self._model(x, 1000.0 * s, emb)
 
         return cfg_denoiser((branch(null), branch(cond)), c.guidance_scale)
 
@@ -75,9 +90,16 @@ class ImagePipeline:
                  noise: torch.Tensor | None = None, output: str = "uint8") -> torch.Tensor:
         """Images for ``prompts``: uint8 (B, H, W, 3), or float (B, 3, H, W) in [-1, 1] with ``output="float"``."""
         # 1. inputs
+        if not isinstance(prompts, (str, list, tuple)):
+            raise ValueError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("prompts must not be empty")
+        if not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompts must be strings, got {[type(p).__name__ for p in prompts]}")
+        for name, v in (("height", height), ("width", width)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
         f = self.codec.downsample_factor
         if height % f or width % f:
             raise ValueError(f"height and width must be multiples of the codec's factor {f}, got {height}x{width}")
