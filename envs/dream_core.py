@@ -54,8 +54,13 @@ class DreamConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.sampler_steps < 1 or self.prompt_steps < 1:
-            raise ValueError("sampler_steps and prompt_steps must be >= 1")
+        for name in ("sampler_steps", "prompt_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        g = self.prompt_guidance
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
+            raise ValueError(f"prompt_guidance must be a finite number >= 0, got {g!r}")
         if self.gt.depth:
             raise ValueError("Dream envs have no depth observation (the world model dreams RGB only)")
 

@@ -1,6 +1,6 @@
 """Dreaming frames along a camera path: the streaming SANA-WM + autoencoder loop behind the Dream envs.
 
-    dreamer = Dreamer(zoo.load("rooms-128"))
+    dreamer = Dreamer(zoo.load("rooms-128"))                        # the entry's dream defaults
     state = dreamer.start(first_rgb, c2w0, K, captions)           # (B, H, W, 3) uint8 anchors
     rgb, state = dreamer.step(state, c2w, generator=g)            # next frame at poses c2w (B, 4, 4)
 
@@ -77,9 +77,13 @@ class DreamerConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("num_steps", "sink_frames", "window_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be an int, got {v!r}")
         if self.num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
-        if self.shift <= 0:
+        if not self.shift > 0:
             raise ValueError(f"shift must be > 0, got {self.shift}")
         if self.sink_frames < 0 or self.window_frames < 1:
             raise ValueError("sink_frames must be >= 0 and window_frames >= 1")
@@ -168,10 +172,45 @@ class DreamState:
                           WMText(self.text.hidden_states[idx], mask), self.last[idx], pending)
 
 
-class Dreamer:
-    """Streams frames from a zoo bundle (``sana_world.generators.zoo.ZooModels``) or explicit modules."""
+def _check_captions(captions: list[str], n: int, what: str) -> None:
+    if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+        raise ValueError(f"captions must be a list of {n} strings, one per stream, got {captions!r:.80}")
+    if len(captions) != n:
+        raise ValueError(f"{len(captions)} captions for {n} {what}")
 
-    def __init__(self, models: object, config: DreamerConfig = DreamerConfig()) -> None:
+
+def _poses(c2w: torch.Tensor, n: int, name: str) -> torch.Tensor:
+    """``c2w`` as float32 (n, 4, 4); (4, 4) serves n = 1."""
+    c2w = torch.as_tensor(c2w, dtype=torch.float32)
+    if tuple(c2w.shape) not in ((n, 4, 4),) + (((4, 4),) if n == 1 else ()):
+        raise ValueError(f"{name} must be camera-to-world poses ({n}, 4, 4), got {tuple(c2w.shape)}")
+    return c2w.reshape(n, 4, 4)
+
+
+def _intrinsics(K: torch.Tensor, n: int) -> torch.Tensor:
+    """``K`` as float32 (n, 3, 3); (3, 3) or (1, 3, 3) serves every stream."""
+    K = torch.as_tensor(K, dtype=torch.float32)
+    if tuple(K.shape) not in ((3, 3), (1, 3, 3), (n, 3, 3)):
+        raise ValueError(f"K must be intrinsics (3, 3) or ({n}, 3, 3), got {tuple(K.shape)}")
+    return K.expand(n, 3, 3)
+
+
+class Dreamer:
+    """Streams frames from a zoo bundle (``sana_world.generators.zoo.ZooModels``) or explicit modules.
+
+    ``config`` None: the zoo entry's dream defaults (``DreamerConfig.from_zoo(models.entry.dream_defaults)``,
+    what the Dream envs run), or ``DreamerConfig()`` for models without an entry. The world model's weights
+    must be fp32 (``DreamerConfig.bf16`` runs it in bf16 under autocast; the stream state stays fp32).
+    """
+
+    def __init__(self, models: object, config: DreamerConfig | None = None) -> None:
+        if config is None:
+            entry = getattr(models, "entry", None)
+            config = DreamerConfig() if entry is None else DreamerConfig.from_zoo(entry.dream_defaults)
+        dtype = next(models.world_model.parameters()).dtype
+        if dtype != torch.float32:
+            raise ValueError(f"Dreamer needs the world model in float32, got {dtype}: load it with "
+                             "zoo.load(name) (fp32, the default) and pass DreamerConfig(bf16=True) to run in bf16")
         self.models = models
         self.model = models.world_model
         self.codec = models.codec
@@ -221,11 +260,10 @@ class Dreamer:
         if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[-1] != 3:
             raise ValueError(f"rgb must be uint8 (B, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
         B, H, W = rgb.shape[:3]
-        if len(captions) != B:
-            raise ValueError(f"{len(captions)} captions for {B} frames")
+        _check_captions(captions, B, "frames")
         # copies: a caller moving its pose tensor in place must not move the anchor
-        c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(B, 4, 4).to(self.device).clone()
-        K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(B, 3, 3).clone()
+        c2w0 = _poses(c2w0, B, "c2w0").to(self.device).clone()
+        K = _intrinsics(K, B).to(self.device).clone()
         with self._autocast():
             z0 = self.codec.encode(rgb.to(self.device)) if latents is None else latents.to(self.device)
         z0 = z0.to(self.dtype)
@@ -249,11 +287,10 @@ class Dreamer:
             raise ValueError(f"rows {rows} must be distinct and within the batch of {state.batch_size}")
         if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[0] != n or rgb.shape[-1] != 3:
             raise ValueError(f"rgb must be uint8 (n={n}, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
-        if len(captions) != n:
-            raise ValueError(f"{len(captions)} captions for {n} restarted streams")
+        _check_captions(captions, n, "restarted streams")
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
-        c2w0 = torch.as_tensor(c2w0, dtype=torch.float32).reshape(n, 4, 4).to(self.device)
-        K = torch.as_tensor(K, dtype=torch.float32).to(self.device).expand(n, 3, 3)
+        c2w0 = _poses(c2w0, n, "c2w0").to(self.device)
+        K = _intrinsics(K, n).to(self.device)
         if state.pending is None:  # appends run at once: the new streams start alone, then join
             fresh = self.start(rgb, c2w0, K, captions)
             committed = state.committed.put_rows(rows, fresh.committed)
@@ -274,7 +311,7 @@ class Dreamer:
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DreamState]:
         """The dreamed frames (B, H, W, 3) uint8 at poses ``c2w`` (B, 4, 4), and the state after them."""
         B = state.batch_size
-        c2w = torch.as_tensor(c2w, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
+        c2w = _poses(c2w, B, "c2w").to(self.device)
         C, h, w = state.last.shape[1:]
         f = self.codec.downsample_factor
         cam = self._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w))
@@ -307,7 +344,7 @@ class Dreamer:
         B = state.batch_size
         if rgb.ndim != 4 or rgb.dtype != torch.uint8 or rgb.shape[0] != B:
             raise ValueError(f"rgb must be uint8 (B={B}, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
-        c2w = torch.as_tensor(c2w, dtype=torch.float32).reshape(B, 4, 4).to(self.device)
+        c2w = _poses(c2w, B, "c2w").to(self.device)
         with self._autocast():
             z = self.codec.encode(rgb.to(self.device))
         z = z.to(self.dtype)  # (B, C, h, w)

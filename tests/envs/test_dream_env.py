@@ -103,3 +103,12 @@ def test_ppo_runs_on_a_dream_env() -> None:
     model = PPO("MultiInputPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=32)
     assert model.num_timesteps >= 32
+
+
+@pytest.mark.parametrize("bad", [dict(prompt_guidance=float("nan")), dict(prompt_guidance=-1.0),
+                                 dict(prompt_steps=2.5), dict(sampler_steps=0), dict(prompt_guidance="3")])
+def test_dream_config_rejects_bad_sampler_settings_at_make(bad) -> None:
+    from sana_world.envs.dream_core import DreamConfig
+
+    with pytest.raises(ValueError, match="must be"):
+        DreamConfig(**bad)

@@ -186,3 +186,27 @@ def test_bf16_windows_hold_what_the_attention_reads() -> None:
         assert b16[key].dtype == torch.bfloat16 and torch.equal(b16[key], f32[key].bfloat16()), key
     assert rel_err(z16, z32) < 0.02, rel_err(z16, z32)
     assert s16.nbytes() < 0.8 * s32.nbytes()
+
+
+def test_default_config_is_the_zoo_entrys_and_bad_inputs_raise() -> None:
+    import pytest
+
+    models = zoo.load("rooms-128")
+    d = Dreamer(models)
+    assert d.config == DreamerConfig.from_zoo(models.entry.dream_defaults)
+    assert d.config.context_sigma == models.entry.dream_defaults["context_sigma"] > 0
+    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
+    rgb = torch.zeros(1, 128, 128, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="list of 1 strings"):
+        d.start(rgb, torch.eye(4), K, "a room")
+    with pytest.raises(ValueError, match=r"c2w0 must be camera-to-world poses \(1, 4, 4\)"):
+        d.start(rgb, torch.eye(4)[:3], K, ["a room"])
+    with pytest.raises(ValueError, match="K must be intrinsics"):
+        d.start(rgb, torch.eye(4), K[:2], ["a room"])
+    state = d.start(rgb, torch.eye(4), K, ["a room"])
+    with pytest.raises(ValueError, match=r"c2w must be camera-to-world poses \(1, 4, 4\)"):
+        d.step(state, torch.eye(4).repeat(2, 1, 1))
+    with pytest.raises(ValueError, match="num_steps must be an int"):
+        DreamerConfig(num_steps=1.5)
+    with pytest.raises(ValueError, match="float32"):
+        Dreamer(zoo.load("rooms-128", dtype=torch.bfloat16))
