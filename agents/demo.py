@@ -44,6 +44,7 @@ class DemoConfig:
     ppo_scene: int = 1_000_006
     ppo_seed: int = 6
     policy: Path | None = None  # an exported policy folder (None: the shipped pointnav-64)
+    model: str = "rooms-128"  # the zoo entry that dreams: a shipped name or an entry folder
     seed: int = 2
     fps: int = 8
     renderer: str = "auto"
@@ -144,7 +145,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
 
     check_out(cfg.out)
     t_load = time.perf_counter()
-    env = gym.make("SanaWorld/DreamRooms-v0", paired=True, renderer=cfg.renderer,
+    env = gym.make("SanaWorld/DreamRooms-v0", model=cfg.model, paired=True, renderer=cfg.renderer,
                    max_episode_steps=max(cfg.steps, cfg.prompt_steps) + 1)
     load_s = time.perf_counter() - t_load
     explorer = _Explorer(RandomExplorer())
@@ -173,7 +174,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, float | str]:
         folder = cfg.policy or shipped_policy()
         card = read_card(folder)
         policy, size = _Policy(load_policy(folder)), int(card.env_kwargs["width"])
-        nav = DownsampleRGB(gym.make("SanaWorld/DreamPointNav-v0", paired=True, renderer=cfg.renderer,
+        nav = DownsampleRGB(gym.make("SanaWorld/DreamPointNav-v0", model=cfg.model, paired=True,
+                                     renderer=cfg.renderer,
                                      max_episode_steps=cfg.ppo_steps + 1, **task_kwargs(card.env_kwargs)),
                             size)  # seen at 64², as trained; the actions the agent was trained with
         t1 = time.perf_counter()

@@ -123,29 +123,47 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
                    help="torch device for the renderer (cpu, cuda, cuda:1 ...)")
 
 
+class _HELP(argparse.HelpFormatter):
+    """Each option's help ends with its default where it has one to say (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sana-world", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="sana-world", description=__doc__.split("\n")[0],
+                                     formatter_class=_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,data,render}")
-    demo = sub.add_parser("demo", help="the main job: an agent explores dreamed worlds, written to video")
-    demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    demo = sub.add_parser("demo", formatter_class=_HELP,
+                      help="the main job: an agent explores dreamed worlds, written to video")
+    demo.add_argument("--out", type=Path, default=Path("outputs"), help="output folder")
     demo.add_argument("--steps", type=_positive_int, default=64,
-                      help="dream steps from a held-out GT scene (default: 64)")
+                      help="dream steps from a held-out GT scene")
     demo.add_argument("--prompt-steps", type=_nonneg_int, default=32,
-                      help="dream steps from the text prompt (default: 32; 0 skips it)")
+                      help="dream steps from the text prompt (0 skips it)")
     demo.add_argument("--prompt", default=None,
                       help="scene prompt of the second episode (needs --prompt-steps > 0)")
     demo.add_argument("--ppo-steps", type=_nonneg_int, default=48,
-                      help="dream steps of the PPO agent in DreamPointNav (default: 48; 0 skips it)")
-    demo.add_argument("--seed", type=_nonneg_int, default=2, help="episode seed (default: 2)")
+                      help="dream steps of the PPO agent in DreamPointNav (0 skips it)")
+    demo.add_argument("--seed", type=_nonneg_int, default=2, help="episode seed")
+    demo.add_argument("--model", default="rooms-128",
+                      help="zoo entry that dreams: a shipped name or an entry folder (e.g. ./zoo/mine, made "
+                           "by `python -m sana_world.generators.zoo derive`)")
     demo.add_argument("--renderer", choices=("auto", "torch", "open3d"), default="auto",
                       help="GT renderer (auto: open3d on the CPU when installed, else torch)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(subparser=demo)
 
     # data generate / data verify
-    data = sub.add_parser("data", help="generate or verify a trajectory dataset")
+    data = sub.add_parser("data", formatter_class=_HELP,
+                      help="generate or verify a trajectory dataset")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="{generate,verify}")
-    gen = dsub.add_parser("generate", help="render trajectories into checksummed shards")
+    gen = dsub.add_parser("generate", formatter_class=_HELP,
+                      help="render trajectories into checksummed shards")
     gen.add_argument("--out", required=True, type=Path, help="output directory (created)")
     gen.add_argument("--trajectories", type=_positive_int, required=True, help="number of trajectories")
     gen.add_argument("--shard-size", type=_positive_int, default=32, help="trajectories per shard file")
@@ -157,12 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "held-out scenes models are scored on: a scoring set, never train on it")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(subparser=gen)
-    ver = dsub.add_parser("verify", help="check a dataset's manifest, sizes and sha256 checksums")
+    ver = dsub.add_parser("verify", formatter_class=_HELP,
+                      help="check a dataset's manifest, sizes and sha256 checksums")
     ver.add_argument("dir", type=Path, help="dataset directory (holds manifest.json)")
     ver.add_argument("--no-checksums", action="store_true", help="check sizes and headers only (fast)")
 
     # render
-    ren = sub.add_parser("render", help="render a ground-truth trajectory (or a stored one) to a video")
+    ren = sub.add_parser("render", formatter_class=_HELP,
+                     help="render a ground-truth trajectory (or a stored one) to a video")
     ren.add_argument("--out", required=True, type=Path, help="output video, .mp4 or .gif")
     ren.add_argument("--seed", type=_nonneg_int, default=None, help="scene seed of a new trajectory")
     ren.add_argument("--shard", type=Path, default=None,
@@ -175,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "for --shard)")
     ren.add_argument("--fps", type=_positive_float, default=15.0, help="frames per second of the video")
     ren.add_argument("--max-depth", type=_positive_float, default=None,
-                     help="depth colour scale in metres (default: the clip's farthest hit)")
+                     help="depth colour scale in metres (none: the clip's farthest hit)")
     ren.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet here")
     ren.add_argument("--sheet-frames", type=_positive_int, default=12, help="frames on the contact sheet")
     ren.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -344,13 +364,19 @@ def main(argv: list[str] | None = None) -> int:
             if args.prompt is not None and args.prompt_steps == 0:
                 args.subparser.error("--prompt has no effect with --prompt-steps 0 (the prompt episode is "
                                      "skipped): drop --prompt or give --prompt-steps N")
+            from sana_world.zoo import ZooError, entry
+
+            try:
+                entry(args.model, verify=False)  # exists, manifest complete; sha256 is checked on load
+            except ZooError as e:
+                args.subparser.error(f"--model: {e}")
             try:
                 check_out(args.out, "--out")
             except OSError as e:
                 args.subparser.error(str(e))
             extra = {} if args.prompt is None else {"prompt": args.prompt}
             run_demo(DemoConfig(out=args.out, steps=args.steps, prompt_steps=args.prompt_steps,
-                                ppo_steps=args.ppo_steps, seed=args.seed,
+                                ppo_steps=args.ppo_steps, seed=args.seed, model=args.model,
                                 renderer=args.renderer, progress=not args.no_progress, **extra))
             return 0
         if args.command == "data" and args.data_command == "generate":

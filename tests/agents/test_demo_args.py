@@ -37,3 +37,14 @@ def test_module_prints_help() -> None:
     run = subprocess.run([sys.executable, "-m", "sana_world.agents.demo", "--help"], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0 and "--prompt-steps" in run.stdout, run.stderr
+
+
+def test_a_missing_model_fails_before_loading(tmp_path, monkeypatch, capsys) -> None:
+    import gymnasium
+
+    monkeypatch.setattr(gymnasium, "make", _no_models)
+    monkeypatch.setattr(demo, "run_demo", _no_models)
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--model" in err and "nope" in err
