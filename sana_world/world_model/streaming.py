@@ -203,6 +203,21 @@ class WMStreamEngine:
             return torch.get_autocast_dtype(device.type)
         return self.model.patch_embed.weight.dtype
 
+    def _check_chunk(self, state: WMStreamState, latents: torch.Tensor, text: WMText) -> None:
+        """A clear error for a chunk the model or the stream cannot take (before any kernel fails on it)."""
+        cfg = self.model.cfg
+        if latents.ndim != 5 or latents.shape[1] != cfg.in_channels:
+            raise ValueError(f"latents must be (B, C={cfg.in_channels}, T, H, W), got {tuple(latents.shape)}")
+        H, W = latents.shape[-2:]
+        ph, pw = cfg.patch_size[1:]
+        tokens = int(state.blocks[0].ffn.shape[-1])  # tokens a frame of this stream's grid
+        if H % ph or W % pw or (H // ph) * (W // pw) != tokens:
+            raise ValueError(f"latent frames of {H}x{W} do not fit this stream ({tokens} tokens a frame at patch "
+                             f"{ph}x{pw}: the latent_size it was started with)")
+        hidden = text.hidden_states
+        if hidden.ndim != 3 or hidden.shape[-1] != cfg.caption_channels:
+            raise ValueError(f"text hidden states must be (B, L, {cfg.caption_channels}), got {tuple(hidden.shape)}")
+
     def _pass(
         self, state: WMStreamState, latents: torch.Tensor, timesteps: torch.Tensor, text: WMText,
         camera: WMCameraInputs | None, commit: int | None = None, output: bool = True,
@@ -211,6 +226,7 @@ class WMStreamEngine:
         """Model output (B, C, T, H, W) for the frames appended to `state` (None without `output`), and the
         state after the first `commit` of them (default all; 0: None, no state is built). The frames form
         chunks of `chunk_size` (default T: one chunk)."""
+        self._check_chunk(state, latents, text)
         B, T = latents.shape[0], latents.shape[2]
         if B != state.batch_size:
             raise ValueError(f"chunk batch {B} != state batch {state.batch_size}")

@@ -198,3 +198,17 @@ def test_long_stream_memory_is_flat(model, one_thread):
     print(f"state bytes {bytes_100} -> {bytes_1000}, peak RSS {rss_100} -> {rss_1000} KiB")
     assert bytes_1000 == bytes_100
     assert rss_1000 <= 1.05 * rss_100
+
+
+def test_chunks_the_stream_cannot_take_raise_clearly(model: SanaWM) -> None:
+    engine = WMStreamEngine(model, FlowEulerSampler(num_steps=1), WMStreamConfig(causal=WINDOW))
+    inp = make_inputs(frames=1)
+    state = engine.init_state(B, (H, W))
+    lat, t, text, cam = inp["latents"], inp["timesteps"], inp["text"], inp["camera"]
+    with pytest.raises(ValueError, match=r"latents must be \(B, C=4"):
+        engine.advance(state, lat[:, :3], text, cam, timesteps=t)
+    with pytest.raises(ValueError, match="do not fit this stream"):
+        engine.advance(state, torch.randn(B, C, 1, H + 1, W), text, cam, timesteps=t)
+    with pytest.raises(ValueError, match=r"text hidden states must be \(B, L, 16\)"):
+        engine.advance(state, lat, WMText(text.hidden_states[..., :8], text.attention_mask), cam, timesteps=t)
+    assert engine.advance(state, lat, text, cam, timesteps=t).frame == 1
