@@ -20,6 +20,7 @@ import platform
 import statistics
 import time
 from datetime import date
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -57,12 +58,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed decodes per decoder")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
     from fidelity import hardware, render_paths  # benchmarks/ is the script's folder
-    from results_io import write_result
+    from results_io import check_device, write_result
 
-    dev = torch.device(args.device)
+    dev = check_device(p, args.device)
     models = zoo.load(args.model, device=dev)
     b_ae = load_autoencoder(args.b, device=dev).requires_grad_(False)
     codecs = {"A": models.codec, "B": LatentCodec(b_ae).eval()}

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from sana_world.envs.dream import DreamVectorEnv
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import check_device, write_result  # noqa: E402
 
 
 def sync(dev: torch.device) -> None:
@@ -89,11 +94,11 @@ def main() -> None:
                    "rows on CUDA, the compiled GT ray caster")
     p.add_argument("--warmup", type=int, default=2, help="dream steps before timing (12+ with compiled rows: "
                    "the window fills after 11 frames, and each layout before that compiles once)")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
+    dev = check_device(p, a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
-    dev = torch.device(a.device)
     hw = (torch.cuda.get_device_name(dev).lower().replace(" ", "-") if dev.type == "cuda"
           else f"cpu{torch.get_num_threads()}")
     renderer = "torch" if dev.type == "cuda" else "auto"
@@ -125,8 +130,6 @@ def main() -> None:
 
 
 def write(a: argparse.Namespace, hw: str, dev: torch.device, rows: list[dict]) -> None:
-    from results_io import write_result  # benchmarks/ is the script's folder
-
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),
            "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "model": "rooms-128", "iters": a.iters, "warmup": a.warmup, "rows": rows}

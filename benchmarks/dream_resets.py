@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from linear_attention import hardware, timed  # noqa: E402
-from results_io import write_result  # noqa: E402
+from linear_attention import timed  # noqa: E402
+from results_io import check_device, hardware, write_result  # noqa: E402
 
 from sana_world.generators import zoo  # noqa: E402
 from sana_world.generators.dreamer import Dreamer, DreamerConfig  # noqa: E402
@@ -78,7 +78,7 @@ VARIANTS = {"eager": (False, None), "eager, fp32 windows": (False, torch.float32
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--episodes", type=int, nargs="+", default=[0, 8, 4], help="episode lengths L (0: no resets)")
@@ -91,15 +91,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
-    if a.device == "cpu":
+    cuda = check_device(p, a.device).type == "cuda"
+    variants = [(v, *VARIANTS[v]) for v in a.variants  # bf16 KV windows against fp32 ones: no resets
+                if (a.compile or not VARIANTS[v][0]) and (a.precision == "bf16" or VARIANTS[v][1] is None)]
+    if not variants:
+        p.error(f"--variants {' / '.join(a.variants)}: none runs here (compiled ones need --compile, "
+                "fp32-window ones --precision bf16)")
+    if not cuda:
         torch.set_num_threads(a.threads)
-    cuda = a.device.startswith("cuda")
     models = zoo.load("rooms-128", device=a.device)
     entry = models.entry
     gen = torch.Generator().manual_seed(0)
+    hw = hardware(a.device)
     rows = []
-    variants = [(v, *VARIANTS[v]) for v in a.variants  # bf16 KV windows against fp32 ones: no resets
-                if (a.compile or not VARIANTS[v][0]) and (a.precision == "bf16" or VARIANTS[v][1] is None)]
     for label, compiled, window in variants:
         d = Dreamer(models, DreamerConfig.from_zoo(entry.dream_defaults, bf16=a.precision == "bf16",
                                                    compile=compiled))  # fmt: skip
@@ -124,12 +128,12 @@ def main() -> None:
             g = row.get("grouped_steps_per_s")
             print(f"{label:22s} L={L:4d} k={k:4d}  ragged {row['ragged_steps_per_s']:9,.1f} steps/s"
                   + ("" if g is None else f"   grouped ({groups} passes) {g:9,.1f} steps/s"), flush=True)
-            result = {"benchmark": "dream_resets", "date": date.today().isoformat(), "hardware": hardware(),
+            result = {"benchmark": "dream_resets", "date": date.today().isoformat(), "hardware": hw,
                       "platform": platform.platform(), "torch": torch.__version__, "device": a.device,
                       "precision": a.precision, "threads": torch.get_num_threads() if not cuda else None,
                       "model": "rooms-128", "dream_defaults": entry.dream_defaults, "note": a.note, "rows": rows}
-            write_result(a.out, "dream_resets", hardware(), result, f"_b{a.batch}_{a.precision}", quiet=True)
-    print("wrote", Path(a.out) / f"dream_resets_{hardware()}_{date.today():%Y%m%d}_b{a.batch}_{a.precision}.json")
+            path = write_result(a.out, "dream_resets", hw, result, f"_b{a.batch}_{a.precision}", quiet=True)
+    print("wrote", path)
 
 
 if __name__ == "__main__":

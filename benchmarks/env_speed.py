@@ -4,23 +4,26 @@ of the batched vector env on a GPU.
     python benchmarks/env_speed.py            # CPU rows (+ CUDA rows when a GPU is present)
     python benchmarks/env_speed.py --quick    # fewer steps
 
-Writes ``benchmarks/results/env_speed_<hardware>_<YYYYMMDD>.json`` and prints a table. Each row steps a
-random-twist agent after a short warm-up; the GPU rows time ``GTVectorEnv`` with ``return_torch=True``
-(frames stay on the device, as a GPU training loop would use them).
+Writes ``results/env_speed_<hardware>_<YYYYMMDD>.json`` (beside this script) and prints a table. Each row
+steps a random-twist agent after a short warm-up; the GPU rows time ``GTVectorEnv`` with
+``return_torch=True`` (frames stay on the device, as a GPU training loop would use them).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import check_device, write_result  # noqa: E402
 
 
 def hardware_tag() -> str:
@@ -79,11 +82,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer steps per row")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="results folder")
-    p.add_argument("--no-cpu", action="store_true", help="skip the single-env CPU rows")
+    p.add_argument("--no-cpu", action="store_true",
+                   help="skip the single-env CPU rows (refused on a machine without CUDA: no rows to write)")
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024], help="GPU vector env sizes")
     p.add_argument("--compile", action="store_true", help="GPU rows: torch.compile the ray caster")
     p.add_argument("--shadows", choices=("both", "on", "off"), default="both", help="GPU rows: shadow settings")
     args = p.parse_args()
+    if args.no_cpu:
+        check_device(p, "cuda", "--no-cpu (the GPU rows only)")
     torch.set_num_threads(1)
     rows = []
     steps = 30 if args.quick else 100
@@ -108,9 +114,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     result = {"benchmark": "env_speed", "date": date.today().isoformat(), "hardware": hardware_tag(),
               "platform": platform.platform(), "torch": torch.__version__, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"env_speed_{hardware_tag()}_{date.today():%Y%m%d}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = write_result(args.out, "env_speed", hardware_tag(), result, quiet=True)
     print(f"\n{'kind':7} {'device':6} {'renderer':8} {'layout':7} {'shadows':7} {'envs':>5} {'steps/s':>10}")
     for r in rows:
         if "error" in r:

@@ -14,7 +14,7 @@ the GT frame 0 and follows the path; everything below is measured in the same ru
 - stability: a ``--long`` step rollout on a few scenes: every frame finite, no collapse (frame contrast
   kept).
 
-    python benchmarks/fidelity.py --scenes 64 --horizon 128 --out benchmarks/results
+    python benchmarks/fidelity.py --scenes 64 --horizon 128     # writes results/ beside this script
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -39,6 +40,9 @@ from sana_world.generators.dreamer import Dreamer, DreamerConfig
 from sana_world.metrics import psnr, ssim
 from sana_world.pose_estimation import estimate_relative_pose, motion_magnitude, pose_errors
 from sana_world.render.torch_caster import TorchRenderer, pack_scenes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import check_device  # noqa: E402
 
 HORIZONS = (1, 8, 32, 128)
 
@@ -115,9 +119,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
-    dev = torch.device(args.device)
+    dev = check_device(p, args.device)
     t0 = time.perf_counter()
     models = zoo.load(args.model, device=dev)
     overrides = {} if args.context_sigma is None else {"context_sigma": args.context_sigma}

@@ -233,9 +233,9 @@ def sweep_rows(cfg: BenchConfig, N: int, H: int, d: int, device: str,
 
 def hardware() -> str:
     sys.path.insert(0, str(Path(__file__).parent))
-    from render import hardware_tag  # one naming convention for every result file
+    from results_io import hardware as named  # one naming convention for every result file
 
-    return hardware_tag()
+    return named()
 
 
 def save(cfg: BenchConfig, rows: list[Row]) -> Path:

@@ -13,7 +13,6 @@ autoencoder), and the whole ``Dreamer.step``. Then
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from sana_world.envs.dream_core import load_models
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
 
 from linear_attention import hardware, timed  # noqa: E402  (benchmarks/ is the script's folder)
+from results_io import check_device, write_result  # noqa: E402
 
 
 def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], tuple]:
@@ -66,11 +66,9 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--top", type=int, default=30, help="rows of the kernel table")
     p.add_argument("--compile", action="store_true", help="DreamerConfig.compile (blocks and decode compiled)")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("profile_dream_gpu.py needs a CUDA device")
-    dev = torch.device("cuda")
+    dev = check_device(p, "cuda", "this profile")
     models = load_models("rooms-128", dev)
     result = {"benchmark": "profile_dream_gpu", "date": f"{date.today():%Y%m%d}", "hardware": hardware(),
               "torch": torch.__version__, "model": "rooms-128", "compile": a.compile, "rows": []}
@@ -106,11 +104,7 @@ def main() -> None:
     table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=a.top)
     print(table)
     result["kernel_table"] = table
-    tag = "_compiled" if a.compile else ""
-    out = Path(a.out) / f"profile_dream_gpu_{result['hardware']}_{result['date']}{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_result(a.out, "profile_dream_gpu", result["hardware"], result, "_compiled" if a.compile else "")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ several variants, and lists the top CUDA kernels of the eager step with the torc
 - world model (``rooms`` preset, 33-frame chunk-causal clips): the per-step AE encode the trainer does,
   the model step eager, and compiled.
 
-    python benchmarks/profile_training.py --out OUT [--what ae wm] [--no-compile] [--smoke]
+    python benchmarks/profile_training.py [--out OUT] [--what ae wm] [--no-compile] [--smoke]
+
+``--smoke``: tiny sizes on the CPU, eager only, a check that the script runs (about 20 s on 2 quiet cores;
+with ``torch.compile`` it did not finish in 300 s).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,9 @@ import torch
 
 from sana_world.generators.autoencoder import AE_PRESETS, build_autoencoder
 from sana_world.generators.train.common import autocast
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import hardware, write_result  # noqa: E402
 
 
 def timed(step: Callable[[], None], iters: int, warmup: int, device: torch.device) -> float:
@@ -126,18 +132,27 @@ def wm_step_fn(batch: int, frames: int, device: torch.device, compiled: bool,
     return step, encode
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, and ``compile``: whether the compiled variants run (not with --no-compile or --smoke)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--what", nargs="+", default=["ae", "wm"], choices=["ae", "wm"])
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (a test runs this)")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes on the CPU, eager only (implies --no-compile): checks that it runs")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"),
+                    help="results folder (--smoke: pass a scratch folder)")
+    args = ap.parse_args(argv)
+    args.compile = not (args.no_compile or args.smoke)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     torch.backends.cudnn.benchmark = True
     iters, warmup = (2, 1) if args.smoke else (10, 3)
     rows: list[dict] = []
-    variants = ["eager", "channels_last"] + ([] if args.no_compile else ["compile"])
+    variants = ["eager", "channels_last"] + (["compile"] if args.compile else [])
     if "ae" in args.what:
         for preset in (["f8c16_lite"] if args.smoke else ["f8c16_lite", "f8c16"]):
             batch = 2 if args.smoke else 64
@@ -152,7 +167,7 @@ def main() -> None:
                 print(f"{row['what']:<16} {variant:<14} {ms:8.2f} ms {row['items_per_s']:9.0f} frames/s", flush=True)
     if "wm" in args.what:
         batch, frames = (2, 5) if args.smoke else (24, 33)
-        for variant in ["eager"] + ([] if args.no_compile else ["compile"]):  # 2. world-model step variants
+        for variant in ["eager"] + (["compile"] if args.compile else []):  # 2. world-model step variants
             step, encode = wm_step_fn(batch, frames, device, variant == "compile", args.smoke)
             ms = timed(step, iters, warmup, device)
             row = {"what": "wm rooms", "variant": variant, "batch": batch, "frames": frames, "ms": ms,
@@ -166,11 +181,9 @@ def main() -> None:
     for r in rows:
         if "profile" in r:
             print(f"\n== {r['what']} {r['variant']}: {r['profile']['kernel_launches']} kernels\n{r['profile']['table']}")
-    name = torch.cuda.get_device_name().lower().replace(" ", "-") if device.type == "cuda" else "cpu"
-    out = Path(args.out) / f"profile_training_{name}_{time.strftime('%Y%m%d')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "profile_training", "device": name, "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    hw = hardware(device)
+    write_result(args.out, "profile_training", hw, {"benchmark": "profile_training", "hardware": hw,
+                                                    "device": hw, "rows": rows})
 
 
 if __name__ == "__main__":

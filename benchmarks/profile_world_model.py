@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import platform
 from collections import defaultdict
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from world_model import wm_inputs  # benchmarks/ is on sys.path when run as a script
+from results_io import hardware, write_result  # benchmarks/ is on sys.path when run as a script
+from world_model import wm_inputs
 
 
 def build_model(preset: str, device: str, dtype: torch.dtype) -> nn.Module:
@@ -159,11 +159,11 @@ def main() -> None:
     rows["kernels_per_forward"] = sum(e.count for e in kernels) / args.calls
     rows["top_kernels"] = [{"name": e.key[:120], "ms_per_forward": getattr(e, key) / 1e3 / args.calls,
                             "calls_per_forward": e.count / args.calls} for e in kernels[:args.top]]
-    hardware = (torch.cuda.get_device_name().lower().replace(" ", "-") if cuda else "cpu")
-    report = {"benchmark": "profile_world_model", "date": datetime.date.today().isoformat(), "hardware": hardware,
+    machine = hardware(device)
+    report = {"benchmark": "profile_world_model", "date": datetime.date.today().isoformat(), "hardware": machine,
               "platform": platform.platform(), "torch": torch.__version__, "preset": preset, "video_frames": frames,
               "latent_frames": T, "tokens": T * hw[0] * hw[1], "dtype": str(dtype), **rows}
-    print(f"{preset} {frames} frames ({T} latent, {T * hw[0] * hw[1]} tokens), {hardware}: forward "
+    print(f"{preset} {frames} frames ({T} latent, {T * hw[0] * hw[1]} tokens), {machine}: forward "
           f"{rows['forward_ms_median']:.1f} ms (hooked {rows['hooked_forward_ms']:.1f}); kernels "
           f"{total:.1f} ms in {rows['kernels_per_forward']:.0f} launches")
     print(f"{'module':40s} {'ms/fwd':>9s} {'calls':>6s}")
@@ -172,12 +172,7 @@ def main() -> None:
     print(f"{'kernel':90s} {'ms/fwd':>8s} {'calls':>6s}")
     for r in rows["top_kernels"]:
         print(f"{r['name'][:90]:90s} {r['ms_per_forward']:8.2f} {r['calls_per_forward']:6.0f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.date.today().strftime("%Y%m%d")
-    path = out / f"profile_world_model_{hardware}_{stamp}.json"
-    path.write_text(json.dumps(report, indent=1))
-    print(f"wrote {path}")
+    write_result(args.out, "profile_world_model", machine, report)
 
 
 if __name__ == "__main__":

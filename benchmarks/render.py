@@ -1,23 +1,20 @@
 """Renderer throughput: frames per second of the torch ray caster (and the open3d renderer where present).
 
-    python benchmarks/render.py [--quick] [--only cpu|cuda|all] [--out benchmarks/results]
+    python benchmarks/render.py [--quick] [--only cpu|cuda|all] [--out DIR]
 
 CPU: single frames and small batches at 64^2, 128^2 and 256^2 with shadows, the default (tile-culled)
 torch path, the brute-force path and open3d. CUDA (when available): 128^2 batches of 256 and 1024 cameras
 spread over several packed scenes, with and without shadows and torch.compile. Scenes come from
 ``sample_scene`` (single- and multi-room). Prints a table and writes JSON to
-``<out>/render_<hardware>_<YYYYMMDD>.json``.
+``<out>/render_<hardware>_<YYYYMMDD>.json`` (``<out>`` defaults to ``results/`` beside this script).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -32,6 +29,9 @@ from sana_world.render.torch_caster import TorchRenderer, pack_scenes
 from sana_world.worlds.sampler import sample_scene
 from sana_world.worlds.spec import SceneSpec
 
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import check_device, hardware, write_result  # noqa: E402
+
 SEEDS = (3, 4, 0, 5, 2, 9, 6, 7)  # single rooms (3, 2) and 2-4 room layouts
 
 
@@ -39,7 +39,7 @@ SEEDS = (3, 4, 0, 5, 2, 9, 6, 7)  # single rooms (3, 2) and 2-4 room layouts
 class BenchConfig:
     quick: bool = False
     only: str = "all"  # "cpu" | "cuda" | "all"
-    out: str = "benchmarks/results"
+    out: str = str(Path(__file__).parent / "results")
     compile_mode: str = "max-autotune-no-cudagraphs"
     cpu_threads: int = 1  # torch threads for the CPU rows (1 is steady on a shared machine)
 
@@ -93,13 +93,6 @@ def timed(fn: Callable[[], Any], reps: int, cuda: bool, warmup: int = 2) -> tupl
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), min(times)
-
-
-def hardware_tag() -> str:
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-        return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return f"cpu{os.cpu_count()}"
 
 
 def bench_cpu(cfg: BenchConfig, rows: list[Row]) -> None:
@@ -205,14 +198,17 @@ def _fmt(r: Row) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer sizes, scenes and repetitions")
-    ap.add_argument("--only", choices=("cpu", "cuda", "all"), default="all")
-    ap.add_argument("--out", default="benchmarks/results", help="directory for the JSON results")
+    ap.add_argument("--only", choices=("cpu", "cuda", "all"), default="all",
+                    help="cuda: the CUDA rows only (refused on a machine without CUDA: no rows to write)")
+    ap.add_argument("--out", default=BenchConfig.out, help="directory for the JSON results")
     ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
                     help="torch.compile mode for the CUDA rows")
     ap.add_argument("--cpu-threads", type=int, default=1, help="torch threads for the CPU rows")
     args = ap.parse_args(argv)
+    if args.only == "cuda":
+        check_device(ap, "cuda", "--only cuda")
     cfg = BenchConfig(args.quick, args.only, args.out, args.compile_mode, args.cpu_threads)
     rows: list[Row] = []
     if cfg.only in ("cpu", "all"):
@@ -229,14 +225,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def save(cfg: BenchConfig, rows: list[Row]) -> Path:
     """Write the rows so far (also called mid-run, so a cut-off run keeps what it measured)."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"render_{hardware_tag()}_{dt.date.today():%Y%m%d}.json"
     meta = {"torch": torch.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "config": asdict(cfg),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
-    return path
+    return write_result(cfg.out, "render", hardware(), {"meta": meta, "rows": [asdict(r) for r in rows]},
+                        quiet=True)
 
 
 if __name__ == "__main__":

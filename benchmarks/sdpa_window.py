@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from linear_attention import hardware, timed  # noqa: E402
-from results_io import write_result  # noqa: E402
+from linear_attention import timed  # noqa: E402
+from results_io import check_device, hardware, write_result  # noqa: E402
 
 FRAMES = 13  # key frames: sink, 10 recent, context, new frame
 
@@ -73,15 +73,15 @@ def ways(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fm: torch.Tensor, va
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--filling", type=int, default=44,
                    help="rows of the ragged batch still filling their window (512 envs, 128-step episodes: 44)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
-    B, H, D, S = a.batch, 4, 64, 256 if a.device == "cuda" else 16
-    cuda = a.device.startswith("cuda")
+    cuda = check_device(p, a.device).type == "cuda"
+    B, H, D, S = a.batch, 4, 64, 256 if cuda else 16
     dt = torch.bfloat16 if cuda else torch.float32
     q = torch.randn(B, H, 2 * S, D, device=a.device, dtype=dt)  # (B, H, 2 frames, D): context, new frame
     k = torch.randn(B, H, FRAMES * S, D, device=a.device, dtype=dt)
@@ -111,7 +111,7 @@ def main() -> None:
                 continue
             rows.append({"way": name, "backend": label, "ms": ms, "tflops": flops[name] / ms / 1e9})
             print(f"{name:22s} {label:20s} {ms:8.2f} ms {flops[name] / ms / 1e9:7.1f} TFLOP/s", flush=True)
-    write_result(a.out, "sdpa_window", hardware(), {
+    write_result(a.out, "sdpa_window", hardware(a.device), {
         "benchmark": "sdpa_window", "torch": torch.__version__, "device": a.device, "batch": B,
         "tokens_per_frame": S, "filling_rows": a.filling, "max_abs_diff": diffs,
         "max_abs_diff_split_vs_masked": diffs["split"], "rows": rows})  # fmt: skip

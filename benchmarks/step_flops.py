@@ -21,6 +21,7 @@ import dataclasses
 import platform
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -29,7 +30,7 @@ from sana_world.generators import zoo
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
 
 from linear_attention import timed  # noqa: E402  (benchmarks/ is the script's folder)
-from results_io import write_result  # noqa: E402
+from results_io import check_device, write_result  # noqa: E402
 
 aten = torch.ops.aten
 
@@ -81,13 +82,13 @@ def main() -> None:
     p.add_argument("--target", type=float, default=10.0, help="env steps/s the speed goal asks for")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--gemm-size", type=int, default=2048, help="the large square GEMM's side")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
+    dev = check_device(p, args.device)
     from fidelity import hardware  # benchmarks/ is the script's folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
     models = zoo.load(args.model, device=dev)
     dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=args.bf16,
                                                      compile=args.compile))

@@ -16,12 +16,13 @@ import argparse
 import platform
 import time
 from datetime import date
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from fidelity import hardware, render_paths
-from results_io import write_result
+from results_io import check_device, write_result
 from sana_world.envs.world import HELDOUT_START
 from sana_world.generators import zoo
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
@@ -37,10 +38,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
+    dev = check_device(p, args.device)
     t0 = time.perf_counter()
-    dev = torch.device(args.device)
     models = zoo.load(args.model, device=dev)
     S, H = models.resolution, args.steps
     seeds = [HELDOUT_START + i for i in range(args.scenes)]
