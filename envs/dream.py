@@ -45,6 +45,11 @@ def make_dream_config(task: str, **kwargs: Any) -> DreamConfig:
                         f"GT-twin options: {sorted(GT_OPTIONS)}")  # fmt: skip
     dream = {k: kwargs.pop(k) for k in list(kwargs) if k in _DREAM_KEYS}
     kwargs.setdefault("split", "heldout")
+    if "width" not in kwargs and "height" not in kwargs:  # frames of the size the model dreams
+        from sana_world.zoo import entry
+
+        size = entry(dream.get("model", DreamConfig.model), verify=False).resolution
+        kwargs.update(width=size, height=size)
     return DreamConfig(**dream, gt=make_config(task, **kwargs))
 
 

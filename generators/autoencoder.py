@@ -203,12 +203,19 @@ def build_autoencoder(spec: AutoencoderSpec) -> AutoencoderDC:
 def load_autoencoder(
     local_dir: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device | None = None
 ) -> AutoencoderDC:
-    """Load a diffusers-format ``AutoencoderDC`` from local files (never the hub).
+    """Load a diffusers-format ``AutoencoderDC`` from local files (never the hub), strictly.
 
-    ``local_dir`` is either the AE folder itself (``config.json`` + weights) or a pipeline folder
-    with a ``vae/`` subfolder, as in the SANA diffusers repositories.
+    ``local_dir`` is either the AE folder itself (``config.json`` + safetensors weights) or a pipeline folder
+    with a ``vae/`` subfolder, as in the SANA diffusers repositories. The folder's ``config.json`` must name
+    ``"_class_name": "AutoencoderDC"`` and its weights must fill exactly the model that config describes:
+    a ValueError naming the folder is raised for another class, an in-house checkpoint export (the model
+    config nested under ``"config"``), missing weights, or any missing / unexpected / shape-mismatched
+    tensor (diffusers itself would only warn and leave those layers at their random init).
     """
+    import json
+
     from diffusers import AutoencoderDC
+    from diffusers.utils import logging as diffusers_logging
 
     root = Path(local_dir)
     if (root / "config.json").is_file():
@@ -219,10 +226,46 @@ def load_autoencoder(
         raise FileNotFoundError(
             f"no autoencoder at {root}: expected {root / 'config.json'} or {root / 'vae' / 'config.json'}"
         )
-    kwargs: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False}
+    # 1. the config: the right class, in diffusers' flat format
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{folder / 'config.json'} is not valid JSON ({e})") from e
+    if not isinstance(config, dict) or config.get("_class_name") != "AutoencoderDC":
+        cls = config.get("_class_name") if isinstance(config, dict) else None
+        raise ValueError(f"{folder} holds a {cls!r} (config.json _class_name), not an 'AutoencoderDC'")
+    if "latent_channels" not in config and isinstance(config.get("config"), dict):
+        raise ValueError(
+            f"{folder} is an in-house checkpoint export (model config nested under 'config', weights in "
+            "model.safetensors), not a diffusers AutoencoderDC folder; export the autoencoder run with "
+            "`python -m sana_world.generators.train.export_folder RUN_DIR OUT.tar`, which writes "
+            "RUN_DIR/export as the trainer does at the end of a run (diffusers folder with the fitted "
+            "scaling_factor)"
+        )
+    if not any(folder.glob("diffusion_pytorch_model*.safetensors")):
+        raise ValueError(f"{folder} has no diffusion_pytorch_model*.safetensors weights")
+    # 2. the weights: every tensor of the model, nothing else, every shape right
+    kwargs: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False, "use_safetensors": True,
+                              "output_loading_info": True, "ignore_mismatched_sizes": True}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
-    ae = AutoencoderDC.from_pretrained(folder, **kwargs)
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its missing-weight warnings become the error below
+    try:
+        ae, info = AutoencoderDC.from_pretrained(folder, **kwargs)
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
+    mismatched = [k for k, *_ in info.get("mismatched_keys", [])]
+    errors = list(info.get("error_msgs", []))
+    if missing or unexpected or mismatched or errors:
+        more = f"; {errors[:1]}" if errors else ""
+        raise ValueError(
+            f"{folder}: the weights do not fit the AutoencoderDC its config.json describes ({len(missing)} "
+            f"missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}; "
+            f"{len(mismatched)} of another shape, e.g. {mismatched[:3]}{more}); was config.json edited or "
+            "copied from another autoencoder?"
+        )
     if device is not None:
         ae = ae.to(device)
     return ae.eval()

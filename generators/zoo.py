@@ -9,12 +9,39 @@ Weights ship in bf16 (they are half the size) and load into fp32 modules by defa
 keep another precision. ``add_component`` imports a trainer's ``export/`` folder into an entry, splitting
 weights into safetensors shards of at most ``max_shard_bytes`` (the repository keeps files under 16 MiB).
 
-    python -m sana_world.generators.zoo add rooms-128 world_model runs/wm/export
-    python -m sana_world.generators.zoo derive rooms-128 /tmp/candidate --world-model runs/wm/export
+Export folders: the autoencoder trainer writes ``RUN/export`` itself when a run finishes; the world-model
+and image trainers write checkpoints only, and ``export_folder`` writes ``RUN/export`` from a run's latest
+checkpoint (for any trainer, an autoencoder run stopped early included):
 
-``replace_component`` (the ``add`` command) swaps one component of an entry and rewrites its manifest.
-``derive_entry`` copies an entry to a new folder with some components replaced by exports (a candidate to
-score with ``benchmarks/fidelity.py --model /tmp/candidate`` before it replaces the shipped one).
+    python -m sana_world.generators.train.export_folder runs/wm runs/wm.tar     # writes runs/wm/export
+    python -m sana_world.generators.zoo derive rooms-128 ./zoo/cand --world-model runs/wm/export
+    python -m sana_world.generators.zoo add my-entry world_model runs/wm/export --overwrite
+
+``derive_entry`` (the ``derive`` command) copies an entry to a new folder with some components replaced by
+exports (a candidate to score with ``benchmarks/fidelity.py --model ./zoo/cand`` before it replaces the
+shipped one); ``replace_component`` (the ``add`` command) swaps one component of an entry in place, and
+refuses to overwrite one without ``overwrite=True`` (``--overwrite``).
+
+Both check every export before writing anything (:func:`compatibility_problems` and the rules below) and
+raise :class:`ZooError` listing every problem:
+
+* the world model must dream one latent frame per env step, as the Dream envs do: Plücker / temporal stride
+  1, trained chunk-causally with one latent frame per chunk and a clean anchor frame (the world-model
+  trainer's ``--temporal-stride 1 --chunk-size 1``, the shipped entry's settings);
+* channels and sizes fit: the world and image models take the autoencoder's latent channels and the
+  procedural text encoder's captions, the entry's resolution divides by the autoencoder's downsample factor
+  times each patch size, and every component was trained at that resolution;
+* an autoencoder export loads strictly (:func:`~sana_world.generators.autoencoder.load_autoencoder`);
+* an autoencoder that changes the latent space (other encoder weights or scaling factor; a decoder-only
+  fine-tune keeps it) needs every component trained on latents to come with it: a world model, and an
+  image model or ``--drop-image``; a world or image model trained on an autoencoder folder that still
+  exists must have been trained on the entry's latents.
+
+The manifest's resolution, dream defaults and description are rewritten from the exports' training configs
+(the world model's training resolution and ``shift``, and its context level if it trained at one; the
+base's tuned sampler choices stay otherwise), and ``derived_from`` names the base entry, the exports and
+where each dream default came from.
+:func:`load` runs the same compatibility checks on an existing entry before it builds any model.
 
 Names and folders (:func:`entry`, used by :func:`load`): a bare name ("rooms-128") is always an entry of
 the zoo, whatever folders the current directory holds; a folder is given as a path: a ``Path``, or a
@@ -23,11 +50,8 @@ string with a path separator or starting with "." or "~" ("runs/wm/cand", "./can
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,13 +59,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from sana_world.zoo import ZOO_ROOT, ZooEntry, ZooError, entry, is_path
+from sana_world.zoo import ZooEntry, ZooError, entry, is_path
 
-__all__ = ["ZooModels", "add_component", "derive_entry", "entry", "is_path", "load", "load_state_dict",
-           "replace_component"]
+__all__ = ["ZooModels", "add_component", "compatibility_problems", "derive_entry", "entry", "is_path", "load",
+           "load_state_dict", "replace_component"]
 
 MAX_SHARD_BYTES = 15 * 1024 * 1024
 _CLASSES = {"world_model": "SanaWM", "image": "SanaDiT", "autoencoder": "AutoencoderDC"}
+_LABELS = {"world_model": "world model", "image": "image model", "autoencoder": "autoencoder"}
+_LATENT_USERS = ("world_model", "image")  # components trained on the autoencoder's latents
+_DROPPABLE = ("image",)  # load() builds an entry without them (ZooModels.image is None)
+_AE_ENCODER_KEYS = ("in_channels", "latent_channels", "encoder_block_types", "encoder_block_out_channels",
+                    "encoder_layers_per_block", "encoder_qkv_multiscales", "downsample_block_type",
+                    "attention_head_dim", "encoder_out_shortcut")
 
 
 @dataclass
@@ -86,36 +116,173 @@ def _config(cls: type, raw: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def _module(folder: Path, kind: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    meta = json.loads((folder / "config.json").read_text())
-    if meta.get("_class_name") != _CLASSES[kind]:
-        raise ZooError(f"{folder}/config.json describes {meta.get('_class_name')!r}, expected {_CLASSES[kind]!r}")
+def _build(kind: str, meta: dict[str, Any]) -> nn.Module:
+    """The (random) SanaWM / SanaDiT that ``meta["config"]`` describes."""
     if kind == "world_model":
         from sana_world.world_model import SanaWM, SanaWMConfig
 
-        model: nn.Module = SanaWM(_config(SanaWMConfig, meta["config"]))
-    else:
-        from sana_world.generators.image.dit import SanaDiT, SanaDiTConfig
+        return SanaWM(_config(SanaWMConfig, meta["config"]))
+    from sana_world.generators.image.dit import SanaDiT, SanaDiTConfig
 
-        model = SanaDiT(_config(SanaDiTConfig, meta["config"]))
+    return SanaDiT(_config(SanaDiTConfig, meta["config"]))
+
+
+def _fit_problem(model: nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+    """How ``weights`` fail to fill ``model`` exactly (missing, unexpected, other shapes), or None."""
+    want = model.state_dict()
+    missing = sorted(set(want) - set(weights))
+    unexpected = sorted(set(weights) - set(want))
+    shapes = sorted(k for k in set(want) & set(weights) if tuple(want[k].shape) != tuple(weights[k].shape))
+    if not (missing or unexpected or shapes):
+        return None
+    return (f"missing {len(missing)} {missing[:3]}, unexpected {len(unexpected)} {unexpected[:3]}, "
+            f"other shapes {len(shapes)} {shapes[:3]}")
+
+
+def _module(folder: Path, kind: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    meta = _read_json(folder / "config.json")
+    if meta.get("_class_name") != _CLASSES[kind]:
+        raise ZooError(f"{folder}/config.json describes {meta.get('_class_name')!r}, expected "
+                       f"{_CLASSES[kind]!r}")
+    model = _build(kind, meta)
     weights = load_state_dict(folder)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ZooError(f"{folder}: weights do not fit {_CLASSES[kind]} (missing {missing[:3]}, unexpected "
-                       f"{unexpected[:3]})")
+    problem = _fit_problem(model, weights)
+    if problem:
+        raise ZooError(f"{folder}: weights do not fit {_CLASSES[kind]} ({problem})")
+    model.load_state_dict(weights, strict=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def _read_json(path: Path, unchanged: str = "") -> dict[str, Any]:
+    tail = f"; {unchanged}" if unchanged else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing{tail}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ZooError(f"{path} is not valid JSON ({e}){tail}") from e
+    if not isinstance(data, dict):
+        raise ZooError(f"{path} is no JSON object{tail}")
+    return data
+
+
+# --- What the Dream envs need from an entry ----------------------------------------------------------------
+
+
+def _text_dim() -> int:
+    """Caption width of the text encoder :func:`load` builds (the procedural encoder's default)."""
+    from sana_world.generators.text_encoders import ProceduralTextEncoderConfig
+
+    return ProceduralTextEncoderConfig().dim
+
+
+def _ae_geometry(config: dict[str, Any]) -> tuple[int, int] | None:
+    """(latent channels, downsample factor) of a diffusers AutoencoderDC config; None if it is none."""
+    if config.get("_class_name") != "AutoencoderDC" or "latent_channels" not in config \
+            or "encoder_block_out_channels" not in config:  # fmt: skip
+        return None
+    return int(config["latent_channels"]), 2 ** (len(config["encoder_block_out_channels"]) - 1)
+
+
+def _wm_problems(cfg: dict[str, Any], where: str, ae: tuple[int, int] | None, resolution: int) -> list[str]:
+    m, t = cfg.get("config") or {}, cfg.get("training") or {}
+    out, flags = [], []
+    stride = m.get("plucker_stride")
+    if stride != 1:
+        channels = 6 * stride if isinstance(stride, int) else "?"
+        out.append(f"world model {where} has temporal stride {stride} (plucker_stride: chunk_plucker of "
+                   f"{channels} channels), but the Dream envs dream one latent frame per env step and need "
+                   "temporal stride 1")
+        flags.append("--temporal-stride 1")
+    if "chunk_size" in t and t["chunk_size"] != 1:
+        out.append(f"world model {where} was trained with chunk_size {t['chunk_size']} (latent frames per "
+                   "causal chunk), but the Dream envs stream one latent frame per chunk and need "
+                   "chunk_size 1")
+        flags.append("--chunk-size 1")
+    if t.get("chunk_causal") is False:
+        out.append(f"world model {where} was trained bidirectionally (chunk_causal false), but the Dream "
+                   "envs stream it chunk-causally")
+    if t.get("anchor_frame") is False:
+        out.append(f"world model {where} was trained without a clean anchor frame, but the Dream envs start "
+                   "every stream from one")
+        flags.append("--anchor-frame")
+    if flags:
+        out.append("train the world model with `python -m sana_world.generators.train.world_model "
+                   f"{' '.join(flags)} ...` (the shipped rooms-128 world model's settings) and export it "
+                   "again")
+    patch = tuple(m.get("patch_size", (1, 1, 1)))[1:]
+    out += _latent_problems("world model", m, t, where, ae, resolution, patch)
+    return out
+
+
+def _latent_problems(label: str, m: dict[str, Any], t: dict[str, Any], where: str, ae: tuple[int, int] | None,
+                     resolution: int, patch: tuple[int, ...]) -> list[str]:
+    """Channel and size problems of a model on the autoencoder's latents and the procedural captions."""
+    out = []
+    dim = _text_dim()
+    if ae is not None and m.get("in_channels") != ae[0]:
+        out.append(f"{label} {where} takes {m.get('in_channels')} latent channels, but the entry's "
+                   f"autoencoder gives {ae[0]}")
+    if m.get("caption_channels") != dim or t.get("text_encoder", "procedural") != "procedural":
+        out.append(f"{label} {where} was trained on {m.get('caption_channels')}-d captions of text "
+                   f"encoder {t.get('text_encoder', '?')!r}, but zoo entries use the procedural text encoder "
+                   f"({dim}-d; the trainers' --text-encoder procedural)")
+    if ae is not None and resolution % ae[1] == 0:
+        side = resolution // ae[1]
+        if any(side % max(1, int(p)) for p in patch):
+            out.append(f"{label} {where} has patch size {list(patch)}, which does not divide the "
+                       f"{side}x{side} latents of the entry's {resolution}x{resolution} frames")
+    return out
+
+
+def compatibility_problems(configs: dict[str, dict[str, Any]], resolution: int,
+                           where: dict[str, str] | None = None) -> list[str]:
+    """What keeps the components ``configs`` (component -> its ``config.json``) from running together in a
+    Dream env at ``resolution``: one sentence each, empty if nothing does. ``where`` names each component's
+    folder in the sentences. Reads configs only (no weights): :func:`load` checks an entry with it before it
+    builds any model, ``derive`` and ``add`` check the entry they would write."""
+    where = {c: (where or {}).get(c, c) for c in configs}
+    out: list[str] = []
+    ae = None
+    if "autoencoder" in configs:
+        ae = _ae_geometry(configs["autoencoder"])
+        if ae is None:
+            out.append(f"autoencoder {where['autoencoder']} is not a diffusers AutoencoderDC folder (an "
+                       "in-house checkpoint export?); export the autoencoder run with `python -m "
+                       "sana_world.generators.train.export_folder RUN_DIR OUT.tar`")
+        elif resolution % ae[1]:
+            out.append(f"the entry's resolution {resolution} is not a multiple of autoencoder "
+                       f"{where['autoencoder']}'s downsample factor {ae[1]}")
+    if "world_model" in configs:
+        out += _wm_problems(configs["world_model"], where["world_model"], ae, resolution)
+    if "image" in configs:
+        m, t = configs["image"].get("config") or {}, configs["image"].get("training") or {}
+        p = int(m.get("patch_size", 1))
+        out += _latent_problems("image model", m, t, where["image"], ae, resolution, (p, p))
+    return out
 
 
 def load(name: str | os.PathLike[str] = "rooms-128", device: str | torch.device = "cpu",
          dtype: torch.dtype = torch.float32, verify: bool = True) -> ZooModels:
     """The verified models of zoo entry ``name`` (a bare name or a folder path, :func:`entry`) on ``device``
-    in ``dtype`` (module doc)."""
+    in ``dtype`` (module doc). The components' configs are checked against what the Dream envs need
+    (:func:`compatibility_problems`) before any weight is read: ZooError naming every problem."""
     from sana_world.generators.autoencoder import LatentCodec, load_autoencoder
     from sana_world.generators.text_encoders import ProceduralTextEncoder
 
     dev = torch.device(device)
     e = entry(name, verify=verify)
-    ae = load_autoencoder(e.folder("autoencoder"), dtype=dtype, device=dev).requires_grad_(False)
+    folders = {c: e.folder(c) for c in e.manifest["components"]}
+    for required in ("autoencoder", "world_model"):
+        e.folder(required)  # ZooError naming the entry if it has none
+    configs = {c: _read_json(f / "config.json") for c, f in folders.items()}
+    problems = compatibility_problems(configs, e.resolution, {c: str(f) for c, f in folders.items()})
+    if problems:
+        raise ZooError(f"zoo entry {e.name!r} ({e.root}) does not fit the Dream envs: " + "; ".join(problems))
+    try:
+        ae = load_autoencoder(e.folder("autoencoder"), dtype=dtype, device=dev).requires_grad_(False)
+    except ValueError as err:
+        raise ZooError(f"zoo entry {e.name!r}: {err}") from err
     codec = LatentCodec(ae).eval()
     wm = _module(e.folder("world_model"), "world_model", dev, dtype)
     image = _module(e.folder("image"), "image", dev, dtype) if e.has("image") else None
@@ -123,140 +290,24 @@ def load(name: str | os.PathLike[str] = "rooms-128", device: str | torch.device 
     return ZooModels(entry=e, codec=codec, world_model=wm, text=text, image=image)
 
 
-def _read_export(export: Path, component: str, dtype: torch.dtype, unchanged: str) -> dict[str, torch.Tensor]:
-    """The weights of a trainer's ``export`` folder for ``component``, cast to ``dtype``, after checking the
-    folder (a ``config.json`` of the component's class and safetensors weights); errors end with
-    ``unchanged`` (what the failure left as it was)."""
-    if component not in _CLASSES:
-        raise ValueError(f"component must be one of {sorted(_CLASSES)}, got {component!r}")
-    config = Path(export) / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{export} is no export folder (no config.json); {unchanged}")
-    try:
-        cls = json.loads(config.read_text()).get("_class_name")
-    except json.JSONDecodeError as e:
-        raise ZooError(f"{config} is not valid JSON ({e}); {unchanged}") from e
-    if cls != _CLASSES[component]:
-        raise ZooError(f"{export} exports a {cls!r}, but a {component} is a {_CLASSES[component]!r}; pass "
-                       f"the export folder of a {component} trainer; {unchanged}")
-    try:
-        weights = load_state_dict(Path(export))
-    except ZooError as e:
-        raise ZooError(f"{e}; {unchanged}") from e
-    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
-
-
-def _write_component(dest: Path, component: str, export: Path, weights: dict[str, torch.Tensor],
-                     max_shard_bytes: int) -> None:
-    """(Re)create ``dest`` from ``export``'s non-weight files and ``weights`` in shards of at most
-    ``max_shard_bytes``."""
-    from safetensors.torch import save_file
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for f in Path(export).iterdir():
-        if f.suffix != ".safetensors" and f.is_file():
-            shutil.copyfile(f, dest / f.name)
-    # 1. greedy shards in key order, each at most max_shard_bytes
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for k in sorted(weights):
-        n = weights[k].numel() * weights[k].element_size()
-        if shards[-1] and size + n > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][k] = weights[k]
-        size += n
-    stem = "diffusion_pytorch_model" if component == "autoencoder" else "model"
-    for i, shard in enumerate(shards):
-        fname = f"{stem}.safetensors" if len(shards) == 1 else f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(dest / fname))
-
-
-def add_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT,
-                  max_shard_bytes: int = MAX_SHARD_BYTES, dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Copy a trainer's ``export`` folder into ``root/name/component`` (weights cast to ``dtype`` and
-    sharded), keeping ``eval.json`` if present; the caller rewrites the manifest. The export is checked
-    and read before anything is removed."""
-    weights = _read_export(Path(export), component, dtype, f"{name}/{component} is unchanged")
-    dest = root / name / component
-    _write_component(dest, component, Path(export), weights, max_shard_bytes)
-    return dest
-
-
-def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Path]) -> Path:
-    """A copy of zoo entry ``base`` at folder ``dest`` (which must not exist) whose components ``exports``
-    (component -> a trainer's ``export/`` folder) are replaced, manifest rewritten; returns ``dest``.
-
-    Every export is checked and read before anything is written; if writing fails, ``dest`` is removed
-    (no partial candidate that would verify as a copy of ``base`` is left behind)."""
-    src = entry(base)
-    dest = Path(dest)
-    if dest.exists():
-        raise FileExistsError(f"{dest} exists; derive_entry writes a new folder")
-    unknown = sorted(set(exports) - set(_CLASSES))
-    if unknown:
-        raise ValueError(f"unknown components {unknown}; choose from {sorted(_CLASSES)}")
-    weights = {c: _read_export(Path(e), c, torch.bfloat16, f"nothing was written to {dest}")
-               for c, e in exports.items()}  # 1. every export checked before the copy starts
-    folders = {c: src.manifest["components"].get(c, {}).get("folder", c) for c in exports}
-    try:  # 2. copy, 3. replace components, 4. manifest
-        shutil.copytree(src.root, dest)
-        for component, export in exports.items():
-            _write_component(dest / folders[component], component, Path(export), weights[component],
-                             MAX_SHARD_BYTES)
-        _rewrite_manifest(dest, src.manifest, exports)
-    except BaseException:
-        if dest.exists():  # a half-replaced copy must not pass for a candidate; the error propagates
-            shutil.rmtree(dest)
-        raise
-    return dest
-
-
-def replace_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT) -> Path:
-    """Replace one component of the existing zoo entry ``root/name`` by a trainer's ``export/`` folder and
-    rewrite the entry's manifest (sizes and sha256), so the entry verifies again; returns the entry folder.
-    Score a candidate first (:func:`derive_entry`)."""
-    old = entry(name, root, verify=False)  # the manifest to keep (resolution, description, dream settings)
-    add_component(old.root.name, component, Path(export), root=old.root.parent)
-    _rewrite_manifest(old.root, old.manifest, [component])
-    return old.root
-
-
-def _rewrite_manifest(folder: Path, manifest: dict[str, Any], new_components: Iterable[str]) -> None:
-    """The manifest of ``folder`` rewritten from ``manifest`` (a component folder was replaced or added)."""
-    from sana_world.zoo import write_manifest
-
-    comps = {k: {"folder": v["folder"], "class": v["class"]} for k, v in manifest["components"].items()}
-    for component in new_components:
-        comps.setdefault(component, {"folder": component, "class": _CLASSES[component]})
-    write_manifest(folder, folder.name, manifest["resolution"], comps, manifest.get("description", ""),
-                   manifest.get("dream"))
-
-
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m sana_world.generators.zoo", description="zoo maintenance")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("add", help="replace a component of a zoo entry by a trainer export folder")
-    a.add_argument("name")
-    a.add_argument("component", choices=sorted(_CLASSES))
-    a.add_argument("export", type=Path)
-    d = sub.add_parser("derive", help="copy an entry to a new folder with components replaced by exports")
-    d.add_argument("base")
-    d.add_argument("dest", type=Path)
-    for component in sorted(_CLASSES):
-        d.add_argument(f"--{component.replace('_', '-')}", type=Path, default=None, help="an export/ folder")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "add":
-            print(replace_component(args.name, args.component, args.export))
-        else:
-            exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
-            print(derive_entry(args.base, args.dest, exports))
-    except (ZooError, FileNotFoundError, FileExistsError) as e:  # bad input; bugs keep their tracebacks
-        p.exit(1, f"{p.prog}: error: {e}\n")
+    """``python -m sana_world.generators.zoo {add,derive} ...`` (``zoo_derive.main``)."""
+    from sana_world.generators.zoo_derive import main as zoo_main
 
+    zoo_main(argv)
+
+
+_WRITERS = ("add_component", "derive_entry", "replace_component")
+
+
+def __getattr__(name: str) -> Any:
+    """The entry writers live in :mod:`sana_world.generators.zoo_derive` (which reads this module's helpers);
+    ``zoo.derive_entry`` and the others resolve there on first use."""
+    if name in _WRITERS:
+        from sana_world.generators import zoo_derive
+
+        return getattr(zoo_derive, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,10 @@
-"""Autoencoder trainer: a diffusers ``AutoencoderDC`` reconstructing GT frames from a rendered pool.
+"""Autoencoder trainer: a diffusers ``AutoencoderDC`` reconstructing GT frames from a rendered pool or shards.
 
 Objective: ``l1_weight * |x - D(E(x))| + mse_weight * (x - D(E(x)))^2`` on frames in [-1, 1] (no GAN, no
 perceptual term: our renderer's frames are clean and PSNR is the bar). Frames come from a
-:class:`~sana_world.data.pool.ClipPool` of training scenes (each rank renders its share); at the end the
+:class:`~sana_world.data.pool.ClipPool` of training scenes (each rank renders its share) or, with
+``data_dir``, from a shard dataset (``sana_world.data.generate`` output; centre-cropped and resized to
+``resolution``, trajectories of held-out scene seeds left out); at the end the
 EMA weights are scored on frames of held-out scenes (scene seeds >= ``HELDOUT_START``, never trained
 on), the latent scale is fitted (1 / RMS of the latents, SANA's definition) and the model is written as a
 diffusers folder (``export/``: ``config.json`` + safetensors) that :func:`load_autoencoder` reads.
@@ -11,6 +13,7 @@ Exact resume as in the other trainers: the pool is a pure function of the seed a
 frames and noise of step ``n`` on rank ``r`` come from generators seeded by ``(seed, n, r)``.
 
     python -m sana_world.generators.train.autoencoder --preset f8c16_lite --steps 20000 --out-dir runs/ae
+    python -m sana_world.generators.train.autoencoder --data-dir DS ...   # frames of generated shards
     python -m sana_world.generators.train.autoencoder --init-weights sana_world/zoo/rooms-128/autoencoder \
         --freeze-encoder ...   # a better decoder for the same latents
     python -m sana_world.generators.train.autoencoder --preset f8c16_lite_wide --init-weights \
@@ -34,13 +37,16 @@ from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
 from sana_world.worlds.sampler import HELDOUT_START
 from sana_world.generators.autoencoder import AE_PRESETS, AutoencoderSpec, build_autoencoder, fit_scaling_factor
 from sana_world.generators.train import run as train_run
-from sana_world.generators.train.common import autocast, setup_distributed, wrap_ddp
+from sana_world.generators.train.common import DistInfo, autocast, setup_distributed, wrap_ddp
+from sana_world.generators.train.flow_matching import ShardFrames, to_model_images
+from sana_world.generators.train.errors import usage_error
 from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
 from sana_world.generators.train.run import config_field as _f
 
 log = logging.getLogger(__name__)
 
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "eval_trajectories")
+INPUTS = ("init_weights", "data_dir")  # compared by content on a resume (train.resume)
 HELDOUT_SEED = HELDOUT_START  # the first held-out scene (sana_world.worlds.sampler)
 
 
@@ -52,6 +58,9 @@ class AutoencoderTrainConfig:
     pool_trajectories: int = _f(512, "trajectories in the training pool (all ranks)")
     pool_steps: int = _f(15, "steps per pooled trajectory")
     pool_workers: int = _f(8, "CPU processes planning pooled trajectories")
+    data_dir: str | None = _f(None, "train on the frames of this shard dataset (sana_world.data.generate "
+                              "output) instead of a rendered pool; held-out scene seeds are left out")
+    verify_data: bool = _f(True, "hash every shard of data_dir before training")
     resolution: int = _f(128, "frame side")
     batch_size: int = _f(32, "frames per rank per step")
     l1_weight: float = _f(1.0, "weight of the L1 reconstruction term")
@@ -78,6 +87,10 @@ class AutoencoderTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pool_workers < 0:
             raise ValueError(f"pool_workers must be >= 0, got {self.pool_workers}")
+        f = self.spec().downsample_factor
+        if self.resolution % f:
+            raise usage_error(ValueError, f"<resolution={self.resolution}> is not divisible by the "
+                              f"{self.model} autoencoder's downsampling factor {f}; pick a multiple of {f}")
         if self.l1_weight < 0 or self.mse_weight < 0 or self.l1_weight + self.mse_weight == 0:
             raise ValueError("l1_weight and mse_weight must be >= 0 and not both 0")
         if self.freeze_encoder and not self.init_weights:
@@ -134,13 +147,14 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
     dev = info.device
     spec = config.spec()
     state = train_run.init_train_state(lambda: build_initial(config), optim, run.seed, info)
-    resolved = train_run.resolved_config(config, spec, "AutoencoderDC", "sana_world.generators.train.autoencoder")
+    resolved = train_run.resolved_config(config, spec, "AutoencoderDC",
+                                         "sana_world.generators.train.autoencoder", inputs=INPUTS)
     # 1. resume, or refuse to mix a fresh run into an old one
-    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
-    # 2. this rank's share of the training pool
-    pool = ClipPool(PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps,
-                               size=config.resolution, workers=config.pool_workers, seed=run.seed),
-                    dev, info.rank, info.world_size, progress=info.is_main)
+    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS,
+                              train_run.field_defaults(AutoencoderTrainConfig))
+    # 2. the training frames: this rank's share of a rendered pool, or the shards
+    data: ShardSource | PoolSource = (ShardSource(config, info) if config.data_dir
+                                      else PoolSource(config, info))
     ddp = wrap_ddp(state.model, info)
     ddp.train()
     loop = train_run.RunLoop(run, state, resolved, info, desc="autoencoder", rate_name="frames_per_s")
@@ -148,20 +162,60 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
         while state.step < run.steps and not loop.stopped:
             step = state.step + 1
             # 1. frames of this step
-            rgb, _ = pool.frames(config.batch_size, pool_generator(run.seed, step, info.rank))  # (B, H, W, 3)
-            x = to_unit(rgb)  # (B, 3, H, W)
+            x = data.batch_at(step)  # (B, 3, R, R) in [-1, 1]
             # 2. reconstruction loss
             with autocast(dev, optim.bf16):
                 loss = reconstruction_loss(ddp, x, config.l1_weight, config.mse_weight)
             # 3. backward, clip, optimizer and LR step, EMA
             grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step
-            state.data_state = {"source": "pool", "seed": run.seed, "next_step": step + 1}
+            state.data_state = {"source": data.name, "seed": run.seed, "next_step": step + 1}
             # 4. log, checkpoint
             loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=config.batch_size)
-    export, psnr = (finish(state.ema.model if state.ema else state.model, pool, config, Path(run.out_dir))
-                    if info.is_main else (None, None))
+    export, psnr = (finish(state.ema.model if state.ema else state.model, data.sample(), config,
+                           Path(run.out_dir), dev) if info.is_main else (None, None))
     return TrainResult(loop.losses, loop.checkpoint(), state.step, export, psnr)
+
+
+class PoolSource:
+    """Frames of this rank's share of a rendered pool; step ``n`` on rank ``r`` draws them with
+    ``pool_generator(seed, n, r)``."""
+
+    name = "pool"
+
+    def __init__(self, config: AutoencoderTrainConfig, info: DistInfo) -> None:
+        pool = PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps, size=config.resolution,
+                          workers=config.pool_workers, seed=config.run.seed)
+        self.pool = ClipPool(pool, info.device, info.rank, info.world_size, progress=info.is_main)
+        self.seed, self.batch, self.rank = config.run.seed, config.batch_size, info.rank
+
+    def batch_at(self, step: int) -> torch.Tensor:
+        rgb, _ = self.pool.frames(self.batch, pool_generator(self.seed, step, self.rank))  # (B, R, R, 3)
+        return to_unit(rgb)  # (B, 3, R, R)
+
+    def sample(self) -> torch.Tensor:
+        """About 1024 uint8 training frames (N, R, R, 3): whole trajectories from the first."""
+        return self.pool.rgb[: max(1, 1024 // self.pool.frames_per_trajectory)].flatten(0, 1)
+
+
+class ShardSource:
+    """Frames of a shard dataset's training scenes (:class:`~.flow_matching.ShardFrames`: step ``n`` is a
+    pure function of ``(seed, n, rank)``), centre-cropped and resized to ``resolution``."""
+
+    name = "shards"
+
+    def __init__(self, config: AutoencoderTrainConfig, info: DistInfo) -> None:
+        self.frames = ShardFrames(str(config.data_dir), config.run.seed, config.batch_size, info,
+                                  config.verify_data, seed_below=HELDOUT_START)
+        self.resolution = config.resolution
+
+    def batch_at(self, step: int) -> torch.Tensor:
+        return to_model_images(self.frames.batch_at(step)[0], self.resolution)  # (B, 3, R, R)
+
+    def sample(self) -> torch.Tensor:
+        """The first 1024 training frames (N, R, R, 3) uint8, at the training resolution."""
+        x = to_model_images(self.frames.first_frames(1024), self.resolution)  # (N, 3, R, R)
+        return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def build_initial(config: AutoencoderTrainConfig) -> nn.Module:
@@ -197,19 +251,21 @@ def load_encoder(ae: nn.Module, weights: dict[str, torch.Tensor], source: Path |
     ae.encoder.load_state_dict(enc, strict=True)
 
 
-def finish(ae: nn.Module, pool: ClipPool, config: AutoencoderTrainConfig, out: Path) -> tuple[Path, float]:
-    """Score ``ae`` on held-out frames, fit its latent scale and write ``out/export`` + ``out/eval.json``."""
+def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainConfig, out: Path,
+           device: torch.device) -> tuple[Path, float]:
+    """Score ``ae`` on frames of held-out scenes (rendered) and on ``train_frames`` (N, R, R, 3) uint8, fit
+    its latent scale on those and write ``out/export`` + ``out/eval.json``."""
     ae = ae.eval()
     heldout = ClipPool(PoolConfig(trajectories=config.eval_trajectories, steps=config.pool_steps,
                                   size=config.resolution, workers=config.pool_workers, seed=HELDOUT_SEED),
-                       pool.device, progress=False)
+                       device, progress=False)
     frames = heldout.rgb.flatten(0, 1)  # (N, H, W, 3)
     psnr = reconstruction_psnr(ae, frames)
-    train_psnr = reconstruction_psnr(ae, pool.rgb[:64].flatten(0, 1)[:1024])
+    train_psnr = reconstruction_psnr(ae, train_frames[:1024])
     if config.freeze_encoder:  # the latent space is the init's: keep its scale exactly
         scale = float(ae.config.scaling_factor)
     else:
-        scale = fit_scaling_factor(ae, pool.rgb[: max(1, 1024 // pool.frames_per_trajectory)].flatten(0, 1))
+        scale = fit_scaling_factor(ae, train_frames)
         ae.register_to_config(scaling_factor=scale)
     export = out / "export"
     ae.save_pretrained(export, safe_serialization=True)
@@ -228,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> TrainResult:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = vars(build_parser().parse_args(argv))
-    result, main_rank = train_run.run_cli(train, AutoencoderTrainConfig.from_flat(**args))
+    parser = build_parser()
+    config = train_run.cli_config(parser, AutoencoderTrainConfig, argv)
+    result, main_rank = train_run.run_cli(train, config, parser.prog)
     if main_rank:
         print(f"trained to step {result.step}; held-out PSNR {result.heldout_psnr_db:.2f} dB; "
               f"export {result.export}")

@@ -28,6 +28,7 @@ from torch import nn
 
 from sana_world.generators.image.dit import PRESETS, SanaDiT, SanaDiTConfig
 from sana_world.generators.train.common import DistInfo, autocast, rank_seed, setup_distributed, wrap_ddp
+from sana_world.generators.train.errors import usage_error
 from sana_world.generators.train import run as train_run
 from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
 from sana_world.generators.train.run import config_field as _f
@@ -36,6 +37,7 @@ _SAMPLE_TAG = 7  # seed word of the (fixed) sampling noise, apart from any step 
 # fields that may change between a run and its resume without breaking exactness
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "sample_every", "num_samples", "sample_steps",
                "sample_guidance")
+INPUTS = ("autoencoder", "text_encoder", "data_dir")  # compared by content on a resume (train.resume)
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def resolve_model_config(model: str | SanaDiTConfig, latent_channels: int, capti
 def resolved_config(config: FlowMatchingConfig, model_cfg: SanaDiTConfig) -> dict[str, Any]:
     """The JSON written beside every checkpoint (diffusers-like ``config.json``)."""
     return train_run.resolved_config(config, model_cfg, "SanaDiT",
-                                     "sana_world.generators.train.flow_matching")
+                                     "sana_world.generators.train.flow_matching", inputs=INPUTS)
 
 
 # --- Data: the frames of each step as a pure function of (seed, step, rank) ------------------------------
@@ -185,9 +187,11 @@ def resolved_config(config: FlowMatchingConfig, model_cfg: SanaDiTConfig) -> dic
 
 class ShardFrames:
     """Single frames of a shard dataset; step ``n`` of ``world`` ranks reads global positions
-    ``[(n - 1) W B, n W B)`` of an endless sequence of per-epoch permutations of every frame."""
+    ``[(n - 1) W B, n W B)`` of an endless sequence of per-epoch permutations of every frame. With
+    ``seed_below``, trajectories of scene seeds from it on (held-out scenes) are left out."""
 
-    def __init__(self, root: str, seed: int, batch_size: int, info: DistInfo, verify: bool) -> None:
+    def __init__(self, root: str, seed: int, batch_size: int, info: DistInfo, verify: bool,
+                 seed_below: int | None = None) -> None:
         from sana_world.data.shards import ShardFile, load_manifest
 
         self.root = Path(root)
@@ -195,7 +199,11 @@ class ShardFrames:
         self.files = [ShardFile(self.root, e, manifest, checksum=verify) for e in manifest["shards"]]
         self.frames = int(manifest["steps"]) + 1
         # global trajectory index -> (shard, index within shard)
-        self.where = [(si, j) for si, e in enumerate(manifest["shards"]) for j in range(int(e["count"]))]
+        self.where = [(si, j) for si, e in enumerate(manifest["shards"]) for j in range(int(e["count"]))
+                      if seed_below is None or int(self.files[si].read("seed", j)) < seed_below]
+        if not self.where:
+            raise usage_error(ValueError, f"every trajectory in {root} is a held-out scene (seed >= "
+                              f"{seed_below:,}); <data_dir> needs training scenes")
         self.num_frames = len(self.where) * self.frames
         self.info = info
         self.order = train_run.EpochOrder(self.num_frames, seed, batch_size, info)
@@ -213,6 +221,15 @@ class ShardFrames:
             rgb.append(self.files[si].read("rgb", j, f, f + 1)[0])  # (H, W, 3)
             captions.append(self.files[si].captions[j])
         return torch.stack(rgb).to(self.info.device), captions
+
+    def first_frames(self, count: int) -> torch.Tensor:
+        """The first ``count`` frames (or all) in stored order, uint8 (N, H, W, 3) on the device."""
+        rgb = []
+        for g in range(min(count, self.num_frames)):
+            traj, f = divmod(g, self.frames)
+            si, j = self.where[traj]
+            rgb.append(self.files[si].read("rgb", j, f, f + 1)[0])  # (H, W, 3)
+        return torch.stack(rgb).to(self.info.device)
 
 
 class StreamFrames:
@@ -292,7 +309,8 @@ def build_components(config: FlowMatchingConfig | Any, device: torch.device) -> 
     text = build_text_encoder(config.text_encoder, device)
     f = codec.downsample_factor
     if config.resolution % f:
-        raise ValueError(f"resolution {config.resolution} is not divisible by the codec's factor {f}")
+        raise usage_error(ValueError, f"<resolution={config.resolution}> is not divisible by the codec's "
+                          f"factor {f}; pick a multiple of {f}")
     return codec, text, config.resolution // f
 
 
@@ -308,12 +326,14 @@ def train(config: FlowMatchingConfig) -> TrainResult:
     latent_shape = (codec.latent_channels, side, side)
     model_cfg = resolve_model_config(config.model, codec.latent_channels, text.dim, side)
     if side % model_cfg.patch_size:
-        raise ValueError(f"latent side {side} is not divisible by patch_size {model_cfg.patch_size}")
+        raise usage_error(ValueError, f"latent side {side} (<resolution={config.resolution}> / codec factor "
+                          f"{codec.downsample_factor}) is not divisible by patch_size {model_cfg.patch_size}")
     state = train_run.init_train_state(lambda: SanaDiT(model_cfg), optim, run.seed, info)
     model, ema = state.model, state.ema
     resolved = resolved_config(config, model_cfg)
     # 1. resume, or refuse to mix a fresh run into an old one
-    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS)
+    train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS,
+                              train_run.field_defaults(FlowMatchingConfig))
     data: ShardFrames | StreamFrames | PoolFrames = (
         ShardFrames(str(config.data_dir), run.seed, config.batch_size, info, config.verify_data)
         if config.data == "shards" else StreamFrames(config, info) if config.data == "stream"
@@ -363,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
-    args = vars(build_parser().parse_args(argv))
-    result, main_rank = train_run.run_cli(train, FlowMatchingConfig.from_flat(**args))
+    parser = build_parser()
+    config = train_run.cli_config(parser, FlowMatchingConfig, argv)
+    result, main_rank = train_run.run_cli(train, config, parser.prog)
     if main_rank:
         print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
     return result

@@ -13,6 +13,9 @@ import argparse
 import dataclasses
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,15 +35,18 @@ from sana_world.generators.train.common import (
     cleanup_distributed,
     grad_clip,
     is_main_process,
-    latest_checkpoint,
-    load_checkpoint,
-    load_config,
     lr_factor,
     rank_seed,
     save_checkpoint,
     seed_everything,
     set_gradient_checkpointing,
     warmup_cosine,
+)
+from sana_world.generators.train.errors import RunInterrupted, cli_message
+from sana_world.generators.train.resume import (  # noqa: F401  (check_resume, resume_or_start re-exported)
+    check_resume,
+    input_records,
+    resume_or_start,
 )
 
 C = TypeVar("C")
@@ -95,10 +101,11 @@ class RunConfig:
     device: str | None = config_field(None, "None: cuda:<local rank> if available, else cpu")
     resume: bool = config_field(False, "continue from the latest checkpoint in out_dir/checkpoints "
                                 "(must exist)")
-    log_every: int = config_field(10, "TensorBoard scalars every N steps")
+    log_every: int = config_field(10, "TensorBoard scalars (and, without progress, a log line) every N steps")
     ckpt_every: int = config_field(1000, "checkpoint every N steps (and at the end)")
     keep_last: int = config_field(3, "checkpoints kept")
-    progress: bool = config_field(True, "tqdm progress bar on the main process")
+    progress: bool = config_field(True, "tqdm progress bar on the main process (off: a line every log_every "
+                                        "steps)")
     time_limit_s: float | None = config_field(None, "stop (and checkpoint) at the first step after this many "
                                               "seconds of training; None: run all steps")
 
@@ -110,8 +117,10 @@ class RunConfig:
             raise ValueError(f"time_limit_s must be None or > 0, got {self.time_limit_s}")
 
 
-# RunConfig fields that may change between a run and its resume without breaking exactness
-RESUMABLE_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "seed")
+# Fields that may change between a run and its resume without breaking exactness: RunConfig's but the seed,
+# and the trainers' worker counts and data verification (a pool is the same whoever plans it)
+RESUMABLE_FIELDS = (*(f.name for f in dataclasses.fields(RunConfig) if f.name != "seed"), "pool_workers",
+                    "verify_data")
 
 
 # --- Flat views of nested configs: config.json, CLI, keyword arguments -----------------------------------
@@ -195,24 +204,56 @@ def _optional_float(text: str) -> float | None:
 _OPTIONAL_FLOAT = ("time_limit_s",)  # RunConfig fields that take a float or "none"
 
 
-def run_cli(train: Callable[[C], R], config: C) -> tuple[R, bool]:
-    """Train, always leave the process group; returns the result and whether this is the main process."""
+def cli_config(parser: argparse.ArgumentParser, cls: type[C], argv: list[str] | None) -> C:
+    """``cls`` from the command line; a config the class refuses exits as one ``error:`` line (status 2)."""
+    args = vars(parser.parse_args(argv))
+    try:
+        return config_from_flat(cls, **args)
+    except ValueError as e:
+        parser.exit(2, f"{parser.prog}: error: {cli_message(e) or e}\n")
+
+
+def run_cli(train: Callable[[C], R], config: C, prog: str = "train") -> tuple[R, bool]:
+    """Train, always leave the process group; returns the result and whether this is the main process.
+
+    A usage error (errors.usage_error: bad sizes, a resume that is not exact, a used out_dir) exits as one
+    ``prog: error: ...`` line naming flags (status 2); an interrupted run as one line saying where its
+    checkpoint is and how to resume (status 128 + the signal); a Ctrl-C outside the loop (or a second one)
+    as one line (130). Only the main process prints. Anything else keeps its traceback."""
     try:
         result = train(config)
-        main_rank = is_main_process()
+        return result, is_main_process()
+    except RunInterrupted as e:
+        _say(e.resume_hint())
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        _say(f"{prog}: interrupted; steps since the last checkpoint were not saved")
+        raise SystemExit(130) from None
+    except Exception as e:
+        message = cli_message(e)
+        if message is None:
+            raise
+        _say(f"{prog}: error: {message}")
+        raise SystemExit(2) from None
     finally:
         cleanup_distributed()
-    return result, main_rank
 
 
-def resolved_config(config: Any, model_cfg: Any, class_name: str, trainer: str,
+def _say(line: str) -> None:
+    if is_main_process():
+        print(line, file=sys.stderr, flush=True)
+
+
+def resolved_config(config: Any, model_cfg: Any, class_name: str, trainer: str, inputs: Iterable[str] = (),
                     **extra: Any) -> dict[str, Any]:
     """The JSON written beside every checkpoint (diffusers-like ``config.json``): the flat run config, the
-    resolved model config, the preset name (or None) and ``extra``; JSON types, as :func:`load_config`
-    gives them back."""
+    resolved model config, the preset name (or None), the fingerprints of the ``inputs`` fields (model
+    folders, datasets; :func:`~.resume.input_records`) and ``extra``; JSON types, as
+    :func:`load_config` gives them back."""
     d = flat_dict(config)
     d["preset"] = config.model if isinstance(config.model, str) else None
     d["model"] = dataclasses.asdict(model_cfg)
+    d["inputs"] = input_records(d, inputs)
     d.update(extra)
     return json.loads(json.dumps({"_class_name": class_name, "_trainer": trainer, **d}))
 
@@ -247,36 +288,6 @@ def field_defaults(cls: type) -> dict[str, Any]:
     return json.loads(json.dumps(out))
 
 
-def check_resume(saved: dict[str, Any], current: dict[str, Any], path: Path,
-                 run_fields: Iterable[str], defaults: dict[str, Any] | None = None) -> None:
-    """ValueError naming every config key outside ``run_fields`` that differs from the saved run. A key the
-    saved config lacks (a field added after it was written) counts as its value in ``defaults``."""
-    skip, defaults = set(run_fields), defaults or {}
-    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
-    diff = sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))
-    if diff:
-        raise ValueError(f"cannot resume exactly from {path}: config differs in {diff} "
-                         f"(saved {[saved.get(k) for k in diff]}, now {[current.get(k) for k in diff]})")
-
-
-def resume_or_start(state: TrainState, run: RunConfig, resolved: dict[str, Any], info: DistInfo,
-                    run_fields: Iterable[str], defaults: dict[str, Any] | None = None) -> None:
-    """Restore ``state`` from the latest checkpoint when ``run.resume``; refuse to mix a fresh run into an
-    old one, and a resume with nothing left to do."""
-    ckpt_root = Path(run.out_dir) / "checkpoints"
-    latest = latest_checkpoint(ckpt_root)
-    if run.resume:
-        if latest is None:
-            raise FileNotFoundError(f"resume=True but {ckpt_root} holds no complete checkpoint")
-        check_resume(load_config(latest), resolved, latest, run_fields, defaults)
-        load_checkpoint(latest, state, info)
-    elif latest is not None:
-        raise FileExistsError(f"{ckpt_root} already holds checkpoints ({latest.name}); pass resume=True "
-                              "or choose a new out_dir")
-    if state.step >= run.steps:
-        raise ValueError(f"checkpoint is at step {state.step}, nothing to do for steps={run.steps}")
-
-
 def optimizer_step(state: TrainState, loss: torch.Tensor | None, max_norm: float) -> tuple[float, float]:
     """Backward, clip, optimizer and LR step, EMA; returns (gradient norm before clipping, LR used).
     ``loss=None``: the gradients are already in place (a replayed CUDA graph wrote them)."""
@@ -296,9 +307,38 @@ def optimizer_step(state: TrainState, loss: torch.Tensor | None, max_norm: float
 # --- The loop's bookkeeping ------------------------------------------------------------------------------
 
 
+class StopSignals:
+    """While installed (main thread only), SIGINT and SIGTERM set ``signum`` instead of ending the process,
+    so the loop finishes its step and checkpoints; a second signal acts as usual (the handlers are back)."""
+
+    def __init__(self, announce: bool) -> None:
+        self.signum: int | None = None
+        self.announce = announce
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals there only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self.restore()
+        if self.announce:
+            print(f"{signal.Signals(signum).name}: finishing this step, then writing a checkpoint (send it "
+                  "again to stop at once, without one)", file=sys.stderr, flush=True)
+
+
 class RunLoop:
-    """Per-step losses, the progress bar, TensorBoard window averages and periodic checkpoints of a run.
-    Use as a context manager (closes the bar and TensorBoard)."""
+    """Per-step losses, the progress bar (or, without it, a log line every ``log_every`` steps), TensorBoard
+    window averages and periodic checkpoints of a run. Use as a context manager: it closes the bar and
+    TensorBoard, and while inside, SIGINT / SIGTERM end the run after the step in flight with a checkpoint
+    (:meth:`end_step` raises :class:`~.errors.RunInterrupted`)."""
 
     def __init__(self, run: RunConfig, state: TrainState, resolved: dict[str, Any], info: DistInfo,
                  desc: str, rate_name: str) -> None:
@@ -312,6 +352,7 @@ class RunLoop:
         self.losses: list[float] = []
         self.final: Path | None = None
         self.stopped = False  # True once the time limit ended the run early (every rank agrees)
+        self.signals = StopSignals(announce=info.is_main)
         self.started = time.perf_counter()
         self._reset_window()
 
@@ -323,12 +364,17 @@ class RunLoop:
                  extra: dict[str, float] | None = None) -> float:
         """Record step ``step`` (its state already saved in ``state``): the mean loss over ranks (must be
         finite), the bar, TensorBoard every ``log_every`` steps (window means of the loss and of ``extra``;
-        the rate of ``items`` per rank per step), a checkpoint every ``ckpt_every`` steps and at the end."""
+        the rate of ``items`` per rank per step), a checkpoint every ``ckpt_every`` steps and at the end.
+        After a signal (on any rank) it checkpoints and raises RunInterrupted (unless this was the last
+        step)."""
         limit = self.run.time_limit_s
         late = float(limit is not None and time.perf_counter() - self.started >= limit)
-        both = all_reduce_mean(torch.stack([loss.detach().float().reshape(()),
-                                            torch.tensor(late, device=loss.device)]), self.info)
-        loss_value, self.stopped = float(both[0]), float(both[1]) > 0  # any rank late: all stop
+        signalled = float(self.signals.signum is not None)
+        flags = all_reduce_mean(torch.stack([loss.detach().float().reshape(()),
+                                             torch.tensor(late, device=loss.device),
+                                             torch.tensor(signalled, device=loss.device)]), self.info)
+        loss_value, self.stopped = float(flags[0]), float(flags[1]) > 0  # any rank late: all stop
+        interrupted = float(flags[2]) > 0 and step < self.run.steps  # any rank signalled: all stop
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {step}")
         self.losses.append(loss_value)
@@ -337,19 +383,28 @@ class RunLoop:
             self.window_extra[k] = self.window_extra.get(k, 0.0) + v
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss_value:.4f}")
-        last = step == self.run.steps or self.stopped
+        last = step == self.run.steps or self.stopped or interrupted
         if step % self.run.log_every == 0 or last:
-            elapsed = time.perf_counter() - self.window_start
-            rate = self.window_steps * items * self.info.world_size / elapsed
-            self.tb.scalars({"train/loss": self.window_loss / self.window_steps, "train/lr": lr,
-                             "train/grad_norm": grad_norm, f"train/{self.rate_name}": rate,
-                             **{f"train/{k}": v / self.window_steps for k, v in self.window_extra.items()}},
-                            step)
-            self._reset_window()
+            self._log(step, lr, grad_norm, items)
         if step % self.run.ckpt_every == 0 or last:
             self.final = save_checkpoint(self.out / "checkpoints", self.state, self.resolved, self.info,
                                          keep_last=self.run.keep_last)
+        if interrupted:
+            raise RunInterrupted(self.signals.signum or signal.SIGTERM, step, self.checkpoint())
         return loss_value
+
+    def _log(self, step: int, lr: float, grad_norm: float, items: int) -> None:
+        """TensorBoard window means; without a progress bar, one line on the main process."""
+        elapsed = time.perf_counter() - self.window_start
+        rate = self.window_steps * items * self.info.world_size / elapsed
+        loss = self.window_loss / self.window_steps
+        self.tb.scalars({"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
+                         f"train/{self.rate_name}": rate,
+                         **{f"train/{k}": v / self.window_steps for k, v in self.window_extra.items()}}, step)
+        if self.info.is_main and not self.run.progress:
+            print(f"step {step}/{self.run.steps}: loss {loss:.4f}, lr {lr:.3g}, {rate:.3g} {self.rate_name}, "
+                  f"{time.perf_counter() - self.started:.0f} s", flush=True)
+        self._reset_window()
 
     def checkpoint(self) -> Path:
         """The final checkpoint (the last step always writes one)."""
@@ -358,10 +413,12 @@ class RunLoop:
         return self.final
 
     def close(self) -> None:
+        self.signals.restore()
         self.bar.close()
         self.tb.close()
 
     def __enter__(self) -> RunLoop:
+        self.signals.install()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -37,9 +37,11 @@ import torch
 from torch import nn
 
 from sana_world.generators.train import wm_data
+from sana_world.generators.train.attention_cost import check_clip_cost, clip_cost
 from sana_world.generators.train.common import autocast, rank_seed, setup_distributed, unwrap, wrap_ddp
 from sana_world.generators.train.flow_matching import build_components, sample_sigmas
 from sana_world.generators.train import run as train_run
+from sana_world.generators.train.errors import usage_error
 from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
 from sana_world.generators.train.run import config_field as _f
 from sana_world.world_model import PRESETS, SanaWM, SanaWMConfig
@@ -50,7 +52,9 @@ log = logging.getLogger(__name__)
 _SAMPLE_TAG = 7  # seed word of the (fixed) dream noise, apart from any step number's
 # fields that may change between a run and its resume without breaking exactness
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "sample_every", "num_samples", "sample_steps", "sample_mode",
-               "sample_fps", "init_weights")  # a resume loads the checkpoint's weights, whatever the init was
+               "sample_fps", "allow_large_attention",
+               "init_weights")  # a resume loads the checkpoint's weights, whatever the init was
+INPUTS = ("autoencoder", "text_encoder", "data_dir")  # compared by content on a resume (train.resume)
 _OPTIONAL_INT = ("chunk_size", "temporal_stride", "clip_spacing")
 
 
@@ -105,6 +109,8 @@ class WorldModelTrainConfig:
                                            "Dreamer's context_sigma)")
     cuda_graph: bool = _f(False, "capture forward + backward in one CUDA graph (generators.train.graphs; "
                           "gradients all-reduced without DDP); CUDA only, no self-forcing")
+    allow_large_attention: bool = _f(False, "train even when the softmax attention of a step is estimated to "
+                                     "need more memory than the device has (generators.train.attention_cost)")
     optim: OptimConfig = nested_field(lambda: OptimConfig(warmup_steps=1000),
                                       "optimizer, LR schedule, EMA, numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/world_model"),
@@ -227,7 +233,8 @@ def resolved_config(config: WorldModelTrainConfig, model_cfg: SanaWMConfig,
                     chunk_causal: bool) -> dict[str, Any]:
     """The JSON written beside every checkpoint (diffusers-like ``config.json``)."""
     return train_run.resolved_config(config, model_cfg, "SanaWM", "sana_world.generators.train.world_model",
-                                     temporal_stride=model_cfg.plucker_stride, chunk_causal=chunk_causal)
+                                     inputs=INPUTS, temporal_stride=model_cfg.plucker_stride,
+                                     chunk_causal=chunk_causal)
 
 
 # --- The objective and self-forcing ----------------------------------------------------------------------
@@ -340,7 +347,14 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
     latent_size = (side, side)
     model_cfg = resolve_model_config(config, codec.latent_channels, text.dim)
     if latent_size[0] % model_cfg.patch_size[1] or latent_size[1] % model_cfg.patch_size[2]:
-        raise ValueError(f"latent size {latent_size} is not divisible by patch_size {model_cfg.patch_size}")
+        raise usage_error(ValueError, f"latent size {latent_size} (<resolution={config.resolution}> / codec "
+                          f"factor {codec.downsample_factor}) is not divisible by patch_size "
+                          f"{model_cfg.patch_size}")
+    cost = clip_cost(model_cfg, config.latent_frames, latent_size, config.batch_size, dev,
+                     masked=config.chunk_size is not None)
+    if info.is_main:
+        log.info("world model: %s", cost.summary())
+    check_clip_cost(cost, config.allow_large_attention)
     def build() -> SanaWM:
         model = SanaWM(model_cfg)
         if config.init_weights:
@@ -457,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> TrainResult:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = vars(build_parser().parse_args(argv))
-    result, main_rank = train_run.run_cli(train, WorldModelTrainConfig.from_flat(**args))
+    parser = build_parser()
+    config = train_run.cli_config(parser, WorldModelTrainConfig, argv)
+    result, main_rank = train_run.run_cli(train, config, parser.prog)
     if main_rank:
         print(f"trained to step {result.step} (chunk-causal: {result.chunk_causal}); "
               f"checkpoint {result.checkpoint}")

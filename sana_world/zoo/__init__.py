@@ -6,7 +6,8 @@ A zoo entry is a folder ``sana_world/zoo/<name>/`` with a ``manifest.json``::
      "components": {"autoencoder": {"folder": "autoencoder", "class": "AutoencoderDC",
                                      "files": {"config.json": {"bytes": 1102, "sha256": "..."}, ...}},
                     "world_model": {...}, "image": {...}},
-     "dream": {...sampler defaults...}}
+     "dream": {...sampler defaults...},
+     "derived_from": {...}}   # only in entries built by `zoo derive` / `zoo add`: the base and the exports
 
 This module (core) only locates and verifies files; building the models is
 :func:`sana_world.generators.zoo.load`. A missing file, a size or a sha256 that differs from the manifest
@@ -119,9 +120,11 @@ def entry(name: str | os.PathLike[str], root: Path = ZOO_ROOT, verify: bool = Tr
 
 
 def write_manifest(folder: Path, name: str, resolution: int, components: dict[str, dict[str, str]],
-                   description: str = "", dream: dict[str, Any] | None = None) -> Path:
+                   description: str = "", dream: dict[str, Any] | None = None,
+                   derived_from: dict[str, Any] | None = None) -> Path:
     """(Re)write ``folder/manifest.json`` listing every file of each component folder with its size and
-    sha256. ``components`` maps a component to ``{"folder": ..., "class": ...}``."""
+    sha256. ``components`` maps a component to ``{"folder": ..., "class": ...}``; ``derived_from`` (the base
+    entry and the exports an entry was built from) is kept as given."""
     comps: dict[str, Any] = {}
     for comp, spec in components.items():
         sub = folder / spec["folder"]
@@ -132,6 +135,8 @@ def write_manifest(folder: Path, name: str, resolution: int, components: dict[st
         comps[comp] = {**spec, "files": files}
     out = {"name": name, "resolution": resolution, "description": description, "components": comps,
            "dream": dream or {}}
+    if derived_from is not None:
+        out["derived_from"] = derived_from
     path = folder / MANIFEST
     path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path

@@ -70,7 +70,11 @@ def test_derive_entry_replaces_a_component(tmp_path: Path) -> None:
     models = zoo.load(str(dest))
     got = models.world_model.state_dict()[first]
     assert torch.allclose(got, ref[first].float()) and entry(str(dest)).manifest["dream"] == \
-        entry("rooms-128").manifest["dream"]
+        entry("rooms-128").manifest["dream"]  # the export trained with the shipped shift (2.0)
+    derived = entry(str(dest)).manifest["derived_from"]
+    assert derived["base"] == "rooms-128"
+    assert derived["components"]["world_model"]["export"] == str(export.resolve())
+    assert derived["dream"]["shift"] == "the world model's training shift"
     with pytest.raises(FileExistsError):
         zoo.derive_entry("rooms-128", dest, {"world_model": export})
     with pytest.raises(ValueError, match="unknown components"):
@@ -94,11 +98,14 @@ def test_replace_component_rewrites_the_manifest(tmp_path: Path) -> None:
     first = sorted(ref)[0]
     ref[first] = ref[first] + 1.0
     save_file({k: v.contiguous() for k, v in ref.items()}, str(export / "model.safetensors"))
-    assert zoo.replace_component("rooms-128", "world_model", export, root=root) == root / "rooms-128"
+    with pytest.raises(FileExistsError, match="overwrite"):  # it has a world model: no silent overwrite
+        zoo.replace_component("rooms-128", "world_model", export, root=root)
+    assert zoo.replace_component("rooms-128", "world_model", export, root=root,
+                                 overwrite=True) == root / "rooms-128"
     new = entry("rooms-128", root)  # verifies every size and sha256
-    assert new.manifest["dream"] == entry("rooms-128").manifest["dream"]
+    assert new.manifest["dream"] == entry("rooms-128").manifest["dream"]  # trained with the shipped shift
     got = zoo.load_state_dict(new.folder("world_model"))[first]
     assert torch.equal(got, ref[first].to(got.dtype))
     with pytest.raises(FileNotFoundError, match="unchanged"):
-        zoo.replace_component("rooms-128", "world_model", tmp_path / "nothing", root=root)
+        zoo.replace_component("rooms-128", "world_model", tmp_path / "nothing", root=root, overwrite=True)
     assert entry("rooms-128", root).manifest == new.manifest  # bad input loses nothing

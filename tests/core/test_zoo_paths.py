@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sana_world.generators import zoo
+from sana_world.generators import zoo, zoo_derive
 from sana_world.zoo import ZOO_ROOT, ZooError
 
 
@@ -59,7 +59,7 @@ def test_derive_removes_its_copy_if_writing_fails(tmp_path, monkeypatch) -> None
     def broken(*args, **kwargs) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(zoo, "_write_component", broken)
+    monkeypatch.setattr(zoo_derive, "_write_component", broken)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         zoo.derive_entry("rooms-128", out, {"world_model": good})

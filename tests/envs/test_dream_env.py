@@ -112,3 +112,20 @@ def test_dream_config_rejects_bad_sampler_settings_at_make(bad) -> None:
 
     with pytest.raises(ValueError, match="must be"):
         DreamConfig(**bad)
+
+
+def test_frame_size_defaults_to_the_entrys_resolution(tmp_path) -> None:
+    import json
+    import shutil
+
+    from sana_world.envs.dream import make_dream_config
+    from sana_world.zoo import ZOO_ROOT
+
+    assert make_dream_config("rooms").gt.width == 128
+    entry = tmp_path / "small"
+    shutil.copytree(ZOO_ROOT / "rooms-128", entry)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    (entry / "manifest.json").write_text(json.dumps({**manifest, "resolution": 64}))
+    cfg = make_dream_config("pointnav", model=str(entry))
+    assert (cfg.gt.width, cfg.gt.height) == (64, 64)
+    assert make_dream_config("pointnav", model=str(entry), width=96, height=96).gt.width == 96  # as asked

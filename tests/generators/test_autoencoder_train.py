@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sana_world.generators.train.autoencoder import AutoencoderTrainConfig, train
-from sana_world.generators.train.common import EMA
+from sana_world.generators.train.autoencoder import HELDOUT_SEED, AutoencoderTrainConfig, train
+from sana_world.generators.train.common import EMA, DistInfo, read_checkpoint_state
 
 
 def config(out: Path, **kw) -> AutoencoderTrainConfig:
@@ -96,3 +96,36 @@ def test_a_larger_decoder_for_the_same_latents(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="encoder is not this preset's"):
         train(config(tmp_path / "y", steps=1, init_weights=str(zoo_ae), freeze_encoder=True,
                      init_encoder_only=True, model="f8c16"))
+
+
+def test_sizes_the_codec_cannot_take_are_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    from sana_world.generators.train.autoencoder import main
+
+    with pytest.raises(ValueError, match="resolution=60 is not divisible by the f8c16_lite autoencoder's "
+                                         "downsampling factor 8"):
+        config(tmp_path / "x", resolution=60)
+    with pytest.raises(SystemExit) as e:
+        main(["--resolution", "60", "--out-dir", str(tmp_path / "aebad")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: --resolution 60 is not divisible" in err and "Traceback" not in err
+    assert not (tmp_path / "aebad").exists()
+
+
+def test_trains_on_generated_shards_without_held_out_scenes(tmp_path: Path) -> None:
+    """data_dir: frames of ``data generate`` shards (resized to the training resolution); a trajectory of a
+    held-out scene seed is never trained on; the checkpoint fingerprints the dataset."""
+    from sana_world.data import generate
+    from sana_world.generators.train.autoencoder import ShardSource
+
+    data = tmp_path / "ds"
+    generate(data, num_trajectories=2, steps=1, height=48, width=48, seed=HELDOUT_SEED - 1,
+             allow_heldout=True, progress=False)  # scene seeds HELDOUT_SEED - 1 (training), HELDOUT_SEED
+    cfg = config(tmp_path / "ae", data_dir=str(data), verify_data=False, steps=2, batch_size=4,
+                 eval_trajectories=1, pool_steps=1)
+    source = ShardSource(cfg, DistInfo())
+    assert source.frames.where == [(0, 0)] and source.frames.num_frames == 2
+    assert source.batch_at(1).shape == (4, 3, 32, 32) and source.sample().shape == (2, 32, 32, 3)
+    res = train(cfg)
+    assert res.step == 2 and (res.export / "config.json").is_file()
+    assert read_checkpoint_state(res.checkpoint)["data"]["source"] == "shards"
+    assert json.loads((res.checkpoint / "config.json").read_text())["inputs"]["data_dir"]["sha256"]

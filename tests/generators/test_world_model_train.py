@@ -373,3 +373,64 @@ def test_resume_accepts_fields_added_after_the_checkpoint(tmp_path):
         check_resume(saved, run, tmp_path, _RUN_FIELDS)
     with pytest.raises(ValueError, match="sigma_one_prob"):
         check_resume(saved, {**run, "sigma_one_prob": 0.2}, tmp_path, _RUN_FIELDS, defaults)
+
+
+def test_resume_takes_a_moved_dataset_and_changed_worker_settings(dataset, tmp_path, monkeypatch) -> None:
+    """The same dataset under another (relative vs absolute) path, with verification and pool workers
+    changed, is the same run; the checkpoint records the dataset's fingerprint."""
+    import json
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(dataset, tmp_path / "data")
+    shutil.copytree(dataset, tmp_path / "moved")
+    first = train(_config("data", tmp_path / "run", steps=2, verify_data=True, pool_workers=8))
+    inputs = json.loads((first.checkpoint / "config.json").read_text())["inputs"]
+    assert set(inputs) == {"data_dir"} and inputs["data_dir"]["path"] == str(tmp_path / "data")
+    second = train(_config(str(tmp_path / "moved"), "run", steps=3, resume=True, verify_data=False,
+                           pool_workers=2))
+    assert second.step == 3
+
+
+def test_clips_too_large_for_the_device_are_refused_before_any_work(dataset, tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    """Pixel latents at 64^2 (36,864 tokens a clip): refused with the token count and what to change,
+    before a directory is made; the CLI says it in one line naming flags."""
+    from sana_world.generators.train import attention_cost
+    from sana_world.generators.train.world_model import main
+
+    monkeypatch.setattr(attention_cost, "device_memory", lambda device: 16 * 1024**3)
+    kw = dict(model="tiny", resolution=64, temporal_stride=1, chunk_size=1, clip_frames=9, batch_size=2)
+    with pytest.raises(ValueError, match="36,864 tokens per clip .*autoencoder=PATH"):
+        train(_config(dataset, tmp_path / "big", **kw))
+    assert not (tmp_path / "big").exists()
+    cost = attention_cost.clip_cost(tiny(), 9, (64, 64), 2, torch.device("cpu"), masked=True)
+    assert cost.tokens == 9 * 64 * 64 and cost.too_large
+    argv = ["--preset", "tiny", "--data-dir", str(dataset), "--resolution", "64", "--temporal-stride", "1",
+            "--chunk-size", "1", "--clip-frames", "9", "--out-dir", str(tmp_path / "big")]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err and not (tmp_path / "big").exists()
+    assert "error: 36,864 tokens per clip" in err and "--autoencoder PATH" in err
+    assert "--allow-large-attention" in err
+
+
+def test_cli_errors_are_one_line_naming_flags(dataset, smoke, capsys) -> None:
+    from sana_world.generators.train.world_model import main
+
+    out, _ = smoke
+    argv = ["--preset", "tiny", "--data-dir", str(dataset), "--resolution", str(RES), "--clip-frames",
+            str(FRAMES), "--temporal-stride", str(STRIDE), "--out-dir", str(out), "--no-verify-data"]
+    with pytest.raises(SystemExit) as e:  # a used out_dir
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "pass --resume to continue" in err
+    with pytest.raises(SystemExit) as e:  # a resume that is not the saved run
+        main([*argv, "--resume", "--steps", "40"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: cannot resume exactly" in err
+    assert "model.num_layers (saved 2, now 4)" in err and "--out-dir" in err
+    with pytest.raises(SystemExit) as e:  # the config class refuses
+        main([*argv, "--clip-frames", "8"])
+    assert e.value.code == 2 and "error: clip_frames must be" in capsys.readouterr().err

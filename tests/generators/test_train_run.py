@@ -1,0 +1,188 @@
+"""The trainers' shared run layer: what a resume compares, the fallback past a damaged checkpoint, CLI
+errors, progress lines without a bar, and SIGINT / SIGTERM ending a run with a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sana_world.generators.train.common import (
+    EMA,
+    CheckpointError,
+    DistInfo,
+    TrainState,
+    read_checkpoint_state,
+    save_checkpoint,
+    warmup_constant,
+)
+from sana_world.generators.train.errors import RunInterrupted, usage_error
+from sana_world.generators.train.resume import check_resume, input_records, resume_or_start
+from sana_world.generators.train.run import RESUMABLE_FIELDS, RunConfig, RunLoop
+
+
+def write_dataset(root: Path, seeds: list[int], frames: int = 4, size: int = 16, value: int = 0) -> Path:
+    """A small shard dataset of random frames (no rendering), one trajectory per scene seed."""
+    from sana_world.data.shards import ShardWriter, Trajectory
+
+    rng = np.random.default_rng(value)
+    with ShardWriter(root, shard_size=2) as writer:
+        for s in seeds:
+            writer.add(Trajectory(rgb=rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8),
+                                  depth=np.ones((frames, size, size), np.float16),
+                                  c2w=np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)),
+                                  K=np.array([[size, 0, size / 2], [0, size, size / 2], [0, 0, 1]],
+                                             np.float32),
+                                  actions=np.zeros((frames - 1, 6), np.float32), caption="a red room",
+                                  spec_json="{}", seed=s))
+    return root
+
+
+def _state(seed: int = 0) -> TrainState:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    return TrainState(model=model, optimizer=opt, scheduler=warmup_constant(opt, 3), ema=EMA(model, 0.5))
+
+
+def _step(state: TrainState) -> torch.Tensor:
+    loss = state.model(torch.randn(5, 4)).square().mean()
+    state.optimizer.zero_grad()
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    state.ema.update(state.model)
+    state.step += 1
+    return loss.detach()
+
+
+def test_usage_errors_name_fields_for_the_api_and_flags_for_the_cli() -> None:
+    err = usage_error(FileExistsError, "pass <resume=True> or a new <out_dir>; <steps=6> is <progress=False>")
+    assert isinstance(err, FileExistsError)
+    assert str(err) == "pass resume=True or a new out_dir; steps=6 is progress=False"
+    assert err.cli_message == "pass --resume or a new --out-dir; --steps 6 is --no-progress"
+
+
+def test_resume_compares_what_the_config_means(tmp_path, monkeypatch) -> None:
+    """Paths are resolved, inputs compared by content (a moved dataset resumes, an overwritten export does
+    not), worker counts and data verification may change; checkpoints without fingerprints compare paths."""
+    monkeypatch.chdir(tmp_path)
+    export = tmp_path / "runs" / "ae" / "export"
+    export.mkdir(parents=True)
+    (export / "config.json").write_text('{"_class_name": "AutoencoderDC"}')
+    (export / "diffusion_pytorch_model.safetensors").write_bytes(b"weights of step 8")
+    write_dataset(tmp_path / "data", [0, 1])
+    shutil.copytree(tmp_path / "data", tmp_path / "moved")
+    write_dataset(tmp_path / "other", [0, 1], value=1)
+
+    def resolved(**kw):
+        flat = {"autoencoder": "runs/ae/export", "text_encoder": "procedural", "data_dir": "data",
+                "pool_workers": 8, "verify_data": True, "lr": 1e-4, **kw}
+        return {**flat, "inputs": input_records(flat, ("autoencoder", "text_encoder", "data_dir"))}
+
+    saved = resolved()
+    assert set(saved["inputs"]) == {"autoencoder", "data_dir"}  # "procedural" is built in
+    check_resume(saved, resolved(autoencoder=str(export), data_dir=str(tmp_path / "moved"), pool_workers=2,
+                                 verify_data=False), tmp_path, RESUMABLE_FIELDS)
+    with pytest.raises(ValueError, match=r"data_dir .*other is not the input") as e:
+        check_resume(saved, resolved(data_dir="other"), tmp_path, RESUMABLE_FIELDS)
+    assert "--data-dir" in e.value.cli_message and "--out-dir" in e.value.cli_message
+    with pytest.raises(ValueError, match=r"lr \(saved 0.0001, now 0.001\)"):
+        check_resume(saved, resolved(lr=1e-3), tmp_path, RESUMABLE_FIELDS, defaults={"lr": 1e-4})
+    # a checkpoint written before fingerprints: the same resolved path, or the same content at the saved path
+    legacy = {k: v for k, v in saved.items() if k != "inputs"}
+    check_resume(legacy, resolved(autoencoder=str(export), data_dir="moved"), tmp_path, RESUMABLE_FIELDS)
+    with pytest.raises(ValueError, match="no fingerprint"):
+        check_resume(legacy, resolved(data_dir="other"), tmp_path, RESUMABLE_FIELDS)
+    # the export overwritten by further autoencoder training: same path, other weights
+    (export / "diffusion_pytorch_model.safetensors").write_bytes(b"weights of step 12")
+    with pytest.raises(ValueError, match="autoencoder .*export is not the input the run was trained with"):
+        check_resume(saved, resolved(), tmp_path, RESUMABLE_FIELDS)
+
+
+def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, caplog) -> None:
+    state = _state()
+    for _ in range(2):
+        _step(state)
+        save_checkpoint(tmp_path / "checkpoints", state, {"lr": 1.0})
+    bad = tmp_path / "checkpoints" / "step-00000002"
+    (bad / "model.safetensors").write_bytes(b"x" * 1000)  # truncated
+    run = RunConfig(steps=5, resume=True, out_dir=str(tmp_path))
+    fresh = _state(1)
+    with caplog.at_level(logging.WARNING):
+        resume_or_start(fresh, run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
+    assert fresh.step == 1
+    assert str(bad) in caplog.text and "1000 bytes" in caplog.text and "can be deleted" in caplog.text
+    (tmp_path / "checkpoints" / "step-00000001" / "optimizer.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="(?s)no checkpoint in .* verifies.*step-0+2.*step-0+1"):
+        resume_or_start(_state(1), run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
+    with pytest.raises(FileExistsError, match="resume=True") as e:  # a fresh run over old checkpoints
+        resume_or_start(_state(1), RunConfig(steps=5, out_dir=str(tmp_path)), {}, DistInfo(),
+                        RESUMABLE_FIELDS)
+    assert "pass --resume" in e.value.cli_message and "--out-dir" in e.value.cli_message
+
+
+def test_without_a_bar_a_line_every_log_interval(tmp_path, capsys) -> None:
+    state = _state()
+    run = RunConfig(steps=4, log_every=2, progress=False, out_dir=str(tmp_path))
+    with RunLoop(run, state, {}, DistInfo(), desc="test", rate_name="items_per_s") as loop:
+        for step in range(1, 5):
+            loop.end_step(step, _step(state), lr=1e-3, grad_norm=0.5, items=5)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["step 2/4", "step 4/4"]
+    assert "loss" in lines[0] and "items_per_s" in lines[0]
+
+
+def test_a_signal_ends_the_loop_after_the_step_with_a_checkpoint(tmp_path) -> None:
+    state = _state()
+    run = RunConfig(steps=100, ckpt_every=50, out_dir=str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+    loop = RunLoop(run, state, {}, DistInfo(), "test", "items_per_s")
+    with pytest.raises(RunInterrupted) as e, loop:
+        loop.end_step(1, _step(state), lr=1e-3, grad_norm=0.5, items=5)
+        signal.raise_signal(signal.SIGTERM)  # handled: the step goes on
+        loop.end_step(2, _step(state), lr=1e-3, grad_norm=0.5, items=5)
+    assert e.value.step == 2 and e.value.exit_code == 128 + signal.SIGTERM
+    assert e.value.checkpoint == tmp_path / "checkpoints" / "step-00000002"
+    assert read_checkpoint_state(e.value.checkpoint)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_cli_run_checkpoints_and_says_how_to_resume(tmp_path, sig) -> None:
+    """The flow-matching CLI (the loop is shared by every trainer), sent a signal after its first step."""
+    from sana_world.generators.train.flow_matching import main
+
+    data = write_dataset(tmp_path / "ds", [0, 1])
+    args = ["--preset", "tiny", "--data-dir", str(data), "--resolution", "16", "--batch-size", "2",
+            "--warmup-steps", "1", "--no-progress", "--log-every", "1", "--out-dir", str(tmp_path / "run")]
+    cmd = [sys.executable, "-m", "sana_world.generators.train.flow_matching", *args, "--steps", "100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    try:
+        while (line := proc.stdout.readline()) and not line.startswith("step 1/"):
+            lines.append(line)
+        assert line.startswith("step 1/"), "".join(lines)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    out = "".join(lines) + line + out
+    assert proc.returncode == 128 + sig, out
+    assert "Traceback" not in out, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(signal.Signals(sig).name) and "rerun the same command with --resume" in last, out
+    ckpt = Path(last.split("checkpoint written to ")[1].split(";")[0])
+    step = read_checkpoint_state(ckpt)["step"]
+    assert step >= 1 and ckpt.parent == tmp_path / "run" / "checkpoints"
+    if sig == signal.SIGINT:  # the advice works
+        assert main([*args, "--steps", str(step + 1), "--resume"]).step == step + 1
