@@ -15,6 +15,7 @@ streams' rows then sit at different frames with their own RoPE positions and win
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,8 +176,11 @@ class DreamCore:
     def _from_prompt(self, prompt: str, seed: int) -> torch.Tensor:
         from sana_world.generators.image.pipeline import ImagePipeline, ImagePipelineConfig
 
+        # the flow shift the image model trained with (its export records it; 2.0 for the shipped one)
+        meta = json.loads((self.models.entry.folder("image") / "config.json").read_text())
+        shift = float(meta.get("training", {}).get("shift", 2.0))
         pipe = ImagePipeline(self.models.image, self.models.text, self.models.codec,
-                             ImagePipelineConfig(sampler="euler", num_steps=self.config.prompt_steps, shift=2.0,
+                             ImagePipelineConfig(sampler="euler", num_steps=self.config.prompt_steps, shift=shift,
                                                  guidance_scale=self.config.prompt_guidance))
         gen = torch.Generator(self.device).manual_seed(seed)
         size = self.config.gt.width
