@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,15 @@ class DreamConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("sampler_steps", "prompt_steps"):
+        for name in ("sampler_steps", "prompt_steps"):  # numpy integers count as ints
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            object.__setattr__(self, name, int(v))
         g = self.prompt_guidance
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
+        if isinstance(g, bool) or not isinstance(g, numbers.Real) or not 0 <= g < float("inf"):
             raise ValueError(f"prompt_guidance must be a finite number >= 0, got {g!r}")
+        object.__setattr__(self, "prompt_guidance", float(g))
         if self.gt.depth:
             raise ValueError("Dream envs have no depth observation (the world model dreams RGB only)")
 

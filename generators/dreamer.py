@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,10 +78,11 @@ class DreamerConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("num_steps", "sink_frames", "window_frames"):
+        for name in ("num_steps", "sink_frames", "window_frames"):  # numpy integers count as ints
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"{name} must be an int, got {v!r}")
+            object.__setattr__(self, name, int(v))
         if self.num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
         if not self.shift > 0:

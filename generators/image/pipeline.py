@@ -10,6 +10,7 @@ velocity is turned into the TrigFlow output (:func:`~sana_world.samplers.flow_to
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,10 @@ class ImagePipelineConfig:
     def __post_init__(self) -> None:
         if self.sampler not in ("euler", "dpm", "trigflow"):
             raise ValueError(f"sampler must be 'euler', 'dpm' or 'trigflow', got {self.sampler!r}")
-        if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or self.num_steps < 1:
-            raise ValueError(f"num_steps must be an int >= 1, got {self.num_steps!r}")
+        n = self.num_steps
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:  # numpy integers count
+            raise ValueError(f"num_steps must be an int >= 1, got {n!r}")
+        object.__setattr__(self, "num_steps", int(n))
         for name in ("shift", "sigma_data"):
             if not getattr(self, name) > 0:  # NaN fails too
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

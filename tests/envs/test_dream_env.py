@@ -129,3 +129,15 @@ def test_frame_size_defaults_to_the_entrys_resolution(tmp_path) -> None:
     cfg = make_dream_config("pointnav", model=str(entry))
     assert (cfg.gt.width, cfg.gt.height) == (64, 64)
     assert make_dream_config("pointnav", model=str(entry), width=96, height=96).gt.width == 96  # as asked
+
+
+def test_dream_config_takes_numpy_numbers() -> None:
+    from sana_world.envs.dream_core import DreamConfig
+    from sana_world.generators.dreamer import DreamerConfig
+    from sana_world.generators.image import ImagePipelineConfig
+
+    cfg = DreamConfig(sampler_steps=np.int64(2), prompt_steps=np.int32(4), prompt_guidance=np.float32(4.5))
+    assert (cfg.sampler_steps, cfg.prompt_steps, cfg.prompt_guidance) == (2, 4, 4.5)
+    assert type(cfg.sampler_steps) is int and type(cfg.prompt_guidance) is float
+    assert DreamerConfig(num_steps=np.int64(3)).num_steps == 3
+    assert ImagePipelineConfig(num_steps=np.int64(5)).num_steps == 5
