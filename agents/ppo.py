@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from sana_world.worlds.sampler import HELDOUT_START as HELDOUT_SCENES  # evaluate's default scenes
+
 WEIGHTS, CONFIG = "policy.safetensors", "config.json"
 MIN_SIZE = 36  # the smallest frame side NatureCNN's kernels take
 
@@ -75,6 +77,8 @@ class PPOTrainConfig:
 
     def __post_init__(self) -> None:
         from sana_world.envs.spaces import ACTION_MODES
+
+        object.__setattr__(self, "out", Path(self.out))  # a str path works too
 
         if self.env_id not in trainable_env_ids():
             raise ValueError(f"env_id must be one of {trainable_env_ids()} (a Dict observation of frame and goal), "
@@ -201,12 +205,14 @@ def load_policy(folder: Path, device: str = "cpu"):
 
 
 def evaluate(model, env_id: str, env_kwargs: dict[str, Any], episodes: int, seed: int,
-             max_steps: int | None = None, scene_start: int | None = None,
+             max_steps: int | None = None, scene_start: int | None = HELDOUT_SCENES,
              obs_size: int | None = None) -> dict[str, float]:
     """Deterministic episodes one after another: success rate, mean return, mean length. Episode e resets
-    with ``seed + e`` and, given ``scene_start``, the scene of seed ``scene_start + e`` (so a GT env and
-    its Dream twin can be scored on the same scenes, starts and goals). ``obs_size``: the agent sees the
-    env's frames area-averaged to this side (:class:`~sana_world.envs.wrappers.DownsampleRGB`)."""
+    with ``seed + e`` in the scene of seed ``scene_start + e``: by default the held-out scenes (scene seeds
+    from ``HELDOUT_START``, never trained on), the same for a GT env and its Dream twin (same scenes,
+    starts and goals). ``scene_start=None`` leaves the scene to the env's split and ``seed`` (a GT env's
+    default split is the training scenes). ``obs_size``: the agent sees the env's frames area-averaged to
+    this side (:class:`~sana_world.envs.wrappers.DownsampleRGB`)."""
     import gymnasium as gym
 
     import sana_world  # noqa: F401
@@ -218,6 +224,7 @@ def evaluate(model, env_id: str, env_kwargs: dict[str, Any], episodes: int, seed
     env = gym.make(env_id, **kwargs)
     if obs_size is not None:
         env = DownsampleRGB(env, obs_size)
+    _check_observes(model, env, env_id)
     returns, lengths, successes = [], [], []
     for e in range(episodes):  # 1. one episode per seed
         options = None if scene_start is None else {"scene_seed": scene_start + e}
@@ -270,6 +277,18 @@ def card_env_kwargs(model, size: int | None = None, action_mode: str | None = No
         raise ValueError(f"action mode {action_mode!r} (--action-mode) disagrees with the model's {mode!r} action "
                          f"space {model.action_space}: drop it, the action mode is read from the zip")
     return kwargs
+
+
+def _check_observes(model, env, env_id: str) -> None:
+    """ValueError naming ``obs_size`` when the env's frames are not the size the model was trained on."""
+    want = getattr(getattr(model, "observation_space", None), "spaces", {}).get("rgb")
+    have = getattr(env.observation_space, "spaces", {}).get("rgb")
+    if want is None or have is None:
+        return
+    side = lambda shape: shape[1] if shape[0] == 3 else shape[0]  # noqa: E731  channel-first or -last
+    if side(want.shape) != side(have.shape):
+        raise ValueError(f"{env_id} gives {side(have.shape)}² frames, the model was trained on "
+                         f"{side(want.shape)}²: pass obs_size={side(want.shape)} (frames area-averaged)")
 
 
 def check_env_spaces(model, env_id: str, env_kwargs: dict[str, Any]) -> None:

@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ppo-steps", type=_nonneg_int, default=48,
                       help="dream steps of the PPO agent in DreamPointNav (0 skips it)")
     demo.add_argument("--seed", type=_nonneg_int, default=2, help="episode seed")
+    demo.add_argument("--policy", default="pointnav-64",
+                      help="the PPO episode's agent: a shipped name or an exported policy folder (ppo export)")
     demo.add_argument("--model", default="rooms-128",
                       help="zoo entry that dreams: a shipped name or an entry folder (e.g. ./zoo/mine, made "
                            "by `python -m sana_world.generators.zoo derive`)")
@@ -206,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _demo_policy(name: str, size: int, parser: argparse.ArgumentParser) -> Path:
+    """The folder of ``--policy`` (a shipped name or a folder), checked to see frames the dream can give."""
+    from sana_world.agents.ppo import read_card, shipped_policy
+
+    try:
+        folder = Path(name) if Path(name).is_dir() else shipped_policy(name)
+        side = int(read_card(folder).env_kwargs["width"])
+    except (ValueError, OSError, KeyError) as e:
+        parser.error(f"--policy: {e}")
+    if size % side:
+        parser.error(f"--policy: the agent sees {side}² frames, which the model's {size}² frames cannot be "
+                     "area-averaged to (the side must divide the model's)")
+    return folder
 
 
 def _world(args: argparse.Namespace) -> Any:
@@ -367,16 +384,19 @@ def main(argv: list[str] | None = None) -> int:
             from sana_world.zoo import ZooError, entry
 
             try:
-                entry(args.model, verify=False)  # exists, manifest complete; sha256 is checked on load
+                size = entry(args.model, verify=False).resolution  # sha256 is checked on load
             except ZooError as e:
                 args.subparser.error(f"--model: {e}")
+            policy = None
+            if args.ppo_steps:
+                policy = _demo_policy(args.policy, size, args.subparser)
             try:
                 check_out(args.out, "--out")
             except OSError as e:
                 args.subparser.error(str(e))
             extra = {} if args.prompt is None else {"prompt": args.prompt}
             run_demo(DemoConfig(out=args.out, steps=args.steps, prompt_steps=args.prompt_steps,
-                                ppo_steps=args.ppo_steps, seed=args.seed, model=args.model,
+                                ppo_steps=args.ppo_steps, seed=args.seed, model=args.model, policy=policy,
                                 renderer=args.renderer, progress=not args.no_progress, **extra))
             return 0
         if args.command == "data" and args.data_command == "generate":

@@ -48,3 +48,26 @@ def test_a_missing_model_fails_before_loading(tmp_path, monkeypatch, capsys) -> 
         main(["demo", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--model" in err and "nope" in err
+
+
+def test_policy_argument_is_checked_before_loading(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import shutil
+
+    import gymnasium
+
+    from sana_world.agents.ppo import shipped_policy
+
+    monkeypatch.setattr(gymnasium, "make", _no_models)
+    monkeypatch.setattr(demo, "run_demo", _no_models)
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--policy", "no-such-agent", "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and "pointnav-64" in capsys.readouterr().err  # lists the shipped ones
+    odd = tmp_path / "odd"
+    shutil.copytree(shipped_policy("pointnav-64"), odd)
+    card = json.loads((odd / "config.json").read_text())
+    card["env_kwargs"].update(width=48, height=48)
+    (odd / "config.json").write_text(json.dumps(card))
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--policy", str(odd), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and "48" in capsys.readouterr().err

@@ -222,3 +222,44 @@ def test_unknown_shipped_policy_lists_the_names():
     assert (shipped_policy("pointnav-64") / CONFIG).is_file()
     with pytest.raises(ValueError, match="pointnav-64, pointnav-64-nav"):
         shipped_policy("nope")
+
+
+def test_evaluate_defaults_to_heldout_scenes_and_names_obs_size() -> None:
+    from sana_world.agents.ppo import PPOTrainConfig, evaluate, load_policy, read_card, shipped_policy
+
+    folder = shipped_policy("pointnav-64")
+    policy, card = load_policy(folder), read_card(folder)
+    seen = []
+
+    class Spy:  # the shipped policy, recording the scene of each episode
+        observation_space = policy.observation_space
+
+        def predict(self, obs, deterministic=True):
+            return policy.predict(obs, deterministic=deterministic)
+
+    import gymnasium as gym
+
+    real_make = gym.make
+
+    def make(*args, **kwargs):
+        env = real_make(*args, **kwargs)
+        reset = env.reset
+
+        def spy_reset(**kw):
+            seen.append((kw.get("options") or {}).get("scene_seed"))
+            return reset(**kw)
+
+        env.reset = spy_reset
+        return env
+
+    gym.make = make
+    try:
+        evaluate(Spy(), card.env_id, card.env_kwargs, episodes=2, seed=0, max_steps=2)
+    finally:
+        gym.make = real_make
+    assert seen == [1_000_000, 1_000_001]
+    with pytest.raises(ValueError, match="obs_size=64"):
+        evaluate(policy, card.env_id, {**card.env_kwargs, "width": 128, "height": 128}, 1, 0, max_steps=2)
+    from pathlib import Path
+
+    assert PPOTrainConfig(out="runs/x").out == Path("runs/x")
