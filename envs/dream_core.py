@@ -163,11 +163,12 @@ class DreamCore:
             self._gen.manual_seed(int(rngs[0].integers(2**62)))
         c2w = self.world.c2w32()[slots]
         # 3. the streams
-        if self.state is None:  # the first reset starts every stream
+        if self.state is None or full:  # a reset of every env starts every stream, as the first one did
             order = sorted(range(len(slots)), key=lambda j: slots[j])  # rows in env order
             self.state = self.dreamer.start(anchors[order], c2w[order], self.world.K,
                                             [captions[j] for j in order])  # fmt: skip
-        else:  # later ones restart their rows; the other streams go on
+        else:  # partial resets (autoresets) restart their rows; the other streams go on (a restarted row
+            # dreams as a fresh stream up to float round-off: its ragged pass masks per row)
             self.state = self.dreamer.restart(self.state, list(slots), anchors, c2w, self.world.K, captions)
         self.rgb[slots] = anchors
 

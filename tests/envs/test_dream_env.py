@@ -141,3 +141,16 @@ def test_dream_config_takes_numpy_numbers() -> None:
     assert type(cfg.sampler_steps) is int and type(cfg.prompt_guidance) is float
     assert DreamerConfig(num_steps=np.int64(3)).num_steps == 3
     assert ImagePipelineConfig(num_steps=np.int64(5)).num_steps == 5
+
+
+def test_same_seed_same_frames_on_every_reset() -> None:
+    """The first reset starts the stream, later ones restart it: both must dream the same frames."""
+    env = gym.make("SanaWorld/DreamRooms-v0")
+    actions = [np.array([0.6, 0.0, 0.0, 0.3, 0.0, 0.0], dtype=np.float32)] * 3
+    episodes = []
+    for _ in range(3):
+        frames = [env.reset(seed=3)[0]]
+        frames += [env.step(a)[0] for a in actions]
+        episodes.append(np.stack(frames))
+    env.close()
+    assert np.array_equal(episodes[0], episodes[1]) and np.array_equal(episodes[1], episodes[2])
