@@ -2,8 +2,9 @@
 
 SanaWM's GDN blocks are linear in the token count ``N``, but each softmax block runs two full attentions
 over all ``N`` tokens of a clip (the main branch and the camera branch), and their memory grows as ``N^2``.
-On the CPU, PyTorch keeps the fp32 scores of every clip and head for the backward pass (``B H N^2`` floats a
-call); on CUDA the fused kernels keep none, but a chunk-causal mask is one ``N x N`` float bias a call. With
+The fused kernels (CUDA's, and ``_scaled_dot_product_flash_attention_for_cpu`` on the CPU, fp32 and bf16)
+keep no scores, but a chunk-causal mask, a bool ``N x N`` tensor, is turned into a float bias of the
+query's dtype (at most 4 bytes an element) for each call. With
 the identity codec (``autoencoder="pixels"``) ``N`` is every pixel of every latent frame, so a modest
 resolution can ask for far more memory than the machine has; the trainer refuses such a run before it
 starts (:func:`check_clip_cost`) instead of swapping for minutes without a step.
@@ -68,10 +69,7 @@ def clip_cost(model: SanaWMConfig, latent_frames: int, latent_size: tuple[int, i
     grid = (latent_size[0] // model.patch_size[1], latent_size[1] // model.patch_size[2])
     n = latent_frames * grid[0] * grid[1]
     calls = 2 * sum(model.is_softmax_block(i) for i in range(model.num_layers))  # main + camera branch
-    if device.type == "cuda":
-        per_call = 4 * n * n if masked else 0
-    else:
-        per_call = 4 * batch * model.heads * n * n
+    per_call = 4 * n * n if masked else 0  # the mask as a float bias; the same on every device (module doc)
     return ClipCost(latent_frames, grid, batch, calls * per_call, device_memory(device))
 
 

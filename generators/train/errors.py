@@ -66,6 +66,10 @@ class RunInterrupted(KeyboardInterrupt):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         super().__init__(f"{signal.Signals(signum).name} after step {step}; checkpoint {checkpoint}")
 
+    def __reduce__(self) -> tuple[type[RunInterrupted], tuple[int, int, Path]]:
+        """Pickle by the constructor's arguments (the default passes the message alone)."""
+        return type(self), (self.signum, self.step, self.checkpoint)
+
     @property
     def exit_code(self) -> int:
         """128 + the signal number, as a shell reports a process the signal ended."""

@@ -15,8 +15,12 @@ further is stale and is replaced). Every file of the checkpoint is checked again
 * AutoencoderDC runs: what the autoencoder trainer itself writes when a run finishes (its ``finish``: a
   diffusers ``AutoencoderDC`` folder with the latent scale fitted on the run's training pool, and
   ``eval.json`` with the held-out PSNR), so a run stopped early exports as a finished one would. This
-  renders the run's pool again, or reads its shards (on CUDA if there is one); a run that froze the encoder
-  of ``--init-weights`` needs that folder (its scaling factor is kept).
+  renders again only the trajectories of the run's pool that the scale is fitted on (about 1,024 frames of
+  rank 0's share), or reads its shards (on CUDA if there is one); a run that froze the encoder of
+  ``--init-weights`` needs that folder (its scaling factor is kept).
+
+An export is built in a hidden sibling folder and swapped in only once complete: a failed export leaves the
+previous ``export/`` (and ``eval.json``) as they were.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from sana_world.generators.train.common import (
 )
 
 _AE_TRAINER = "sana_world.generators.train.autoencoder"
+_SAMPLE_FRAMES = 1024  # the training frames the autoencoder's scale is fitted on (PoolSource.sample)
 
 
 def _bf16_bytes(path: Path) -> bytes:
@@ -112,10 +117,7 @@ def export_checkpoint(run: Path, raw: bool = False) -> Path:
     if config.get("_class_name") == "AutoencoderDC":
         return _export_autoencoder(run, last, state, config, fname)
     # 1. the weights, copied into a fresh folder and checked against the checkpoint's record
-    tmp = run / ".export-tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = _fresh(run / ".export-tmp")
     shutil.copyfile(last / fname, tmp / "model.safetensors")
     rec = state["files"][fname]
     copy = tmp / "model.safetensors"
@@ -127,10 +129,27 @@ def export_checkpoint(run: Path, raw: bool = False) -> Path:
     out = {"_class_name": config["_class_name"], "config": config["model"], "step": state["step"],
            "ema": use_ema, "training": config}
     (tmp / "config.json").write_text(json.dumps(out, indent=2, sort_keys=True))
-    export = run / "export"
+    return _swap_in(tmp, run / "export")
+
+
+def _fresh(folder: Path) -> Path:
+    """``folder``, emptied (made if missing)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    return folder
+
+
+def _swap_in(new: Path, export: Path) -> Path:
+    """Replace ``export`` by the complete folder ``new`` (the old one is removed only after the swap)."""
+    old = export.with_name(f".{export.name}-old")
+    if old.exists():
+        shutil.rmtree(old)
     if export.exists():
-        shutil.rmtree(export)
-    os.replace(tmp, export)
+        os.replace(export, old)
+    os.replace(new, export)
+    if old.exists():
+        shutil.rmtree(old)
     return export
 
 
@@ -169,15 +188,33 @@ def _export_autoencoder(run: Path, last: Path, state: dict[str, Any], config: di
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ae = ae.to(dev)
     info = DistInfo(rank=0, world_size=int(state.get("world_size", 1)), device=dev)
-    data = ae_train.ShardSource(cfg, info) if cfg.data_dir else ae_train.PoolSource(cfg, info)
-    export = run / "export"
-    if export.exists():
-        shutil.rmtree(export)
-    export, _ = ae_train.finish(ae, data.sample(), cfg, run, dev)
-    report = json.loads((run / "eval.json").read_text())
+    frames = ae_train.ShardSource(cfg, info).sample() if cfg.data_dir else _pool_sample(cfg, info)
+    tmp = _fresh(run / ".export-tmp")  # finish writes tmp/export and tmp/eval.json
+    ae_train.finish(ae, frames, cfg, tmp, dev)
+    report = json.loads((tmp / "eval.json").read_text())
     report.update({"step": state["step"], "exported_from": f"checkpoints/{last.name}/{fname}"})
-    (run / "eval.json").write_text(json.dumps(report, indent=2))
+    (tmp / "eval.json").write_text(json.dumps(report, indent=2))
+    export = _swap_in(tmp / "export", run / "export")
+    os.replace(tmp / "eval.json", run / "eval.json")
+    shutil.rmtree(tmp)
     return export
+
+
+def _pool_sample(cfg: Any, info: DistInfo) -> torch.Tensor:
+    """The training frames ``PoolSource(cfg, info).sample()`` gives (rank 0's first trajectories of the
+    run's pool), rendering only those trajectories: rank 0 of ``W`` ranks holds the explore trajectories of
+    scene seeds ``seed, seed + W, ...`` first, which a pool of ``k W`` explore-only trajectories repeats."""
+    from sana_world.data.pool import ClipPool, PoolConfig
+
+    pool = PoolConfig(trajectories=cfg.pool_trajectories, steps=cfg.pool_steps, size=cfg.resolution,
+                      workers=cfg.pool_workers, seed=cfg.run.seed)  # as PoolSource builds it
+    k = max(1, _SAMPLE_FRAMES // (pool.steps + 1))
+    w = info.world_size
+    explore = pool.trajectories - round(pool.trajectories * pool.keys_fraction)
+    if k <= len(range(0, explore, w)):  # else the sample takes keys trajectories too: the whole share
+        pool = dataclasses.replace(pool, trajectories=k * w, keys_fraction=0.0)
+    rgb = ClipPool(pool, info.device, 0, w, progress=False).rgb
+    return rgb[:k].flatten(0, 1)  # (N, R, R, 3)
 
 
 def pack_run(run_dir: str | Path, tar_path: str | Path, bf16: bool = True, raw: bool = False) -> Path:

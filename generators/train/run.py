@@ -44,8 +44,9 @@ from sana_world.generators.train.common import (
 )
 from sana_world.generators.train.errors import RunInterrupted, cli_message
 from sana_world.generators.train.resume import (  # noqa: F401  (check_resume, resume_or_start re-exported)
+    add_fingerprints,
     check_resume,
-    input_records,
+    input_paths,
     resume_or_start,
 )
 
@@ -247,13 +248,13 @@ def _say(line: str) -> None:
 def resolved_config(config: Any, model_cfg: Any, class_name: str, trainer: str, inputs: Iterable[str] = (),
                     **extra: Any) -> dict[str, Any]:
     """The JSON written beside every checkpoint (diffusers-like ``config.json``): the flat run config, the
-    resolved model config, the preset name (or None), the fingerprints of the ``inputs`` fields (model
-    folders, datasets; :func:`~.resume.input_records`) and ``extra``; JSON types, as
-    :func:`load_config` gives them back."""
+    resolved model config, the preset name (or None), the resolved paths of the ``inputs`` fields (model
+    folders, datasets; :func:`~.resume.input_paths`; their fingerprints are added when a resume or a
+    checkpoint needs them) and ``extra``; JSON types, as :func:`load_config` gives them back."""
     d = flat_dict(config)
     d["preset"] = config.model if isinstance(config.model, str) else None
     d["model"] = dataclasses.asdict(model_cfg)
-    d["inputs"] = input_records(d, inputs)
+    d["inputs"] = input_paths(d, inputs)
     d.update(extra)
     return json.loads(json.dumps({"_class_name": class_name, "_trainer": trainer, **d}))
 
@@ -309,11 +310,12 @@ def optimizer_step(state: TrainState, loss: torch.Tensor | None, max_norm: float
 
 class StopSignals:
     """While installed (main thread only), SIGINT and SIGTERM set ``signum`` instead of ending the process,
-    so the loop finishes its step and checkpoints; a second signal acts as usual (the handlers are back)."""
+    so the loop finishes its step and checkpoints; a second signal acts as usual (the handlers are back).
+    The handler only records the signal: printing there could re-enter a stream tqdm is writing to, so the
+    loop announces it (:meth:`RunLoop.end_step`)."""
 
-    def __init__(self, announce: bool) -> None:
+    def __init__(self) -> None:
         self.signum: int | None = None
-        self.announce = announce
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -329,9 +331,6 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         self.signum = signum
         self.restore()
-        if self.announce:
-            print(f"{signal.Signals(signum).name}: finishing this step, then writing a checkpoint (send it "
-                  "again to stop at once, without one)", file=sys.stderr, flush=True)
 
 
 class RunLoop:
@@ -352,7 +351,7 @@ class RunLoop:
         self.losses: list[float] = []
         self.final: Path | None = None
         self.stopped = False  # True once the time limit ended the run early (every rank agrees)
-        self.signals = StopSignals(announce=info.is_main)
+        self.signals = StopSignals()
         self.started = time.perf_counter()
         self._reset_window()
 
@@ -365,8 +364,8 @@ class RunLoop:
         """Record step ``step`` (its state already saved in ``state``): the mean loss over ranks (must be
         finite), the bar, TensorBoard every ``log_every`` steps (window means of the loss and of ``extra``;
         the rate of ``items`` per rank per step), a checkpoint every ``ckpt_every`` steps and at the end.
-        After a signal (on any rank) it checkpoints and raises RunInterrupted (unless this was the last
-        step)."""
+        After a signal (on any rank) it checkpoints and raises RunInterrupted, after the last step too (so no
+        post-loop work, such as the autoencoder's export, runs after a signal)."""
         limit = self.run.time_limit_s
         late = float(limit is not None and time.perf_counter() - self.started >= limit)
         signalled = float(self.signals.signum is not None)
@@ -374,7 +373,7 @@ class RunLoop:
                                              torch.tensor(late, device=loss.device),
                                              torch.tensor(signalled, device=loss.device)]), self.info)
         loss_value, self.stopped = float(flags[0]), float(flags[1]) > 0  # any rank late: all stop
-        interrupted = float(flags[2]) > 0 and step < self.run.steps  # any rank signalled: all stop
+        interrupted = float(flags[2]) > 0  # any rank signalled: all stop
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {step}")
         self.losses.append(loss_value)
@@ -386,12 +385,24 @@ class RunLoop:
         last = step == self.run.steps or self.stopped or interrupted
         if step % self.run.log_every == 0 or last:
             self._log(step, lr, grad_norm, items)
+        if interrupted and self.info.is_main:
+            self._announce(step)
         if step % self.run.ckpt_every == 0 or last:
+            if self.info.is_main:  # only the main process writes the config
+                add_fingerprints(self.resolved)
             self.final = save_checkpoint(self.out / "checkpoints", self.state, self.resolved, self.info,
                                          keep_last=self.run.keep_last)
         if interrupted:
             raise RunInterrupted(self.signals.signum or signal.SIGTERM, step, self.checkpoint())
         return loss_value
+
+    def _announce(self, step: int) -> None:
+        """The signal's notice, from the loop (never from the handler: :class:`StopSignals`)."""
+        from tqdm import tqdm
+
+        name = "a signal" if self.signals.signum is None else signal.Signals(self.signals.signum).name
+        tqdm.write(f"{name}: writing a checkpoint after step {step}, then stopping (send it again to stop at "
+                   "once, without one)", file=sys.stderr)
 
     def _log(self, step: int, lr: float, grad_norm: float, items: int) -> None:
         """TensorBoard window means; without a progress bar, one line on the main process."""

@@ -53,6 +53,50 @@ def test_an_unfinished_autoencoder_run_exports_as_the_trainer_would(tmp_path: Pa
     assert export_folder.export_is_current(run)  # the trainer's own export is the last checkpoint's
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_the_scale_sample_renders_only_the_trajectories_it_uses(monkeypatch, world_size: int) -> None:
+    """Rank 0's first trajectories, as the trainer's PoolSource.sample picks them, without the rest of the
+    pool (the sample is 1,024 frames; 8 here, so 2 trajectories of 4 frames out of 12)."""
+    from sana_world.data import pool as pool_module
+    from sana_world.generators.train.autoencoder import AutoencoderTrainConfig, PoolSource
+    from sana_world.generators.train.common import DistInfo
+
+    cfg = AutoencoderTrainConfig.from_flat(pool_trajectories=12, pool_steps=3, pool_workers=0, resolution=16)
+    info = DistInfo(rank=0, world_size=world_size)
+    full = PoolSource(cfg, info).pool.rgb[:2].flatten(0, 1)
+    rendered = []
+    real = pool_module.ClipPool
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            rendered.append(len(self))
+
+    monkeypatch.setattr(pool_module, "ClipPool", Spy)
+    monkeypatch.setattr(export_folder, "_SAMPLE_FRAMES", 8)
+    got = export_folder._pool_sample(cfg, info)
+    assert rendered == [2] and torch.equal(got, full)
+
+
+def test_a_failed_autoencoder_export_keeps_the_previous_one(tmp_path: Path, monkeypatch) -> None:
+    """The export is built aside and swapped in on success: a failing finish leaves export/ as it was."""
+    from sana_world.generators.train import autoencoder as ae_train
+
+    run = tmp_path / "ae"
+    cfg = ae_train.AutoencoderTrainConfig.from_flat(pool_trajectories=2, pool_steps=1, pool_workers=0,
+                                                    resolution=16, batch_size=2, eval_trajectories=1, steps=1,
+                                                    out_dir=str(run), progress=False, warmup_steps=1)
+    ae_train.train(cfg)
+    before = {p.name: p.read_bytes() for p in (run / "export").iterdir()}
+    monkeypatch.setattr(ae_train, "finish", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        export_folder.export_checkpoint(run)
+    assert {p.name: p.read_bytes() for p in (run / "export").iterdir()} == before
+    monkeypatch.undo()
+    assert export_folder.export_checkpoint(run) == run / "export" and (run / "eval.json").is_file()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # nothing left aside
+
+
 def _run(tmp_path: Path) -> tuple[Path, TrainState, dict]:
     """A run folder with a checkpoint of a tiny model, in the layout the trainers write."""
     torch.manual_seed(0)

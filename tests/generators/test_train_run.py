@@ -71,6 +71,17 @@ def test_usage_errors_name_fields_for_the_api_and_flags_for_the_cli() -> None:
     assert err.cli_message == "pass --resume or a new --out-dir; --steps 6 is --no-progress"
 
 
+def test_run_errors_survive_pickling() -> None:
+    """Errors cross process boundaries (multiprocessing, spawned ranks) intact."""
+    import pickle
+
+    e = pickle.loads(pickle.dumps(RunInterrupted(signal.SIGTERM, 2, Path("x"))))
+    assert (e.signum, e.step, e.checkpoint, e.exit_code) == (signal.SIGTERM, 2, Path("x"), 128 + signal.SIGTERM)
+    assert str(e) == "SIGTERM after step 2; checkpoint x"
+    u = pickle.loads(pickle.dumps(usage_error(ValueError, "bad <steps=3>")))
+    assert (str(u), u.cli_message) == ("bad steps=3", "bad --steps 3")
+
+
 def test_resume_compares_what_the_config_means(tmp_path, monkeypatch) -> None:
     """Paths are resolved, inputs compared by content (a moved dataset resumes, an overwritten export does
     not), worker counts and data verification may change; checkpoints without fingerprints compare paths."""
@@ -108,6 +119,39 @@ def test_resume_compares_what_the_config_means(tmp_path, monkeypatch) -> None:
         check_resume(saved, resolved(), tmp_path, RESUMABLE_FIELDS)
 
 
+def test_fingerprints_only_what_is_loaded_and_only_when_needed(tmp_path, monkeypatch) -> None:
+    """A SANA pipeline folder given as the autoencoder is fingerprinted by its vae/ files (not its multi-GB
+    transformer); a fresh start hashes nothing (the records get their fingerprints at a checkpoint or a
+    resume)."""
+    import dataclasses
+
+    from sana_world.generators.train import resume
+    from sana_world.generators.train.run import resolved_config
+
+    pipe = tmp_path / "pipe"
+    for sub in ("vae", "transformer", "text_encoder", "tokenizer"):
+        (pipe / sub).mkdir(parents=True)
+        (pipe / sub / "config.json").write_text("{}")
+        (pipe / sub / "model.safetensors").write_bytes(b"w")
+    (pipe / "model_index.json").write_text("{}")
+    ae, te = resume.fingerprint(pipe, "autoencoder"), resume.fingerprint(pipe, "text_encoder")
+    (pipe / "transformer" / "model.safetensors").write_bytes(b"other transformer")
+    assert resume.fingerprint(pipe, "autoencoder") == ae and resume.fingerprint(pipe, "text_encoder") == te
+    (pipe / "tokenizer" / "tokenizer.json").write_text("{}")
+    assert resume.fingerprint(pipe, "text_encoder") != te
+    (pipe / "vae" / "model.safetensors").write_bytes(b"other vae")
+    assert resume.fingerprint(pipe, "autoencoder") != ae
+
+    @dataclasses.dataclass
+    class Config:
+        model: str = "tiny"
+        autoencoder: str = str(pipe)
+
+    monkeypatch.setattr(resume, "_file_sha256", lambda path: pytest.fail(f"hashed {path} at start"))
+    d = resolved_config(Config(), Config(), "X", "x", inputs=("autoencoder",))
+    assert d["inputs"] == {"autoencoder": {"path": str(pipe.resolve())}}
+
+
 def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, caplog) -> None:
     state = _state()
     for _ in range(2):
@@ -120,14 +164,36 @@ def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         resume_or_start(fresh, run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
     assert fresh.step == 1
-    assert str(bad) in caplog.text and "1000 bytes" in caplog.text and "can be deleted" in caplog.text
+    aside = bad.with_name("step-00000002.damaged")
+    assert not bad.exists() and (aside / "trainer_state.json").is_file()
+    assert "1000 bytes" in caplog.text and f"moved to {aside.name}" in caplog.text and str(aside) in caplog.text
     (tmp_path / "checkpoints" / "step-00000001" / "optimizer.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="(?s)no checkpoint in .* verifies.*step-0+2.*step-0+1"):
+    with pytest.raises(CheckpointError, match="(?s)no checkpoint in .* verifies.*step-0+1"):
         resume_or_start(_state(1), run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
     with pytest.raises(FileExistsError, match="resume=True") as e:  # a fresh run over old checkpoints
         resume_or_start(_state(1), RunConfig(steps=5, out_dir=str(tmp_path)), {}, DistInfo(),
                         RESUMABLE_FIELDS)
     assert "pass --resume" in e.value.cli_message and "--out-dir" in e.value.cli_message
+
+
+def test_a_damaged_checkpoint_leaves_the_rotation(tmp_path) -> None:
+    """keep_last=2 over step 3 (good) and step 4 (damaged): after resuming from 3, the next checkpoint prunes
+    nothing good (the damaged one no longer counts) and does not silently overwrite it."""
+    from sana_world.generators.train.common import list_checkpoints
+
+    state, root = _state(), tmp_path / "checkpoints"
+    for _ in range(4):
+        _step(state)
+        save_checkpoint(root, state, {"lr": 1.0}, keep_last=2)
+    (root / "step-00000004" / "model.safetensors").write_bytes(b"x" * 1000)
+    fresh = _state(1)
+    resume_or_start(fresh, RunConfig(steps=9, resume=True, out_dir=str(tmp_path), keep_last=2), {"lr": 1.0},
+                    DistInfo(), RESUMABLE_FIELDS)
+    assert fresh.step == 3
+    fresh.step = 5
+    save_checkpoint(root, fresh, {"lr": 1.0}, keep_last=2)
+    assert [p.name for p in list_checkpoints(root)] == ["step-00000003", "step-00000005"]
+    assert (root / "step-00000004.damaged").is_dir()
 
 
 def test_without_a_bar_a_line_every_log_interval(tmp_path, capsys) -> None:
@@ -154,6 +220,20 @@ def test_a_signal_ends_the_loop_after_the_step_with_a_checkpoint(tmp_path) -> No
     assert e.value.checkpoint == tmp_path / "checkpoints" / "step-00000002"
     assert read_checkpoint_state(e.value.checkpoint)["step"] == 2
     assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+
+
+def test_a_signal_during_the_last_step_is_not_swallowed(tmp_path, capsys) -> None:
+    """The run does not return normally (its post-loop work would run): RunInterrupted after the last
+    step's checkpoint. The handler prints nothing (tqdm may be writing); the loop announces the signal."""
+    state = _state()
+    loop = RunLoop(RunConfig(steps=2, out_dir=str(tmp_path), progress=False), state, {}, DistInfo(), "t", "x")
+    with pytest.raises(RunInterrupted) as e, loop:
+        loop.end_step(1, _step(state), lr=1e-3, grad_norm=0.5, items=1)
+        signal.raise_signal(signal.SIGTERM)
+        assert capsys.readouterr().err == ""
+        loop.end_step(2, _step(state), lr=1e-3, grad_norm=0.5, items=1)
+    assert "SIGTERM: writing a checkpoint after step 2" in capsys.readouterr().err
+    assert e.value.step == 2 and read_checkpoint_state(e.value.checkpoint)["step"] == 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

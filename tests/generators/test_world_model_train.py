@@ -399,7 +399,7 @@ def test_clips_too_large_for_the_device_are_refused_before_any_work(dataset, tmp
     from sana_world.generators.train import attention_cost
     from sana_world.generators.train.world_model import main
 
-    monkeypatch.setattr(attention_cost, "device_memory", lambda device: 16 * 1024**3)
+    monkeypatch.setattr(attention_cost, "device_memory", lambda device: 8 * 1024**3)
     kw = dict(model="tiny", resolution=64, temporal_stride=1, chunk_size=1, clip_frames=9, batch_size=2)
     with pytest.raises(ValueError, match="36,864 tokens per clip .*autoencoder=PATH"):
         train(_config(dataset, tmp_path / "big", **kw))
@@ -414,6 +414,21 @@ def test_clips_too_large_for_the_device_are_refused_before_any_work(dataset, tmp
     assert e.value.code == 2 and "Traceback" not in err and not (tmp_path / "big").exists()
     assert "error: 36,864 tokens per clip" in err and "--autoencoder PATH" in err
     assert "--allow-large-attention" in err
+
+
+def test_cpu_attention_estimate_counts_only_the_mask(monkeypatch) -> None:
+    """The CPU runs a fused (flash) kernel that keeps no scores: 32 px pixel clips of 17 frames, batch 4
+    (8.25 GB peak when measured) fit 16 GB; only the mask (a float bias a call) is counted, on every device."""
+    from sana_world.generators.train import attention_cost
+
+    monkeypatch.setattr(attention_cost, "device_memory", lambda device: 16 * 1024**3)
+    cpu = attention_cost.clip_cost(tiny(), 17, (32, 32), 4, torch.device("cpu"), masked=True)
+    assert not cpu.too_large and cpu.attention_bytes < 4 * 1024**3
+    n = cpu.tokens
+    assert cpu.attention_bytes % (4 * n * n) == 0
+    assert attention_cost.clip_cost(tiny(), 17, (32, 32), 4, torch.device("cpu"), False).attention_bytes == 0
+    assert attention_cost.clip_cost(tiny(), 17, (32, 32), 1, torch.device("cpu"), True) == dataclasses.replace(
+        cpu, batch=1)  # the batch does not change the estimate
 
 
 def test_cli_errors_are_one_line_naming_flags(dataset, smoke, capsys) -> None:
