@@ -18,7 +18,9 @@ from gymnasium import spaces
 
 class DownsampleRGB(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Area-average the square uint8 RGB frames of an env (a Box observation, or a Dict's ``"rgb"``) to
-    ``size`` × ``size``; ``size`` must divide the frame side. Other Dict keys pass through."""
+    ``size`` × ``size``; ``size`` must divide the frame side. A Dict's ``"depth"`` (H, W, 1) shrinks with
+    it (the nearest of each k × k block's hits: a block that sees a near edge reads near); other Dict keys
+    pass through."""
 
     def __init__(self, env: gym.Env, size: int) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, size=size)  # the env spec can rebuild it
@@ -33,7 +35,14 @@ class DownsampleRGB(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"size {size} must divide the square frame side, got frames of {H}x{W}")
         self.size, self.factor = size, H // size
         small = spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.observation_space = spaces.Dict({**space.spaces, "rgb": small}) if self._dict else small
+        self._depth = self._dict and "depth" in space.spaces
+        extra = {}
+        if self._depth:
+            d = space["depth"]
+            if tuple(d.shape) != (H, W, 1):
+                raise ValueError(f"DownsampleRGB needs depth (H, W, 1) beside the frames, got {d.shape}")
+            extra["depth"] = spaces.Box(d.low.min(), d.high.max(), (size, size, 1), d.dtype)
+        self.observation_space = spaces.Dict({**space.spaces, "rgb": small, **extra}) if self._dict else small
 
     def _downsample(self, frame: np.ndarray) -> np.ndarray:
         s, k = self.size, self.factor
@@ -42,5 +51,9 @@ class DownsampleRGB(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation: Any) -> Any:
         if self._dict:
-            return {**observation, "rgb": self._downsample(observation["rgb"])}
+            out = {**observation, "rgb": self._downsample(observation["rgb"])}
+            if self._depth:
+                s, k = self.size, self.factor
+                out["depth"] = observation["depth"].reshape(s, k, s, k, 1).min(axis=(1, 3))  # (s, s, 1)
+            return out
         return self._downsample(observation)

@@ -32,3 +32,16 @@ def test_box_observations_and_bad_sizes():
     assert obs.shape == (16, 16, 3) and env.observation_space.contains(obs)
     with pytest.raises(ValueError, match="divide"):
         DownsampleRGB(gym.make("SanaWorld/Rooms-v0", width=64, height=64), 48)
+
+
+def test_downsample_shrinks_depth_with_the_frames() -> None:
+    from sana_world.envs.wrappers import DownsampleRGB
+
+    env = DownsampleRGB(gym.make("SanaWorld/PointNav-v0", width=64, height=64, depth=True), 32)
+    obs, _ = env.reset(seed=0)
+    assert obs["rgb"].shape == (32, 32, 3) and obs["depth"].shape == (32, 32, 1)
+    assert env.observation_space.contains(obs)
+    raw, _ = env.env.reset(seed=0)  # the same episode, full size
+    nearest = raw["depth"][..., 0].reshape(32, 2, 32, 2).min(axis=(1, 3))
+    np.testing.assert_array_equal(obs["depth"][..., 0], nearest)
+    env.close()
