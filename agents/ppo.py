@@ -124,9 +124,25 @@ def _require_sb3():
     return stable_baselines3
 
 
+def with_sb3_success(env):
+    """``env`` whose last info of an episode also holds ``is_success`` (its ``success``), the key SB3 reads
+    for ``rollout/success_rate``; the envs themselves stay SB3-free."""
+    import gymnasium as gym
+
+    class SB3Success(gym.Wrapper):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            if (terminated or truncated) and "success" in info:
+                info = {**info, "is_success": bool(info["success"])}
+            return obs, reward, terminated, truncated, info
+
+    return SB3Success(env)
+
+
 def train(cfg: PPOTrainConfig):
-    """Train PPO on ``cfg.env_id``; writes ``cfg.out/final.zip`` (SB3's own format, for resuming) and
-    TensorBoard logs when tensorboard is installed. Returns the model."""
+    """Train PPO on ``cfg.env_id``; writes ``cfg.out/final.zip`` (SB3's own format: ``PPO.load`` it to train
+    on) and TensorBoard logs when tensorboard is installed (with ``rollout/success_rate``). Returns the
+    model."""
     _require_sb3()
     import torch
     from stable_baselines3 import PPO
@@ -135,7 +151,8 @@ def train(cfg: PPOTrainConfig):
     import sana_world  # noqa: F401  (registers the ids)
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    venv = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=cfg.seed, env_kwargs=cfg.env_kwargs())
+    venv = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=cfg.seed, env_kwargs=cfg.env_kwargs(),
+                        wrapper_class=with_sb3_success)
     try:
         import tensorboard  # noqa: F401
 

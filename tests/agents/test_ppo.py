@@ -263,3 +263,14 @@ def test_evaluate_defaults_to_heldout_scenes_and_names_obs_size() -> None:
     from pathlib import Path
 
     assert PPOTrainConfig(out="runs/x").out == Path("runs/x")
+
+
+def test_sb3_success_key_at_episode_end() -> None:
+    from sana_world.agents.ppo import with_sb3_success
+
+    env = with_sb3_success(gym.make("SanaWorld/PointNav-v0", width=64, height=64, max_episode_steps=2))
+    env.reset(seed=0)
+    stay = np.zeros(env.action_space.shape, dtype=np.float32)
+    infos = [env.step(stay)[4] for _ in range(2)]
+    assert "is_success" not in infos[0] and infos[1]["is_success"] == bool(infos[1]["success"])
+    env.close()
