@@ -28,7 +28,7 @@ from sana_world.envs.dream_core import DreamConfig, DreamCore, fit_image
 from sana_world.envs.gt import GT_OPTIONS, build_obs, make_config, start_scene
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
 from sana_world.envs.vector import (
-    episode_rngs, init_vector_env, step_outcome, to_output, vector_info, with_masks,
+    episode_rngs, init_vector_env, step_outcome, to_output, vector_info, vector_scenes, with_masks,
 )
 
 __all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
@@ -79,8 +79,9 @@ def _vector_starts(options: dict[str, Any] | None, n: int, size: int) -> list[di
         raise ValueError(f"DreamVectorEnv.reset options must be a dict (e.g. {{'image': (N, H, W, 3) uint8}} or "
                          f"{{'prompt': [N strings]}} for one start per env), got {type(options).__name__}")
     options = dict(options or {})
-    if "scene_seed" in options or "scene" in options:
-        raise ValueError("DreamVectorEnv.reset takes no scene or scene_seed (the seed picks every env's scene)")
+    options.pop("scene_seed", None)  # the caller reads it (vector_scenes)
+    if "scene" in options:
+        raise ValueError("DreamVectorEnv.reset takes no scene; options['scene_seed'] = [N ints] picks each env's")
     per_env: list[dict[str, Any]] = [{} for _ in range(n)]
     for key in ("image", "prompt"):  # 1. a batch (one per env) or one value for all
         value = options.pop(key, None)
@@ -92,7 +93,7 @@ def _vector_starts(options: dict[str, Any] | None, n: int, size: int) -> list[di
         for i in range(n):
             per_env[i][key] = value[i] if batch else value
     if options:
-        raise ValueError(f"unknown reset option(s) {sorted(options)}; use ['image', 'prompt']")
+        raise ValueError(f"unknown reset option(s) {sorted(options)}; use ['image', 'prompt', 'scene_seed']")
     return [_check_start(s, size) for s in per_env]
 
 
@@ -188,12 +189,15 @@ class DreamVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """All envs restart. ``options`` apply to this reset only (autoresets start from GT scenes of the
         split; ``info["start"]`` says which start each env has): ``{"image": ...}`` / ``{"prompt": ...}``
-        for every env, or a batch (N, H, W, 3) / a list of N prompts, one per env."""
+        for every env, or a batch (N, H, W, 3) / a list of N prompts, one per env; ``{"scene_seed": [N ints]}``
+        picks each env's GT scene (e.g. held-out scenes for a batched evaluation)."""
         starts = _vector_starts(options, self.num_envs, self.cfg.width)  # bad options raise before any change
+        seeds = options.get("scene_seed") if isinstance(options, dict) else None
+        scenes = vector_scenes(seeds, self.num_envs, self.cfg.world) or [None] * self.num_envs
         rngs = episode_rngs(seed, self.num_envs)
         self._started = False  # a reset that fails part-way leaves an env that asks for a new reset
         self._rngs = rngs
-        self.core.reset(list(range(self.num_envs)), self._rngs, starts)
+        self.core.reset(list(range(self.num_envs)), self._rngs, starts, scenes)
         self._steps.zero_()
         self._needs_reset.zero_()
         self._started = True

@@ -12,6 +12,7 @@ from gymnasium.vector.utils import batch_space
 from sana_world.envs.gt import build_obs, make_config
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
 from sana_world.envs.world import GTWorld
+from sana_world.worlds import SceneSpec, sample_scene
 
 
 class GTVectorEnv(VectorEnv):
@@ -32,12 +33,16 @@ class GTVectorEnv(VectorEnv):
         self._frame = None
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """All envs anew; ``options={"scene_seed": [N ints]}`` picks each env's scene (e.g. held-out scenes
+        for a batched evaluation); autoresets draw scenes from the split as before."""
+        options = dict(options or {})
+        scenes = vector_scenes(options.pop("scene_seed", None), self.num_envs, self.cfg.world)
         if options:
-            raise ValueError(f"GTVectorEnv.reset takes no options, got {options!r}")
+            raise ValueError(f"unknown GTVectorEnv.reset option(s) {sorted(options)}; use ['scene_seed']")
         rngs = episode_rngs(seed, self.num_envs)
         self._frame = None  # a reset that fails part-way leaves an env that asks for a new reset
         self._rngs = rngs
-        self.world.reset_slots(list(range(self.num_envs)), self._rngs)
+        self.world.reset_slots(list(range(self.num_envs)), self._rngs, scenes)
         self._steps.zero_()
         self._needs_reset.zero_()
         frame = self.world.render()
@@ -85,6 +90,20 @@ class GTVectorEnv(VectorEnv):
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
         info = {k: self._out(v) for k, v in vector_info(self.world, success, collided).items()}
         return with_masks(info, self.num_envs, self.return_torch, self.world.device)
+
+
+def vector_scenes(seeds: Any, n: int, world: Any) -> list[SceneSpec] | None:
+    """The scenes of a vector reset's ``scene_seed`` option: one seed per env (a list of ``n`` ints), or
+    None (each env's scene drawn from the split)."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, (int, np.integer)) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ValueError(f"options['scene_seed'] must be a list of {n} non-negative ints, one per env, "
+                         f"got {seeds!r:.80}")
+    if len(seeds) != n:
+        raise ValueError(f"options['scene_seed'] has {len(seeds)} seeds for {n} envs")
+    return [sample_scene(int(s), world) for s in seeds]
 
 
 def to_output(x: torch.Tensor | dict[str, torch.Tensor], return_torch: bool):

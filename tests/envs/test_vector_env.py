@@ -86,3 +86,20 @@ def test_nav_mode_vector_env_matches_single_env():
             assert np.array_equal(obs["rgb"], vtraj[t + 1][i]), (i, t)
     with pytest.raises(ValueError, match="shape"):
         envs.step(np.array([0, 1, 2]))
+
+
+@pytest.mark.parametrize("dream", [False, True])
+def test_vector_reset_picks_each_envs_scene(dream: bool) -> None:
+    """options={"scene_seed": [N ints]}: env i starts in the scene of seed i, as a single env given that seed."""
+    from sana_world.worlds import WorldConfig, sample_scene
+
+    env_id = "SanaWorld/DreamPointNav-v0" if dream else "SanaWorld/PointNav-v0"
+    envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+    seeds = [1_000_003, 1_000_011]
+    envs.reset(seed=0, options={"scene_seed": seeds})
+    world = envs.unwrapped.core.world if dream else envs.unwrapped.world
+    assert [s.seed for s in world.specs] == [sample_scene(s, WorldConfig()).seed for s in seeds]
+    for bad in (5, [1, 2, 3], [1, -1], [1, "2"]):
+        with pytest.raises(ValueError, match=r"options\['scene_seed'\]"):
+            envs.reset(seed=0, options={"scene_seed": bad})
+    envs.close()
