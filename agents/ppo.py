@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sana_world.checkpoints import file_sha256
 from sana_world.worlds.sampler import HELDOUT_START as HELDOUT_SCENES  # evaluate's default scenes
 
 WEIGHTS, CONFIG = "policy.safetensors", "config.json"
@@ -177,15 +178,9 @@ def export_policy(model, folder: Path, card: PolicyCard) -> Path:
         raise FileExistsError(f"{folder} is not empty; export into a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model.policy, str(folder / WEIGHTS))  # the shared CNN stored once (pi / vf views of it)
-    card = dataclasses.replace(card, sha256=_sha256(folder / WEIGHTS))
+    card = dataclasses.replace(card, sha256=file_sha256(folder / WEIGHTS))
     (folder / CONFIG).write_text(json.dumps(dataclasses.asdict(card), indent=1) + "\n")
     return folder
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_card(folder: Path) -> PolicyCard:
@@ -210,7 +205,7 @@ def load_policy(folder: Path, device: str = "cpu"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: not an exported policy folder")
     card = read_card(folder)
-    if _sha256(folder / WEIGHTS) != card.sha256:
+    if file_sha256(folder / WEIGHTS) != card.sha256:
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in its {CONFIG}: corrupted or replaced")
     env = gym.make(card.env_id, **card.env_kwargs)
     model = PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, device=device)
@@ -349,27 +344,15 @@ _TRAIN_HELP = {
 }
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
     """The command line and its ``train`` and ``export`` sub-parsers."""
+    from sana_world.cli import int_at_least
     from sana_world.envs.spaces import ACTION_MODES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train PPO on a GT env", description="Train PPO on a GT env.")
-    types = {"size": _int_at_least(MIN_SIZE), **{k: _int_at_least(1) for k in
+    types = {"size": int_at_least(MIN_SIZE), **{k: int_at_least(1) for k in
                                                  ("num_envs", "timesteps", "n_steps", "batch_size", "n_epochs")}}
     choices = {"env_id": trainable_env_ids(), "action_mode": ACTION_MODES}
     for f in dataclasses.fields(PPOTrainConfig):
@@ -389,7 +372,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, ar
                    help="optional check: the action mode it was trained with")
     e.add_argument("--timesteps", type=int, default=None,
                    help="optional check: steps it was trained for (the card takes the zip's count)")
-    e.add_argument("--eval-episodes", type=_int_at_least(0), default=20,
+    e.add_argument("--eval-episodes", type=int_at_least(0), default=20,
                    help="GT episodes on held-out scenes for the card (default: %(default)s; 0: none)")
     return p, t, e
 

@@ -59,6 +59,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sana_world.checkpoints import read_json_object
 from sana_world.zoo import ZooEntry, ZooError, entry, is_path
 
 __all__ = ["ZooModels", "add_component", "compatibility_problems", "derive_entry", "entry", "is_path", "load",
@@ -154,16 +155,7 @@ def _module(folder: Path, kind: str, device: torch.device, dtype: torch.dtype) -
 
 
 def _read_json(path: Path, unchanged: str = "") -> dict[str, Any]:
-    tail = f"; {unchanged}" if unchanged else ""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing{tail}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ZooError(f"{path} is not valid JSON ({e}){tail}") from e
-    if not isinstance(data, dict):
-        raise ZooError(f"{path} is no JSON object{tail}")
-    return data
+    return read_json_object(path, ZooError, unchanged)
 
 
 # --- What the Dream envs need from an entry ----------------------------------------------------------------

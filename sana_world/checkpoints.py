@@ -8,6 +8,7 @@ diffusers is imported lazily, and only to check a model instance's class.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -49,14 +50,32 @@ def resolve_model_dir(path: str | os.PathLike[str], subfolder: str = "transforme
     return path
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path, error: type[Exception], note: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``; ``error`` (a message naming ``path``, then ``note``) when it is not valid
+    JSON or not an object. A missing file is ``FileNotFoundError``."""
+    tail = f"; {note}" if note else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing{tail}")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise CheckpointFormatError(f"{path}: not valid JSON ({e})") from e
+        raise error(f"{path}: not valid JSON ({e}){tail}") from e
     if not isinstance(data, dict):
-        raise CheckpointFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}{tail}")
     return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return read_json_object(path, CheckpointFormatError)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 4 MiB blocks (the checksum every manifest here records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:

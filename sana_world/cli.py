@@ -31,23 +31,25 @@ STORED_COLUMNS = ("rgb", "depth")
 COLUMN_TITLES = {"rgb": "RGB", "depth": "depth", "normal": "normal"}
 
 
-def _int_at_least(low: int, what: str):
-    """An argparse type: an integer >= ``low``, with a message naming ``what`` was expected."""
+def int_at_least(low: int, what: str | None = None):
+    """An argparse type: an integer >= ``low``; messages name ``what`` was expected ("positive"), or the bound."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
+            expected = f"a {what} integer" if what else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {value}")
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {value}" if what
+                                             else f"must be >= {low}, got {value}")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1, "positive")
-_nonneg_int = _int_at_least(0, "non-negative")
+_positive_int = int_at_least(1, "positive")
+_nonneg_int = int_at_least(0, "non-negative")
 
 
 def _positive_float(text: str) -> float:

@@ -21,3 +21,25 @@ def off_init(build: Callable[[], M], seed: int = 0) -> M:
         for key, p in model.named_parameters():  # 1. every parameter, in registration order
             p.add_((0.3 if "norm" in key else 0.05) * torch.randn_like(p))
     return model
+
+
+def tiny_train_state(seed: int = 0):
+    """A 2-layer MLP's TrainState (AdamW, 3-step warm-up, EMA 0.5): checkpoint, resume and loop tests."""
+    from sana_world.generators.train.common import EMA, TrainState, warmup_constant
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    return TrainState(model=model, optimizer=opt, scheduler=warmup_constant(opt, 3), ema=EMA(model, 0.5))
+
+
+def tiny_train_step(state) -> torch.Tensor:
+    """One optimizer, scheduler and EMA step of :func:`tiny_train_state` on random inputs; the loss."""
+    loss = state.model(torch.randn(5, 4)).square().mean()
+    state.optimizer.zero_grad()
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    state.ema.update(state.model)
+    state.step += 1
+    return loss.detach()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from sana_world.checkpoints import file_sha256
 
 CHECKPOINT_FORMAT = "sana-world-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -301,14 +301,6 @@ class TrainState:
     data_state: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fsync_write(path: Path, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -416,7 +408,7 @@ def save_checkpoint(root: str | os.PathLike[str], state: TrainState, config: dic
         save_file(opt_t, str(tmp / "optimizer.safetensors"), metadata={**meta, **opt_m})
         _fsync_write(tmp / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True))
         # 4. the state file last, with the size and hash of every other file
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir())}
         sched = {k: v for k, v in state.scheduler.state_dict().items() if k != "lr_lambdas"}
         trainer = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": state.step,
                    "world_size": info.world_size, "has_ema": state.ema is not None, "scheduler": sched,
@@ -466,7 +458,7 @@ def read_checkpoint_state(path: str | os.PathLike[str], verify: bool = True) -> 
         if p.stat().st_size != rec["bytes"]:
             raise CheckpointError(f"{p}: {p.stat().st_size} bytes, the checkpoint recorded {rec['bytes']} "
                                   "(truncated or overwritten)")
-        if verify and _sha256(p) != rec["sha256"]:
+        if verify and file_sha256(p) != rec["sha256"]:
             raise CheckpointError(f"{p}: sha256 mismatch (corrupted)")
     return st
 

@@ -40,11 +40,11 @@ import torch
 from sana_world.generators.train.common import (
     CheckpointError,
     DistInfo,
-    _sha256,
     latest_checkpoint,
     load_config,
     read_checkpoint_state,
 )
+from sana_world.checkpoints import file_sha256
 
 _AE_TRAINER = "sana_world.generators.train.autoencoder"
 _SAMPLE_FRAMES = 1024  # the training frames the autoencoder's scale is fitted on (PoolSource.sample)
@@ -62,13 +62,13 @@ def _bf16_bytes(path: Path) -> bytes:
     return save(cast, metadata=meta)
 
 
-def _latest(run: Path) -> tuple[Path, dict[str, Any]]:
-    """The run's latest complete checkpoint and its state, every file's size and sha256 verified."""
+def _latest(run: Path, verify: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The run's newest complete checkpoint and its state (``verify``: file sizes and sha256 checked)."""
     last = latest_checkpoint(run / "checkpoints")
     if last is None:
         raise FileNotFoundError(f"{run} has no complete checkpoint ({run / 'checkpoints'}/step-* with a "
                                 "trainer_state.json)")
-    return last, read_checkpoint_state(last, verify=True)
+    return last, read_checkpoint_state(last, verify=verify)
 
 
 def _weights(last: Path, state: dict[str, Any], raw: bool) -> tuple[str, bool]:
@@ -87,7 +87,9 @@ def export_is_current(run: str | Path, raw: bool = False) -> bool:
         cfg = json.loads((export / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    last, state = _latest(run)
+    # unverified: the export is compared with the checkpoint's record, and a stale or damaged one is
+    # exported again by export_checkpoint, which verifies (hashing the optimizer state once, not twice)
+    last, state = _latest(run, verify=False)
     fname, use_ema = _weights(last, state, raw)
     if cfg.get("_class_name") == "AutoencoderDC":
         if "latent_channels" not in cfg:  # the in-house format of an older export: not what derive reads
@@ -104,7 +106,7 @@ def export_is_current(run: str | Path, raw: bool = False) -> bool:
         return set(have) == set(want) and all(torch.equal(have[k], want[k]) for k in want)
     model = export / "model.safetensors"
     return (cfg.get("step") == state["step"] and cfg.get("ema") == use_ema and model.is_file()
-            and _sha256(model) == state["files"][fname]["sha256"])
+            and file_sha256(model) == state["files"][fname]["sha256"])
 
 
 def export_checkpoint(run: Path, raw: bool = False) -> Path:
@@ -121,7 +123,7 @@ def export_checkpoint(run: Path, raw: bool = False) -> Path:
     shutil.copyfile(last / fname, tmp / "model.safetensors")
     rec = state["files"][fname]
     copy = tmp / "model.safetensors"
-    if copy.stat().st_size != rec["bytes"] or _sha256(copy) != rec["sha256"]:
+    if copy.stat().st_size != rec["bytes"] or file_sha256(copy) != rec["sha256"]:
         shutil.rmtree(tmp)
         raise CheckpointError(f"copying {last / fname} to {copy} gave a file that differs from the size and "
                               "sha256 the checkpoint recorded; nothing was exported")

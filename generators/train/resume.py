@@ -38,6 +38,7 @@ from sana_world.generators.train.common import (
     read_checkpoint_state,
 )
 from sana_world.generators.train.errors import usage_error
+from sana_world.checkpoints import file_sha256
 
 if TYPE_CHECKING:
     from sana_world.generators.train.run import RunConfig
@@ -48,14 +49,6 @@ BUILTIN_INPUTS = ("pixels", "procedural")  # input values that name built-in com
 
 
 # --- Fingerprints of inputs ------------------------------------------------------------------------------
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 # The subfolders a loader reads from a SANA pipeline folder given as each input (generators.autoencoder,
@@ -100,7 +93,7 @@ def fingerprint(path: Path, field: str | None = None) -> str | None:
         return None
     h = hashlib.sha256()
     for p in files:
-        h.update(f"{p.relative_to(base).as_posix()}\0{_file_sha256(p)}\n".encode())
+        h.update(f"{p.relative_to(base).as_posix()}\0{file_sha256(p)}\n".encode())
     return h.hexdigest()
 
 

@@ -25,7 +25,6 @@ written to a temporary name and renamed, so a crash never leaves a half-written 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from sana_world.checkpoints import file_sha256
 
 FORMAT = "sana-world-shards"
 FORMAT_VERSION = 1
@@ -88,14 +88,6 @@ class Trajectory:
 # ---------------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -160,7 +152,7 @@ def write_shard(path: str | os.PathLike[str], trajectories: list[Trajectory]) ->
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_safetensors(tmp, tensors, metadata)
-        entry = {"file": path.name, "sha256": _sha256(tmp), "bytes": tmp.stat().st_size, "count": len(trajs)}
+        entry = {"file": path.name, "sha256": file_sha256(tmp), "bytes": tmp.stat().st_size, "count": len(trajs)}
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -309,7 +301,7 @@ class ShardFile:
         if size != entry["bytes"]:
             raise ShardError(f"{self.path}: truncated or resized shard "
                              f"({size} bytes, manifest says {entry['bytes']})")
-        if checksum and _sha256(self.path) != entry["sha256"]:
+        if checksum and file_sha256(self.path) != entry["sha256"]:
             raise ShardError(f"{self.path}: sha256 mismatch, the shard is corrupted")
         try:
             self._f = safe_open(str(self.path), framework="pt")

@@ -16,12 +16,13 @@ raises :class:`ZooError` naming the file, before any weight is read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sana_world.checkpoints import file_sha256
 
 __all__ = ["ZOO_ROOT", "ZooEntry", "ZooError", "available", "entry", "is_path", "write_manifest"]
 
@@ -65,14 +66,6 @@ def available(root: Path = ZOO_ROOT) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def is_path(name: str | os.PathLike[str]) -> bool:
     """Whether ``name`` names a folder rather than a zoo entry: a ``Path`` (any ``os.PathLike``), or a string
     with a path separator or starting with "." or "~". A bare name ("rooms-128") is always an entry under
@@ -113,7 +106,7 @@ def entry(name: str | os.PathLike[str], root: Path = ZOO_ROOT, verify: bool = Tr
             if size != meta["bytes"]:
                 raise ZooError(f"zoo entry {manifest.get('name', name)!r}: {path} has {size} bytes, the manifest "
                                f"says {meta['bytes']} (truncated or replaced file)")
-            if verify and _sha256(path) != meta["sha256"]:
+            if verify and file_sha256(path) != meta["sha256"]:
                 raise ZooError(f"zoo entry {manifest.get('name', name)!r}: {path} fails its sha256 check "
                                "(corrupted file)")
     return ZooEntry(str(manifest.get("name", name)), folder, manifest)
@@ -128,7 +121,7 @@ def write_manifest(folder: Path, name: str, resolution: int, components: dict[st
     comps: dict[str, Any] = {}
     for comp, spec in components.items():
         sub = folder / spec["folder"]
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
                  for p in sorted(sub.iterdir()) if p.is_file()}
         if not files:
             raise ZooError(f"component {comp!r} folder {sub} is empty")

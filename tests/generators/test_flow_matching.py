@@ -12,19 +12,18 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from helpers import tiny_train_state, tiny_train_step
 from sana_world.generators.image.dit import PRESETS
 from sana_world.generators.train.common import (
     EMA,
     CheckpointError,
     DistInfo,
-    TrainState,
     autocast,
     grad_clip,
     latest_checkpoint,
     load_checkpoint,
     lr_factor,
     save_checkpoint,
-    warmup_constant,
     warmup_cosine,
 )
 from sana_world.generators.train.flow_matching import (
@@ -143,27 +142,10 @@ def test_data_order_is_a_function_of_step_and_rank(dataset) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _state(seed: int = 0) -> TrainState:
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    return TrainState(model=model, optimizer=opt, scheduler=warmup_constant(opt, 3), ema=EMA(model, 0.5))
-
-
-def _step(state: TrainState) -> None:
-    loss = state.model(torch.randn(5, 4)).square().mean()
-    state.optimizer.zero_grad()
-    loss.backward()
-    state.optimizer.step()
-    state.scheduler.step()
-    state.ema.update(state.model)
-    state.step += 1
-
-
 def test_checkpoint_files_round_trip_and_pruning(tmp_path) -> None:
-    state = _state()
+    state = tiny_train_state()
     for _ in range(5):
-        _step(state)
+        tiny_train_step(state)
         save_checkpoint(tmp_path, state, {"lr": 1e-2, "name": "mlp"}, keep_last=2)
     ckpt = latest_checkpoint(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000004", "step-00000005"]
@@ -179,7 +161,7 @@ def test_checkpoint_files_round_trip_and_pruning(tmp_path) -> None:
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 5
     # exact restore: weights, EMA, optimizer, scheduler, RNG
     expected_rand = torch.rand(3)
-    other = _state(seed=1)
+    other = tiny_train_state(seed=1)
     load_checkpoint(ckpt, other)
     assert torch.equal(torch.rand(3), expected_rand)
     assert other.step == 5 and other.scheduler.last_epoch == state.scheduler.last_epoch
@@ -195,35 +177,35 @@ def test_checkpoint_files_round_trip_and_pruning(tmp_path) -> None:
 
 
 def test_corrupted_or_missing_checkpoint_raises(tmp_path) -> None:
-    state = _state()
-    _step(state)
+    state = tiny_train_state()
+    tiny_train_step(state)
     ckpt = save_checkpoint(tmp_path, state, {})
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "step-00000099", _state())
+        load_checkpoint(tmp_path / "step-00000099", tiny_train_state())
     # one flipped byte: the hash catches it
     path = ckpt / "model.safetensors"
     blob = bytearray(path.read_bytes())
     blob[-3] ^= 0xFF
     path.write_bytes(bytes(blob))
     with pytest.raises(CheckpointError, match="model.safetensors: sha256 mismatch"):
-        load_checkpoint(ckpt, _state())
+        load_checkpoint(ckpt, tiny_train_state())
     # truncation: the size check names the file
     path.write_bytes(bytes(blob[:100]))
     with pytest.raises(CheckpointError, match="model.safetensors: 100 bytes"):
-        load_checkpoint(ckpt, _state())
+        load_checkpoint(ckpt, tiny_train_state())
     # without verification, the unreadable file itself is reported
     (ckpt / "trainer_state.json").write_text(json.dumps(
         {**json.loads((ckpt / "trainer_state.json").read_text()), "files": {}}))
     with pytest.raises(CheckpointError, match="model.safetensors: unreadable safetensors"):
-        load_checkpoint(ckpt, _state(), verify=False)
+        load_checkpoint(ckpt, tiny_train_state(), verify=False)
     (ckpt / "optimizer.safetensors").unlink()
     (ckpt / "trainer_state.json").unlink()
     with pytest.raises(CheckpointError, match="incomplete checkpoint"):
-        load_checkpoint(ckpt, _state())
+        load_checkpoint(ckpt, tiny_train_state())
     assert latest_checkpoint(tmp_path) is None  # an incomplete directory is never picked for resume
     # a model of another shape
     ckpt = save_checkpoint(tmp_path / "b", state, {})
-    wrong = _state()
+    wrong = tiny_train_state()
     wrong.model[2] = torch.nn.Linear(8, 3)
     with pytest.raises(CheckpointError, match="(?s)does not fit Sequential.*size mismatch"):
         load_checkpoint(ckpt, wrong)

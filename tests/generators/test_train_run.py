@@ -13,16 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from helpers import tiny_train_state, tiny_train_step
 from sana_world.generators.train.common import (
-    EMA,
     CheckpointError,
     DistInfo,
-    TrainState,
     read_checkpoint_state,
     save_checkpoint,
-    warmup_constant,
 )
 from sana_world.generators.train.errors import RunInterrupted, usage_error
 from sana_world.generators.train.resume import check_resume, input_records, resume_or_start
@@ -44,24 +41,6 @@ def write_dataset(root: Path, seeds: list[int], frames: int = 4, size: int = 16,
                                   actions=np.zeros((frames - 1, 6), np.float32), caption="a red room",
                                   spec_json="{}", seed=s))
     return root
-
-
-def _state(seed: int = 0) -> TrainState:
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    return TrainState(model=model, optimizer=opt, scheduler=warmup_constant(opt, 3), ema=EMA(model, 0.5))
-
-
-def _step(state: TrainState) -> torch.Tensor:
-    loss = state.model(torch.randn(5, 4)).square().mean()
-    state.optimizer.zero_grad()
-    loss.backward()
-    state.optimizer.step()
-    state.scheduler.step()
-    state.ema.update(state.model)
-    state.step += 1
-    return loss.detach()
 
 
 def test_usage_errors_name_fields_for_the_api_and_flags_for_the_cli() -> None:
@@ -147,20 +126,20 @@ def test_fingerprints_only_what_is_loaded_and_only_when_needed(tmp_path, monkeyp
         model: str = "tiny"
         autoencoder: str = str(pipe)
 
-    monkeypatch.setattr(resume, "_file_sha256", lambda path: pytest.fail(f"hashed {path} at start"))
+    monkeypatch.setattr(resume, "file_sha256", lambda path: pytest.fail(f"hashed {path} at start"))
     d = resolved_config(Config(), Config(), "X", "x", inputs=("autoencoder",))
     assert d["inputs"] == {"autoencoder": {"path": str(pipe.resolve())}}
 
 
 def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, caplog) -> None:
-    state = _state()
+    state = tiny_train_state()
     for _ in range(2):
-        _step(state)
+        tiny_train_step(state)
         save_checkpoint(tmp_path / "checkpoints", state, {"lr": 1.0})
     bad = tmp_path / "checkpoints" / "step-00000002"
     (bad / "model.safetensors").write_bytes(b"x" * 1000)  # truncated
     run = RunConfig(steps=5, resume=True, out_dir=str(tmp_path))
-    fresh = _state(1)
+    fresh = tiny_train_state(1)
     with caplog.at_level(logging.WARNING):
         resume_or_start(fresh, run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
     assert fresh.step == 1
@@ -169,9 +148,9 @@ def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, caplog) -> None:
     assert "1000 bytes" in caplog.text and f"moved to {aside.name}" in caplog.text and str(aside) in caplog.text
     (tmp_path / "checkpoints" / "step-00000001" / "optimizer.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="(?s)no checkpoint in .* verifies.*step-0+1"):
-        resume_or_start(_state(1), run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
+        resume_or_start(tiny_train_state(1), run, {"lr": 1.0}, DistInfo(), RESUMABLE_FIELDS)
     with pytest.raises(FileExistsError, match="resume=True") as e:  # a fresh run over old checkpoints
-        resume_or_start(_state(1), RunConfig(steps=5, out_dir=str(tmp_path)), {}, DistInfo(),
+        resume_or_start(tiny_train_state(1), RunConfig(steps=5, out_dir=str(tmp_path)), {}, DistInfo(),
                         RESUMABLE_FIELDS)
     assert "pass --resume" in e.value.cli_message and "--out-dir" in e.value.cli_message
 
@@ -181,12 +160,12 @@ def test_a_damaged_checkpoint_leaves_the_rotation(tmp_path) -> None:
     nothing good (the damaged one no longer counts) and does not silently overwrite it."""
     from sana_world.generators.train.common import list_checkpoints
 
-    state, root = _state(), tmp_path / "checkpoints"
+    state, root = tiny_train_state(), tmp_path / "checkpoints"
     for _ in range(4):
-        _step(state)
+        tiny_train_step(state)
         save_checkpoint(root, state, {"lr": 1.0}, keep_last=2)
     (root / "step-00000004" / "model.safetensors").write_bytes(b"x" * 1000)
-    fresh = _state(1)
+    fresh = tiny_train_state(1)
     resume_or_start(fresh, RunConfig(steps=9, resume=True, out_dir=str(tmp_path), keep_last=2), {"lr": 1.0},
                     DistInfo(), RESUMABLE_FIELDS)
     assert fresh.step == 3
@@ -197,25 +176,25 @@ def test_a_damaged_checkpoint_leaves_the_rotation(tmp_path) -> None:
 
 
 def test_without_a_bar_a_line_every_log_interval(tmp_path, capsys) -> None:
-    state = _state()
+    state = tiny_train_state()
     run = RunConfig(steps=4, log_every=2, progress=False, out_dir=str(tmp_path))
     with RunLoop(run, state, {}, DistInfo(), desc="test", rate_name="items_per_s") as loop:
         for step in range(1, 5):
-            loop.end_step(step, _step(state), lr=1e-3, grad_norm=0.5, items=5)
+            loop.end_step(step, tiny_train_step(state), lr=1e-3, grad_norm=0.5, items=5)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["step 2/4", "step 4/4"]
     assert "loss" in lines[0] and "items_per_s" in lines[0]
 
 
 def test_a_signal_ends_the_loop_after_the_step_with_a_checkpoint(tmp_path) -> None:
-    state = _state()
+    state = tiny_train_state()
     run = RunConfig(steps=100, ckpt_every=50, out_dir=str(tmp_path))
     before = signal.getsignal(signal.SIGTERM)
     loop = RunLoop(run, state, {}, DistInfo(), "test", "items_per_s")
     with pytest.raises(RunInterrupted) as e, loop:
-        loop.end_step(1, _step(state), lr=1e-3, grad_norm=0.5, items=5)
+        loop.end_step(1, tiny_train_step(state), lr=1e-3, grad_norm=0.5, items=5)
         signal.raise_signal(signal.SIGTERM)  # handled: the step goes on
-        loop.end_step(2, _step(state), lr=1e-3, grad_norm=0.5, items=5)
+        loop.end_step(2, tiny_train_step(state), lr=1e-3, grad_norm=0.5, items=5)
     assert e.value.step == 2 and e.value.exit_code == 128 + signal.SIGTERM
     assert e.value.checkpoint == tmp_path / "checkpoints" / "step-00000002"
     assert read_checkpoint_state(e.value.checkpoint)["step"] == 2
@@ -225,13 +204,13 @@ def test_a_signal_ends_the_loop_after_the_step_with_a_checkpoint(tmp_path) -> No
 def test_a_signal_during_the_last_step_is_not_swallowed(tmp_path, capsys) -> None:
     """The run does not return normally (its post-loop work would run): RunInterrupted after the last
     step's checkpoint. The handler prints nothing (tqdm may be writing); the loop announces the signal."""
-    state = _state()
+    state = tiny_train_state()
     loop = RunLoop(RunConfig(steps=2, out_dir=str(tmp_path), progress=False), state, {}, DistInfo(), "t", "x")
     with pytest.raises(RunInterrupted) as e, loop:
-        loop.end_step(1, _step(state), lr=1e-3, grad_norm=0.5, items=1)
+        loop.end_step(1, tiny_train_step(state), lr=1e-3, grad_norm=0.5, items=1)
         signal.raise_signal(signal.SIGTERM)
         assert capsys.readouterr().err == ""
-        loop.end_step(2, _step(state), lr=1e-3, grad_norm=0.5, items=1)
+        loop.end_step(2, tiny_train_step(state), lr=1e-3, grad_norm=0.5, items=1)
     assert "SIGTERM: writing a checkpoint after step 2" in capsys.readouterr().err
     assert e.value.step == 2 and read_checkpoint_state(e.value.checkpoint)["step"] == 2
 
