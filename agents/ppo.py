@@ -1,13 +1,18 @@
-"""PPO agents through stable-baselines3 (the ``rl`` extra): train on a GT env, ship, run in its Dream twin.
+"""PPO agents through stable-baselines3 (the ``rl`` extra): train on a GT env or in a dream, ship, run in
+either twin.
 
-A policy trained on ``SanaWorld/PointNav-v0`` (GT frames) acts in ``SanaWorld/DreamPointNav-v0`` unchanged:
-the twins share spaces, dynamics and rewards, only the frames differ. Weights travel as a safetensors file
-of the SB3 policy's ``state_dict`` with a ``config.json`` that rebuilds it (no pickles):
+A policy trained on ``SanaWorld/PointNav-v0`` (GT frames) acts in ``SanaWorld/DreamPointNav-v0`` unchanged
+and back: the twins share spaces, dynamics and rewards, only the frames differ. ``--vector`` collects
+rollouts from the native batched vector env (one render or one world-model pass for all envs, on
+``--device``); training in the dream takes it. Weights travel as a safetensors file of the SB3 policy's
+``state_dict`` with a ``config.json`` that rebuilds it (no pickles):
 
     python -m sana_world.agents.ppo train --out runs/ppo_pointnav --timesteps 300000
+    python -m sana_world.agents.ppo train --env-id SanaWorld/DreamRooms-v0 --vector --num-envs 64 --device cuda
     python -m sana_world.agents.ppo export runs/ppo_pointnav/final.zip sana_world/zoo/agents/pointnav-64
 
-(export reads the frame size, the action mode and the step count from the zip.)
+(export reads the frame size, the action mode and the step count from the zip, and scores the policy on
+the GT twin's held-out scenes.)
     policy = load_policy(shipped_policy("pointnav-64"))               # an SB3 PPO, ready for .predict
 """
 
@@ -22,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sana_world.agents.policy_spaces import card_env_kwargs, check_env_spaces, check_observes
 from sana_world.checkpoints import file_sha256
 from sana_world.worlds.sampler import HELDOUT_START as HELDOUT_SCENES  # evaluate's default scenes
 
@@ -49,17 +55,39 @@ def shipped_policy(name: str = "pointnav-64") -> Path:
 
 
 def trainable_env_ids() -> tuple[str, ...]:
-    """GT env ids PPO trains on: those whose observation is a Dict (frame + goal), as ``MultiInputPolicy``
-    needs (``SanaWorld/Rooms-v0`` observes a bare frame)."""
-    from sana_world.envs.registration import GT_ENVS
+    """Env ids PPO trains on: every GT env and every Dream twin."""
+    from sana_world.envs.registration import DREAM_ENVS, GT_ENVS
+
+    return (*GT_ENVS, *DREAM_ENVS)
+
+
+def gt_twin(env_id: str) -> str:
+    """The GT env of a Dream env id (the id itself for a GT one): same task, spaces and dynamics."""
+    from sana_world.envs.registration import DREAM_ENVS, GT_ENVS
+
+    if env_id in GT_ENVS:
+        return env_id
+    if env_id not in DREAM_ENVS:
+        raise ValueError(f"{env_id!r} is no sana-world env id; one of {trainable_env_ids()}")
+    task = DREAM_ENVS[env_id][0]
+    return next(i for i, (t, _) in GT_ENVS.items() if t == task)
+
+
+def policy_class(env_id: str) -> str:
+    """SB3's policy for an env: ``MultiInputPolicy`` (NatureCNN + goal vector) for a Dict observation,
+    ``CnnPolicy`` for a bare frame (``SanaWorld/Rooms-v0``)."""
+    from sana_world.envs.registration import DREAM_ENVS, GT_ENVS
     from sana_world.envs.tasks import goal_space
 
-    return tuple(env_id for env_id, (task, _) in GT_ENVS.items() if goal_space(task) is not None)
+    task = {**GT_ENVS, **DREAM_ENVS}[env_id][0]
+    return "MultiInputPolicy" if goal_space(task) is not None else "CnnPolicy"
 
 
 @dataclass(frozen=True)
 class PPOTrainConfig:
-    """PPO on a GT env id (SB3 ``MultiInputPolicy``: NatureCNN on the frame + the goal vector)."""
+    """PPO on a GT or Dream env id (SB3 ``MultiInputPolicy``: NatureCNN on the frame + the goal vector, or
+    ``CnnPolicy`` for a bare frame). A Dream env dreams at its model's resolution; the agent sees the frames
+    area-averaged to ``size``."""
 
     env_id: str = "SanaWorld/PointNav-v0"
     size: int = 64  # observed frame side (width = height)
@@ -73,6 +101,9 @@ class PPOTrainConfig:
     gamma: float = 0.99
     ent_coef: float = 0.0
     seed: int = 0
+    vector: bool = False  # the native batched vector env (one pass for all envs) instead of SB3's DummyVecEnv
+    device: str = "cpu"  # where the envs run with vector=True (the policy goes to CUDA when there is one)
+    bf16: bool = False  # a Dream env dreams under bf16 autocast
     out: Path = Path("runs/ppo_pointnav")
     progress: bool = True
 
@@ -82,8 +113,11 @@ class PPOTrainConfig:
         object.__setattr__(self, "out", Path(self.out))  # a str path works too
 
         if self.env_id not in trainable_env_ids():
-            raise ValueError(f"env_id must be one of {trainable_env_ids()} (a Dict observation of frame and goal), "
-                             f"got {self.env_id!r}")
+            raise ValueError(f"env_id must be one of {trainable_env_ids()}, got {self.env_id!r}")
+        if self.bf16 and not self.dream():
+            raise ValueError(f"bf16 is a Dream env option; {self.env_id} renders its frames")
+        if self.device != "cpu" and not self.vector:
+            raise ValueError(f"device={self.device!r} needs vector=True (--vector): SB3's DummyVecEnv steps CPU envs")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.size < MIN_SIZE:  # NatureCNN's kernels need at least 36 pixels
@@ -95,8 +129,21 @@ class PPOTrainConfig:
                              f"{self.ent_coef}")
 
     def env_kwargs(self) -> dict[str, Any]:
+        """The GT twin's kwargs for this frame size and action mode (what a policy card keeps)."""
         mode = {} if self.action_mode == "twist" else {"action_mode": self.action_mode}
         return {"width": self.size, "height": self.size, **mode}
+
+    def dream(self) -> bool:
+        return self.env_id != gt_twin(self.env_id)
+
+    def train_env_kwargs(self) -> tuple[dict[str, Any], int | None]:
+        """(kwargs of the env PPO steps, the side its frames are area-averaged to or None): a Dream env
+        keeps its model's resolution and is seen at ``size``; it trains on the training scenes' split (a Dream
+        env's default is the held-out one, where policies are scored)."""
+        if self.dream():
+            bf16 = {"bf16": True} if self.bf16 else {}
+            return {**task_kwargs(self.env_kwargs()), "split": "train", **bf16}, self.size
+        return self.env_kwargs(), None
 
 
 def task_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -140,30 +187,52 @@ def with_sb3_success(env):
     return SB3Success(env)
 
 
-def train(cfg: PPOTrainConfig):
-    """Train PPO on ``cfg.env_id``; writes ``cfg.out/final.zip`` (SB3's own format: ``PPO.load`` it to train
-    on) and TensorBoard logs when tensorboard is installed (with ``rollout/success_rate``). Returns the
-    model."""
-    _require_sb3()
-    import torch
-    from stable_baselines3 import PPO
+def make_train_env(cfg: PPOTrainConfig):
+    """The SB3 ``VecEnv`` PPO trains on: ``num_envs`` single envs in SB3's DummyVecEnv, or (``vector``) the
+    native batched vector env on ``device``; episode stats and ``is_success`` for SB3's logger either way."""
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
 
     import sana_world  # noqa: F401  (registers the ids)
 
+    kwargs, obs_size = cfg.train_env_kwargs()
+    if cfg.vector:
+        from sana_world.agents.sb3_vec import make_sb3_vec_env
+
+        venv = VecMonitor(make_sb3_vec_env(cfg.env_id, cfg.num_envs, obs_size=obs_size, device=cfg.device, **kwargs))
+        venv.seed(cfg.seed)
+        return venv
+
+    def wrap(env):
+        if obs_size is not None:
+            from sana_world.envs.wrappers import DownsampleRGB
+
+            env = DownsampleRGB(env, obs_size)
+        return with_sb3_success(env)
+
+    return make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=cfg.seed, env_kwargs=kwargs, wrapper_class=wrap)
+
+
+def train(cfg: PPOTrainConfig, callback: Any = None):
+    """Train PPO on ``cfg.env_id``; writes ``cfg.out/final.zip`` (SB3's own format: ``PPO.load`` it to train
+    on) and TensorBoard logs when tensorboard is installed (with ``rollout/success_rate``). ``callback``: an
+    SB3 callback (e.g. a time limit). Returns the model."""
+    _require_sb3()
+    import torch
+    from stable_baselines3 import PPO
+
     cfg.out.mkdir(parents=True, exist_ok=True)
-    venv = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=cfg.seed, env_kwargs=cfg.env_kwargs(),
-                        wrapper_class=with_sb3_success)
+    venv = make_train_env(cfg)
     try:
         import tensorboard  # noqa: F401
 
         tb: str | None = str(cfg.out / "tb")
     except ImportError:
         tb = None
-    model = PPO("MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                learning_rate=cfg.lr, gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed, tensorboard_log=tb,
-                device="cpu" if not torch.cuda.is_available() else "auto", verbose=0)
-    model.learn(cfg.timesteps, progress_bar=cfg.progress)
+    model = PPO(policy_class(cfg.env_id), venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                n_epochs=cfg.n_epochs, learning_rate=cfg.lr, gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed,
+                tensorboard_log=tb, device="cpu" if not torch.cuda.is_available() else "auto", verbose=0)
+    model.learn(cfg.timesteps, progress_bar=cfg.progress, callback=callback)
     model.save(cfg.out / "final.zip")
     venv.close()
     return model
@@ -208,7 +277,7 @@ def load_policy(folder: Path, device: str = "cpu"):
     if file_sha256(folder / WEIGHTS) != card.sha256:
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in its {CONFIG}: corrupted or replaced")
     env = gym.make(card.env_id, **card.env_kwargs)
-    model = PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, device=device)
+    model = PPO(card.train.get("policy", "MultiInputPolicy"), env, n_steps=8, batch_size=8, device=device)
     load_model(model.policy, str(folder / WEIGHTS), strict=True, device=device)
     model.policy.set_training_mode(False)
     env.close()
@@ -236,7 +305,7 @@ def evaluate(model, env_id: str, env_kwargs: dict[str, Any], episodes: int, seed
     env = gym.make(env_id, **kwargs)
     if obs_size is not None:
         env = DownsampleRGB(env, obs_size)
-    _check_observes(model, env, env_id)
+    check_observes(model, env, env_id)
     returns, lengths, successes = [], [], []
     for e in range(episodes):  # 1. one episode per seed
         options = None if scene_start is None else {"scene_seed": scene_start + e}
@@ -255,80 +324,10 @@ def evaluate(model, env_id: str, env_kwargs: dict[str, Any], episodes: int, seed
             "mean_length": float(np.mean(lengths))}
 
 
-def zip_env_kwargs(model) -> dict[str, Any]:
-    """The env kwargs a trained SB3 model's spaces imply, as :meth:`PPOTrainConfig.env_kwargs` writes them:
-    ``width`` / ``height`` of its "rgb" frames (SB3 keeps images channel-first) and ``action_mode`` from its
-    action space (left out for "twist")."""
-    from gymnasium import spaces
-
-    from sana_world.envs.spaces import ACTION_MODES, action_space
-
-    obs = model.observation_space
-    if not isinstance(obs, spaces.Dict) or "rgb" not in obs.spaces:
-        raise ValueError(f"the model observes {obs}, not a Dict with an 'rgb' frame: not a policy from `ppo train`")
-    shape = tuple(obs["rgb"].shape)
-    if len(shape) != 3 or 3 not in (shape[0], shape[-1]):
-        raise ValueError(f"the model's 'rgb' frames have shape {shape}, not (3, H, W) or (H, W, 3)")
-    height, width = shape[1:] if shape[0] == 3 else shape[:2]
-    modes = [m for m in ACTION_MODES if action_space(m) == model.action_space]
-    if not modes:
-        raise ValueError(f"the model acts in {model.action_space}, none of the env action modes {ACTION_MODES}")
-    return {"width": int(width), "height": int(height), **({} if modes[0] == "twist" else {"action_mode": modes[0]})}
-
-
-def card_env_kwargs(model, size: int | None = None, action_mode: str | None = None) -> dict[str, Any]:
-    """:func:`zip_env_kwargs`, checked against a frame ``size`` and an ``action_mode`` a user gave (None: not
-    given); ``ValueError`` saying which disagrees."""
-    kwargs = zip_env_kwargs(model)
-    found = (kwargs["width"], kwargs["height"])
-    if size is not None and (size, size) != found:
-        raise ValueError(f"size {size} (--size) disagrees with the model's {found[0]}x{found[1]} frames: drop it, "
-                         "the frame size is read from the zip")
-    mode = kwargs.get("action_mode", "twist")
-    if action_mode is not None and action_mode != mode:
-        raise ValueError(f"action mode {action_mode!r} (--action-mode) disagrees with the model's {mode!r} action "
-                         f"space {model.action_space}: drop it, the action mode is read from the zip")
-    return kwargs
-
-
-def _check_observes(model, env, env_id: str) -> None:
-    """ValueError naming ``obs_size`` when the env's frames are not the size the model was trained on."""
-    want = getattr(getattr(model, "observation_space", None), "spaces", {}).get("rgb")
-    have = getattr(env.observation_space, "spaces", {}).get("rgb")
-    if want is None or have is None:
-        return
-    side = lambda shape: shape[1] if shape[0] == 3 else shape[0]  # noqa: E731  channel-first or -last
-    if side(want.shape) != side(have.shape):
-        raise ValueError(f"{env_id} gives {side(have.shape)}² frames, the model was trained on "
-                         f"{side(want.shape)}²: pass obs_size={side(want.shape)} (frames area-averaged)")
-
-
-def check_env_spaces(model, env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """``ValueError`` unless ``gym.make(env_id, **env_kwargs)`` observes and acts in the model's spaces
-    (frames channel-last or channel-first)."""
-    import gymnasium as gym
-
-    import sana_world  # noqa: F401
-
-    env = gym.make(env_id, **env_kwargs)
-    env_obs, env_act = env.observation_space, env.action_space
-    env.close()
-
-    def shapes(space) -> dict[str, tuple[int, ...]]:
-        out = {k: tuple(v.shape) for k, v in getattr(space, "spaces", {"": space}).items()}
-        if len(out.get("rgb", ())) == 3 and out["rgb"][0] == 3:
-            out["rgb"] = (*out["rgb"][1:], 3)  # channel-first, as SB3 stores it -> the env's (H, W, 3)
-        return out
-
-    if shapes(env_obs) != shapes(model.observation_space) or env_act != model.action_space:
-        raise ValueError(f"{env_id} observes {shapes(env_obs)} and acts in {env_act}, the model "
-                         f"{shapes(model.observation_space)} and {model.action_space}: pass the --env-id it was "
-                         "trained on")
-
-
 _TRAIN_HELP = {
-    "env_id": "GT env to train on (its observation must be a Dict of frame and goal)",
-    "size": f"observed frame side in pixels (width = height), at least {MIN_SIZE} for NatureCNN",
+    "env_id": "env to train on: a GT env, or a Dream twin (frames from the world model; best with --vector)",
+    "size": f"observed frame side in pixels (width = height), at least {MIN_SIZE} for NatureCNN; a Dream env "
+            "dreams at its model's resolution, area-averaged to this side (which must divide it)",
     "action_mode": "the env's actions: twist (6-DoF Box), keys (MultiBinary(8) over wasdijkl) or nav "
                    "(Discrete(3): forward, turn left, turn right)",
     "num_envs": "envs stepped in parallel",
@@ -340,6 +339,11 @@ _TRAIN_HELP = {
     "gamma": "discount factor, in (0, 1]",
     "ent_coef": "entropy bonus coefficient, >= 0",
     "seed": "seed of the envs and the policy",
+    "vector": "collect rollouts from the native batched vector env (one render or world-model pass for all "
+              "envs; same-step autoresets) instead of SB3's DummyVecEnv of single envs",
+    "bf16": "a Dream env dreams under bf16 autocast (faster on a GPU)",
+    "device": "where the vector env runs (cpu, cuda, cuda:1, ...; needs --vector); the policy trains on CUDA "
+              "whenever there is one",
     "out": "run folder: final.zip and TensorBoard logs (when tensorboard is installed) go here",
 }
 
@@ -351,12 +355,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, ar
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train PPO on a GT env", description="Train PPO on a GT env.")
+    t = sub.add_parser("train", help="train PPO on a GT env or in its dream",
+                       description="Train PPO on a GT env or in its Dream twin.")
     types = {"size": int_at_least(MIN_SIZE), **{k: int_at_least(1) for k in
                                                  ("num_envs", "timesteps", "n_steps", "batch_size", "n_epochs")}}
     choices = {"env_id": trainable_env_ids(), "action_mode": ACTION_MODES}
     for f in dataclasses.fields(PPOTrainConfig):
         if f.name == "progress":
+            continue
+        if f.type in (bool, "bool"):
+            t.add_argument(f"--{f.name}", action="store_true", help=_TRAIN_HELP[f.name])
             continue
         t.add_argument(f"--{f.name.replace('_', '-')}", type=types.get(f.name, type(f.default)), default=f.default,
                        choices=choices.get(f.name), help=_TRAIN_HELP[f.name] + " (default: %(default)s)")
@@ -366,7 +374,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, ar
     e.add_argument("zip", type=Path, help="final.zip written by `train`")
     e.add_argument("folder", type=Path, help="new (or empty) folder for policy.safetensors and config.json")
     e.add_argument("--env-id", default=PPOTrainConfig.env_id, choices=trainable_env_ids(),
-                   help="the env it was trained on (default: %(default)s)")
+                   help="the env it was trained on, GT or Dream; the card names and scores its GT twin "
+                        "(default: %(default)s)")
     e.add_argument("--size", type=int, default=None, help="optional check: the frame side it was trained with")
     e.add_argument("--action-mode", default=None, choices=ACTION_MODES,
                    help="optional check: the action mode it was trained with")
@@ -398,17 +407,18 @@ def main(argv: list[str] | None = None) -> None:
         env_kwargs = card_env_kwargs(model, a.size, a.action_mode)
         if a.timesteps is not None and a.timesteps != timesteps:
             raise ValueError(f"--timesteps {a.timesteps} disagrees with the zip's {timesteps} steps: drop it")
-        check_env_spaces(model, a.env_id, env_kwargs)
+        check_env_spaces(model, gt_twin(a.env_id), env_kwargs)
     except ValueError as err:
         e.error(f"{a.zip}: {err}")
     from sana_world.envs.world import HELDOUT_START
 
-    ev = (evaluate(model, a.env_id, env_kwargs, a.eval_episodes, seed=0, scene_start=HELDOUT_START)
+    ev = (evaluate(model, gt_twin(a.env_id), env_kwargs, a.eval_episodes, seed=0, scene_start=HELDOUT_START)
           if a.eval_episodes else {})  # held-out scenes, full-length episodes
     if ev:
         ev["scenes"] = f"held-out scene seeds {HELDOUT_START}..{HELDOUT_START + a.eval_episodes - 1}"
-    card = PolicyCard(env_id=a.env_id, env_kwargs=env_kwargs, timesteps=timesteps, sha256="",
-                      train={"algo": "PPO", "policy": "MultiInputPolicy", "source": str(a.zip)}, eval=ev)
+    card = PolicyCard(env_id=gt_twin(a.env_id), env_kwargs=env_kwargs, timesteps=timesteps, sha256="",
+                      train={"algo": "PPO", "policy": policy_class(a.env_id), "env_id": a.env_id,
+                             "source": str(a.zip)}, eval=ev)
     print("exported", export_policy(model, a.folder, card), ev)
 
 

@@ -28,7 +28,8 @@ from sana_world.envs.dream_core import DreamConfig, DreamCore, fit_image
 from sana_world.envs.gt import GT_OPTIONS, build_obs, make_config, start_scene
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
 from sana_world.envs.vector import (
-    episode_rngs, init_vector_env, step_outcome, to_output, vector_info, vector_scenes, with_masks,
+    check_autoreset_mode, episode_rngs, init_vector_env, same_step_finals, step_outcome, to_output, vector_info,
+    vector_scenes, with_masks,
 )
 
 __all__ = ["DreamEnv", "DreamVectorEnv", "make_dream_config", "make_dream_vector_env"]
@@ -173,17 +174,21 @@ class DreamEnv(gym.Env):
 
 
 class DreamVectorEnv(VectorEnv):
-    """``num_envs`` Dream envs in one batch on any device (next-step autoreset); ``return_torch=True`` keeps
-    observations and infos as tensors on the device."""
+    """``num_envs`` Dream envs in one batch on any device; ``return_torch=True`` keeps observations and infos
+    as tensors on the device. ``autoreset_mode``: next-step (default) or same-step
+    (:func:`~sana_world.envs.vector.check_autoreset_mode`); autoresets start from GT scenes of the split."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, task: str = "explore", max_episode_steps: int | None = None,
-                 render_mode: str | None = None, return_torch: bool = False, **kwargs: Any) -> None:
+                 render_mode: str | None = None, return_torch: bool = False,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **kwargs: Any) -> None:
+        mode = check_autoreset_mode(autoreset_mode)  # before the models load
         self.config = make_dream_config(task, **kwargs)
         self.cfg = self.config.gt
         self.core = DreamCore(self.config, num_envs)
-        init_vector_env(self, task, num_envs, max_episode_steps, render_mode, return_torch, False, self.core.device)
+        init_vector_env(self, task, num_envs, max_episode_steps, render_mode, return_torch, False, self.core.device,
+                        mode)
         self._started = False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
@@ -220,10 +225,20 @@ class DreamVectorEnv(VectorEnv):
         reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
         self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
-        self._needs_reset = terminated | truncated
+        done = terminated | truncated
         obs = self._out(build_obs(world, self.core.frame(), self.cfg))
-        return obs, self._out(reward), self._out(terminated), self._out(truncated), \
-            self._info(success & ~restart, collided & ~restart)  # fmt: skip
+        info = self._info(success & ~restart, collided & ~restart)
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and bool(done.any()):
+            # 3. same-step autoreset: finished envs restart now, their last observation and info kept aside
+            final = same_step_finals(obs, info, done, self.return_torch)
+            slots = done.nonzero().flatten().tolist()
+            self.core.reset(slots, [self._rngs[i] for i in slots], [{}] * len(slots))
+            self._steps = torch.where(done, 0, self._steps)
+            obs = self._out(build_obs(world, self.core.frame(), self.cfg))
+            info = self._info(success & ~done, collided & ~done) | final
+        elif self.autoreset_mode is AutoresetMode.NEXT_STEP:
+            self._needs_reset = done
+        return obs, self._out(reward), self._out(terminated), self._out(truncated), info
 
     def render(self):
         if self.render_mode != "rgb_array" or not self._started:

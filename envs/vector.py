@@ -16,20 +16,23 @@ from sana_world.worlds import SceneSpec, sample_scene
 
 
 class GTVectorEnv(VectorEnv):
-    """``num_envs`` GT environments in one batch (Gymnasium's next-step autoreset).
+    """``num_envs`` GT environments in one batch.
 
     Observations and infos are numpy arrays by default; ``return_torch=True`` keeps them as tensors on
-    ``device`` so a GPU training loop never copies frames to the host.
+    ``device`` so a GPU training loop never copies frames to the host. ``autoreset_mode``: Gymnasium's
+    next-step autoreset (default) or ``AutoresetMode.SAME_STEP`` (:func:`check_autoreset_mode`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, task: str = "explore", max_episode_steps: int | None = None,
-                 render_mode: str | None = None, return_torch: bool = False, **kwargs: Any) -> None:
+                 render_mode: str | None = None, return_torch: bool = False,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **kwargs: Any) -> None:
+        mode = check_autoreset_mode(autoreset_mode)  # before any work
         self.cfg = make_config(task, **kwargs)
         self.world = GTWorld(self.cfg, num_envs)
         init_vector_env(self, task, num_envs, max_episode_steps, render_mode, return_torch, self.cfg.depth,
-                        self.world.device)
+                        self.world.device, mode)
         self._frame = None
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
@@ -70,9 +73,21 @@ class GTVectorEnv(VectorEnv):
         self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         # 3. restarted envs report a reset transition
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
-        self._needs_reset = terminated | truncated
+        done = terminated | truncated
         obs = self._out(build_obs(self.world, self._frame, self.cfg))
         info = self._info(success & ~restart, collided & ~restart)
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and bool(done.any()):
+            # 4. same-step autoreset: finished envs restart now, their last observation and info kept aside
+            final = same_step_finals(obs, info, done, self.return_torch)
+            slots = done.nonzero().flatten().tolist()
+            self.world.reset_slots(slots, [self._rngs[i] for i in slots])
+            self._frame = self.world.render()
+            self.world.observe_start(slots, self._frame)
+            self._steps = torch.where(done, 0, self._steps)
+            obs = self._out(build_obs(self.world, self._frame, self.cfg))
+            info = self._info(success & ~done, collided & ~done) | final
+        elif self.autoreset_mode is AutoresetMode.NEXT_STEP:
+            self._needs_reset = done
         return obs, self._out(reward), self._out(terminated), self._out(truncated), info
 
     def render(self):
@@ -90,6 +105,38 @@ class GTVectorEnv(VectorEnv):
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
         info = {k: self._out(v) for k, v in vector_info(self.world, success, collided).items()}
         return with_masks(info, self.num_envs, self.return_torch, self.world.device)
+
+
+def check_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """The native vector envs' autoreset modes: ``NEXT_STEP`` (Gymnasium's default: the step after the one
+    that ends an episode restarts the env and ignores its action) or ``SAME_STEP`` (what SB3 expects: the
+    ending step already returns the new episode's observation; the last one is in ``info["final_obs"]`` (an
+    (N,) object array, None for envs that go on) and that step's infos in ``info["final_info"]``, masked
+    by ``info["_final_obs"]`` / ``info["_final_info"]``). An ``AutoresetMode`` or its value ("NextStep",
+    "SameStep")."""
+    allowed = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
+    try:
+        checked = AutoresetMode(mode)
+    except ValueError:
+        checked = None
+    if checked not in allowed:
+        raise ValueError(f"autoreset_mode must be one of {[m.value for m in allowed]} (gymnasium.vector."
+                         f"AutoresetMode), got {mode!r}")
+    return checked
+
+
+def same_step_finals(obs: Any, info: dict[str, Any], done: torch.Tensor, return_torch: bool) -> dict[str, Any]:
+    """The entries a same-step autoreset adds to a step's info: ``final_obs`` (N,) object array holding each
+    finished env's last observation (a copy; None for the others), ``final_info`` (the step's batched info,
+    its masks saying which envs finished) and their masks ``_final_obs`` / ``_final_info`` (N,) bool."""
+    mask = done if return_torch else done.cpu().numpy()
+    final_obs = np.full(done.shape[0], None, dtype=object)
+    for i in done.nonzero().flatten().tolist():
+        final_obs[i] = ({k: v[i].clone() if return_torch else v[i].copy() for k, v in obs.items()}
+                        if isinstance(obs, dict) else (obs[i].clone() if return_torch else obs[i].copy()))
+    final_info = {k: v for k, v in info.items() if not k.startswith("_")}
+    final_info |= {f"_{k}": mask for k in list(final_info)}
+    return {"final_obs": final_obs, "_final_obs": mask, "final_info": final_info, "_final_info": mask}
 
 
 def vector_scenes(seeds: Any, n: int, world: Any) -> list[SceneSpec] | None:
@@ -132,14 +179,17 @@ def with_masks(info: dict[str, Any], num_envs: int, return_torch: bool, device: 
 
 
 def init_vector_env(env: VectorEnv, task: str, num_envs: int, max_episode_steps: int | None,
-                    render_mode: str | None, return_torch: bool, depth: bool, device: torch.device) -> None:
-    """What both native vector envs (GT and Dream) set up alike: the checked render mode, the single and
-    batched spaces of ``env.cfg`` (a ``GTConfig``), and the per-env step counters and reset flags on
-    ``device``."""
+                    render_mode: str | None, return_torch: bool, depth: bool, device: torch.device,
+                    autoreset_mode: AutoresetMode) -> None:
+    """What both native vector envs (GT and Dream) set up alike: the checked render mode, the autoreset mode
+    (also in the instance's ``metadata``), the single and batched spaces of ``env.cfg`` (a ``GTConfig``),
+    and the per-env step counters and reset flags on ``device``."""
     if render_mode is not None and render_mode not in env.metadata["render_modes"]:
         raise ValueError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}")
     cfg = env.cfg
     env.num_envs, env.render_mode, env.return_torch = num_envs, render_mode, return_torch
+    env.autoreset_mode = autoreset_mode
+    env.metadata = {**type(env).metadata, "autoreset_mode": autoreset_mode}
     env.max_episode_steps = max_episode_steps
     env.single_action_space = action_space(cfg.action_mode)
     env.single_observation_space = observation_space(task, cfg.height, cfg.width, depth, cfg.max_depth)

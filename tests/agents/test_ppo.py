@@ -188,7 +188,9 @@ def test_export_evaluates_on_frames_of_the_zips_size(trained, tmp_path, capsys, 
     (["--size", "20"], "--size: must be >= 36"),
     (["--num-envs", "0"], "--num-envs: must be >= 1"),
     (["--action-mode", "jump"], "'twist', 'keys', 'nav'"),
-    (["--env-id", "SanaWorld/Rooms-v0"], "'SanaWorld/PointNav-v0', 'SanaWorld/ObjectNav-v0'"),
+    (["--env-id", "SanaWorld/Hallway-v0"], "'SanaWorld/Rooms-v0', 'SanaWorld/PointNav-v0'"),
+    (["--device", "cuda"], "--vector"),
+    (["--bf16"], "Dream env option"),
     (["--gamma", "2"], "gamma"),
 ])
 def test_train_cli_usage_errors(flags, says, capsys, tmp_path):
@@ -201,9 +203,13 @@ def test_train_cli_usage_errors(flags, says, capsys, tmp_path):
 
 
 def test_train_config_rejects_what_the_trainer_cannot_use():
-    assert trainable_env_ids() == ("SanaWorld/PointNav-v0", "SanaWorld/ObjectNav-v0")
+    assert trainable_env_ids() == ("SanaWorld/Rooms-v0", "SanaWorld/PointNav-v0", "SanaWorld/ObjectNav-v0",
+                                   "SanaWorld/DreamRooms-v0", "SanaWorld/DreamPointNav-v0")
+    assert ppo.policy_class("SanaWorld/Rooms-v0") == "CnnPolicy"  # a bare frame
+    assert ppo.policy_class("SanaWorld/DreamPointNav-v0") == "MultiInputPolicy"  # frame + goal
+    assert ppo.gt_twin("SanaWorld/DreamRooms-v0") == "SanaWorld/Rooms-v0"
     with pytest.raises(ValueError, match="PointNav-v0"):
-        PPOTrainConfig(env_id="SanaWorld/Rooms-v0")  # a bare frame, not the Dict MultiInputPolicy needs
+        PPOTrainConfig(env_id="SanaWorld/Hallway-v0")
     with pytest.raises(ValueError, match="'nav'"):
         PPOTrainConfig(action_mode="jump")
 

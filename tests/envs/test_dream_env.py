@@ -154,3 +154,25 @@ def test_same_seed_same_frames_on_every_reset() -> None:
         episodes.append(np.stack(frames))
     env.close()
     assert np.array_equal(episodes[0], episodes[1]) and np.array_equal(episodes[1], episodes[2])
+
+
+def test_dream_same_step_autoreset_matches_next_step() -> None:
+    """The Dream vector env's same-step autoreset: the same episode as a next-step env's, its last dreamed
+    frame in final_obs, and the new episode's start (its GT anchor frame, as reset() gives) returned at
+    once, in the scene the next-step env restarts in a step later."""
+    from sana_world.envs.dream import DreamVectorEnv
+
+    nxt = DreamVectorEnv(num_envs=2, task="pointnav", max_episode_steps=2)
+    same = DreamVectorEnv(num_envs=2, task="pointnav", max_episode_steps=2, autoreset_mode="SameStep")
+    nxt.reset(seed=1)
+    same.reset(seed=1)
+    acts = np.full((2, 6), 0.5, dtype=np.float32)
+    for _ in range(2):
+        on, *_ = nxt.step(acts)
+        os_, _, _, trunc, info = same.step(acts)
+    assert trunc.all() and info["_final_obs"].all()
+    assert all(np.array_equal(info["final_obs"][i]["rgb"], on["rgb"][i]) for i in range(2))
+    assert same.core.state.frames == (1, 1) and np.array_equal(os_["rgb"], same.core.gt.rgb.numpy())
+    _, _, _, _, info_next = nxt.step(acts)  # the next-step env's reset step
+    assert np.array_equal(info_next["scene_id"], info["scene_id"])
+    assert not np.array_equal(info["final_info"]["scene_id"], info["scene_id"])

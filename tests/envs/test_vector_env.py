@@ -103,3 +103,61 @@ def test_vector_reset_picks_each_envs_scene(dream: bool) -> None:
         with pytest.raises(ValueError, match=r"options\['scene_seed'\]"):
             envs.reset(seed=0, options={"scene_seed": bad})
     envs.close()
+
+
+def _pair(env_id: str, n: int, steps: int, **kwargs):
+    """The same vector env twice, next-step and same-step autoreset, reset with one seed."""
+    make = lambda mode: gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point",  # noqa: E731
+                                     max_episode_steps=steps, autoreset_mode=mode, **kwargs)
+    return make(AutoresetMode.NEXT_STEP), make("SameStep")
+
+
+def test_same_step_autoreset_is_next_step_without_the_reset_step():
+    """Same seed: a same-step env returns at an episode's end what a next-step env returns one step later
+    (the new episode's first observation), keeps the last one in final_obs / final_info, and goes on
+    exactly as the next-step env after its reset step."""
+    nxt, same = _pair("SanaWorld/PointNav-v0", 3, 3, **SMALL)
+    assert same.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    nxt.reset(seed=4)
+    same.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for t in range(3):  # 1. the first episode: the same steps
+        a = rng.uniform(-1, 1, (3, 6)).astype(np.float32)
+        on, rn, tn, trn, infn = nxt.step(a)
+        os_, rs, ts, trs, infs = same.step(a)
+        assert np.array_equal(rn, rs) and np.array_equal(tn, ts) and np.array_equal(trn, trs)
+    assert trs.all() and infs["_final_obs"].all() and infs["_final_info"].all()
+    for i in range(3):  # 2. the last observation and info went aside; the new episode's is returned
+        assert np.array_equal(infs["final_obs"][i]["rgb"], on["rgb"][i])
+        assert np.array_equal(infs["final_obs"][i]["goal"], on["goal"][i])
+    assert np.array_equal(infs["final_info"]["scene_id"], infn["scene_id"])
+    assert np.array_equal(infs["final_info"]["c2w"], infn["c2w"])
+    on, rn, tn, trn, infn = nxt.step(np.zeros((3, 6), np.float32))  # the next-step env's reset step
+    assert np.array_equal(on["rgb"], os_["rgb"]) and np.array_equal(on["goal"], os_["goal"])
+    assert np.array_equal(infn["scene_id"], infs["scene_id"]) and not infs["success"].any()
+    for _ in range(2):  # 3. and both go on alike
+        a = rng.uniform(-1, 1, (3, 6)).astype(np.float32)
+        on, rn, *_ = nxt.step(a)
+        os_, rs, _, _, infs = same.step(a)
+        assert np.array_equal(on["rgb"], os_["rgb"]) and np.array_equal(rn, rs)
+        assert "final_obs" not in infs
+
+
+def test_same_step_autoreset_final_obs_only_for_finished_envs():
+    envs = gym.make_vec("SanaWorld/Rooms-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        max_episode_steps=2, autoreset_mode=AutoresetMode.SAME_STEP, **SMALL)
+    envs.reset(seed=0)
+    envs.step(np.zeros((2, 6), np.float32))
+    envs.unwrapped._steps[1] = 0  # env 1 is a step behind: it ends one step later
+    obs, _, _, trunc, info = envs.step(np.zeros((2, 6), np.float32))
+    assert trunc.tolist() == [True, False]
+    assert info["_final_obs"].tolist() == [True, False] and info["final_obs"][1] is None
+    assert info["final_obs"][0].shape == (32, 32, 3) and info["final_info"]["_scene_id"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.DISABLED, "sometimes", None])
+def test_unsupported_autoreset_modes_are_refused(mode):
+    from sana_world.envs.vector import GTVectorEnv
+
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        GTVectorEnv(num_envs=2, autoreset_mode=mode, **SMALL)
