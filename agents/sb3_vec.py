@@ -78,7 +78,7 @@ class SB3VecEnv(VecEnv):
         obs, info = self.venv.reset(seed=seeds, options=options or None)
         self._reset_seeds()
         self._reset_options()
-        self.reset_infos = [self._env_info(info, i) for i in range(self.num_envs)]
+        self.reset_infos = self._env_infos(info)
         return self._host(obs)
 
     # 2. Steps.
@@ -92,31 +92,28 @@ class SB3VecEnv(VecEnv):
         self._actions = None
         done = (terminated | truncated).cpu().numpy()
         terminated, truncated = terminated.cpu().numpy(), truncated.cpu().numpy()
-        infos = [self._env_info(info, i) for i in range(self.num_envs)]
+        infos = self._env_infos(info)
         if done.any():
-            final = info["final_info"]
+            final = self._env_infos(info["final_info"])
             last = self._host({k: torch.stack([info["final_obs"][i][k] for i in np.flatnonzero(done)])
                                for k in info["final_obs"][int(np.flatnonzero(done)[0])]} if self._dict else
                               torch.stack([info["final_obs"][i] for i in np.flatnonzero(done)]))
             for j, i in enumerate(np.flatnonzero(done).tolist()):  # the ending step's info, SB3's keys added
-                infos[i] = self._env_info(final, i)
+                infos[i] = final[i]
                 infos[i]["terminal_observation"] = self._single(last, j)
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
                 if "success" in infos[i]:
                     infos[i]["is_success"] = bool(infos[i]["success"])
         return self._host(obs), reward.cpu().numpy().astype(np.float32), done, infos
 
-    @staticmethod
-    def _env_info(info: dict[str, Any], i: int) -> dict[str, Any]:
-        """Env ``i``'s entries of a batched info (the masks and the final_* entries left out)."""
-        out = {}
-        for k, v in info.items():
-            if k.startswith("_") or k.startswith("final_"):
-                continue
-            x = v[i]
-            out[k] = x.cpu().numpy() if isinstance(x, torch.Tensor) and x.ndim else (
-                x.item() if isinstance(x, (torch.Tensor, np.generic)) else x)
-        return out
+    def _env_infos(self, info: dict[str, Any]) -> list[dict[str, Any]]:
+        """A batched info as one dict per env (the masks and the final_* entries left out); each entry comes
+        to the host once for the whole batch."""
+        host = {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+                for k, v in info.items() if not k.startswith(("_", "final_"))}
+        scalars = {k for k, v in host.items() if v.ndim == 1}
+        return [{k: v[i].item() if k in scalars and v.dtype != object else v[i] for k, v in host.items()}
+                for i in range(self.num_envs)]
 
     # 3. The rest of SB3's VecEnv interface: one native env holds every env.
     def close(self) -> None:

@@ -96,27 +96,57 @@ def train_speed(venv, env_id: str, a: argparse.Namespace) -> float:
     return 2 * a.n_steps * venv.num_envs / (time.perf_counter() - t0)
 
 
+def fixed_actions(action_mode: str) -> dict[str, np.ndarray]:
+    """The fixed-action baselines: always straight ahead, always turning left (a scan in place)."""
+    if action_mode == "nav":
+        return {"always forward": np.array(0), "always turn left": np.array(1)}
+    if action_mode == "twist":
+        return {"always forward": np.array([1, 0, 0, 0, 0, 0], np.float32),
+                "always turn left": np.array([0, 0, 0, 1, 0, 0], np.float32)}
+    return {"always forward": np.array([1, 0, 0, 0, 0, 0, 0, 0], np.int8),
+            "always turn left": np.array([0, 0, 0, 0, 0, 1, 0, 0], np.int8)}
+
+
 def evaluate(policy, env_id: str, scenes: int, size: int, device: str, kwargs: dict[str, Any]) -> dict[str, float]:
     """One episode in each of ``scenes`` held-out scenes of GT ``env_id``, all envs as one batch; ``policy``
-    None acts uniformly at random. Mean return (± std over scenes), success rate."""
+    None acts uniformly at random, a numpy array is one fixed action. Mean return (± std over scenes),
+    success rate, and how often each action was taken (discrete actions)."""
     venv = make_sb3_vec_env(env_id, scenes, device=device, width=size, height=size, **kwargs)
     venv.set_options({"scene_seed": list(range(HELDOUT_START, HELDOUT_START + scenes))})
     venv.seed(12345)
     obs = venv.reset()
     ret, done, success = np.zeros(scenes), np.zeros(scenes, bool), np.zeros(scenes, bool)
+    counts = np.zeros(getattr(venv.action_space, "n", 0), np.int64)
     while not done.all():  # 1. step every env until each has ended its first episode
         if policy is None:
             action = np.stack([venv.action_space.sample() for _ in range(scenes)])
+        elif isinstance(policy, np.ndarray):
+            action = np.stack([policy] * scenes)
         else:
             action, _ = policy.predict(obs, deterministic=True)
+        if counts.size:
+            counts += np.bincount(np.asarray(action)[~done], minlength=counts.size)
         obs, r, d, infos = venv.step(action)
         ret += np.where(done, 0.0, r)
         for i in np.flatnonzero(d & ~done):
             success[i] = bool(infos[i].get("success", False))
         done |= d
     venv.close()
-    return {"mean_return": float(ret.mean()), "std_return": float(ret.std()),
-            "success_rate": float(success.mean()), "episodes": scenes}
+    out = {"mean_return": float(ret.mean()), "std_return": float(ret.std()),
+           "success_rate": float(success.mean()), "episodes": scenes}
+    if counts.size:
+        out["action_share"] = (counts / counts.sum()).round(4).tolist()
+    return out
+
+
+def score_on_gt(models: dict[str, Any], gt_id: str, a: argparse.Namespace, kwargs: dict[str, Any]) -> dict:
+    """Random, fixed-action baselines and each trained model on the GT env's held-out scenes."""
+    policies = {"random": None, **fixed_actions(a.action_mode), **models}
+    evals = {name: evaluate(m, gt_id, a.eval_scenes, a.size, a.device, kwargs) for name, m in policies.items()}
+    for name, ev in evals.items():
+        print(f"{name:28s} GT return {ev['mean_return']:7.3f} ± {ev['std_return']:.3f}  "
+              f"success {ev['success_rate']:.2f}  actions {ev.get('action_share')}")
+    return evals
 
 
 def main() -> None:
@@ -136,7 +166,13 @@ def main() -> None:
     p.add_argument("--n-epochs", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--bf16", action="store_true", help="dream under bf16 autocast")
+    p.add_argument("--renderer", default="auto", choices=["auto", "torch", "open3d"],
+                   help="GT renderer (auto: open3d on a CPU, the torch ray caster on CUDA; pass torch on a CPU to "
+                        "score zips on the frames a GPU run trained on)")
     p.add_argument("--save-dir", type=Path, default=None, help="write the trained zips here")
+    p.add_argument("--eval-only", type=Path, default=None,
+                   help="score the zips a run saved (ppo_dream.zip, ppo_gt.zip in this folder) and the baselines "
+                        "on GT held-out scenes; nothing is trained or timed")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, CPU: checks the script end to end")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--suffix", default="")
@@ -146,9 +182,22 @@ def main() -> None:
         a.eval_scenes, a.n_steps, a.batch_size, a.n_epochs, a.episode_steps = 2, 8, 16, 1, 12
     check_device(p, a.device)
     gt_id = gt_twin(a.dream_env)
-    kwargs: dict[str, Any] = {"max_episode_steps": a.episode_steps, "action_mode": a.action_mode}
+    kwargs: dict[str, Any] = {"max_episode_steps": a.episode_steps, "action_mode": a.action_mode,
+                              "renderer": a.renderer}
     # the dream trains on the training scenes' split (a Dream env's default is the held-out one, scored below)
     dream_kwargs = {**kwargs, "split": "train", **({"bf16": True} if a.bf16 else {})}
+    if a.eval_only is not None:
+        from stable_baselines3 import PPO
+
+        models = {f"PPO trained {where}": PPO.load(a.eval_only / f"ppo_{key}.zip", device="cpu")
+                  for key, where in (("dream", "in the dream"), ("gt", "on GT"))}
+        evals = score_on_gt(models, gt_id, a, kwargs)
+        result = {"benchmark": "vector_ppo_eval", "date": str(date.today()), "hardware": hardware(a.device),
+                  "torch": torch.__version__, "args": {k: str(v) if isinstance(v, Path) else v
+                                                       for k, v in vars(a).items()},
+                  "rows": [{"policy": k, **v} for k, v in evals.items()]}
+        write_result(a.out, "vector_ppo_eval", result["hardware"], result, a.suffix)
+        return
     result: dict[str, Any] = {"benchmark": "vector_ppo", "date": str(date.today()), "hardware": hardware(a.device),
                               "platform": platform.platform(), "torch": torch.__version__, "args": {
                                   k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}, "rows": []}
@@ -163,6 +212,9 @@ def main() -> None:
         venv.close()
         result["rows"].append(row)
         print(f"{name:28s} rollout {row['rollout_steps_per_s']:9.1f} steps/s   PPO {row['ppo_steps_per_s']:9.1f} steps/s")
+    if a.dream_seconds <= 0:  # speed only
+        write_result(a.out, "vector_ppo", result["hardware"], result, a.suffix)
+        return
     # 2. dream -> GT: train in the dream for a time, on GT for as many steps, score both on GT held-out scenes
     venv = make_env("vector", a.dream_env, a.num_envs, a.size, a.device, dream_kwargs)
     t0 = time.perf_counter()
@@ -179,16 +231,12 @@ def main() -> None:
         a.save_dir.mkdir(parents=True, exist_ok=True)
         dream_model.save(a.save_dir / "ppo_dream.zip")
         gt_model.save(a.save_dir / "ppo_gt.zip")
-    evals = {name: evaluate(m, gt_id, a.eval_scenes, a.size, a.device, kwargs)
-             for name, m in (("random", None), ("PPO trained in the dream", dream_model),
-                             ("PPO trained on GT", gt_model))}
+    evals = score_on_gt({"PPO trained in the dream": dream_model, "PPO trained on GT": gt_model}, gt_id, a, kwargs)
     result["transfer"] = {"train_env": a.dream_env, "eval_env": gt_id, "timesteps": steps,
                           "dream_train_s": dream_s, "gt_train_s": gt_s,
                           "dream_last_100_episode_returns_mean": float(np.mean(dream_curve)) if dream_curve else None,
                           "eval": evals,
                           "scenes": f"held-out scene seeds {HELDOUT_START}..{HELDOUT_START + a.eval_scenes - 1}"}
-    for name, ev in evals.items():
-        print(f"{name:28s} GT return {ev['mean_return']:7.3f} ± {ev['std_return']:.3f}  success {ev['success_rate']:.2f}")
     if not a.smoke:
         write_result(a.out, "vector_ppo", result["hardware"], result, a.suffix)
 

@@ -176,7 +176,11 @@ class DreamEnv(gym.Env):
 class DreamVectorEnv(VectorEnv):
     """``num_envs`` Dream envs in one batch on any device; ``return_torch=True`` keeps observations and infos
     as tensors on the device. ``autoreset_mode``: next-step (default) or same-step
-    (:func:`~sana_world.envs.vector.check_autoreset_mode`); autoresets start from GT scenes of the split."""
+    (:func:`~sana_world.envs.vector.check_autoreset_mode`); autoresets start from GT scenes of the split.
+
+    A same-step autoreset returns the new episode's GT anchor frame, as ``reset()`` does. A next-step
+    restart step cannot: the one batched pass of that step also steps the restarted streams, so their
+    observation is the dream of the start pose (the camera stands still), one frame into the stream."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
