@@ -25,7 +25,7 @@ from sana_world.camera import (TwistLimits, euler_to_rotation, euler_to_rotation
 from sana_world.render.base import RenderOutput
 from sana_world.render.fast_shading import available as numba_available
 from sana_world.render.fast_shading import njit
-from sana_world.worlds.collision import PackedSDF, free_positions
+from sana_world.worlds.collision import PackedSDF, SceneSDF, free_positions
 from sana_world.worlds.sampler import HELDOUT_START, WorldConfig, sample_scene
 from sana_world.worlds.spec import SceneSpec
 
@@ -114,16 +114,19 @@ def resolve_renderer(cfg: GTConfig) -> str:
     return "open3d"
 
 
-def _make_renderer(cfg: GTConfig):
+def _make_renderer(cfg: GTConfig, num_envs: int):
+    """The GT renderer of ``num_envs`` envs. The open3d one keeps a RaycastingScene per scene: room for every
+    env's scene and as many again (the scenes autoresets leave behind age out), so a batch never evicts a
+    scene it still renders (with the default 4, a batch of 8 rebuilt every scene every frame: 40x slower)."""
     if resolve_renderer(cfg) == "torch":
         from sana_world.render.torch_caster import TorchRenderer
 
         return TorchRenderer(device=cfg.device, shadows=cfg.shadows, compile=cfg.compile_renderer)
     if cfg.device != "cpu":
         raise ValueError("the open3d renderer runs on the CPU only; use renderer='torch' on other devices")
-    from sana_world.render.open3d_backend import Open3DRenderer
+    from sana_world.render.open3d_backend import Open3DConfig, Open3DRenderer
 
-    return Open3DRenderer(shadows=cfg.shadows)
+    return Open3DRenderer(config=Open3DConfig(shadows=cfg.shadows, cache_size=max(4, 2 * num_envs)))
 
 
 _Z32 = np.float32(0.0)
@@ -243,7 +246,7 @@ class GTWorld:
         self.device = torch.device(cfg.device)
         self.numpy_steps = self.device.type == "cpu" and numba_available()  # bookkeeping: see the module doc
         self.K = intrinsics_from_fov(cfg.width, cfg.height, cfg.fov_deg).to(self.device)  # (3, 3)
-        self.renderer = _make_renderer(cfg)
+        self.renderer = _make_renderer(cfg, num_envs)
         self.renderer_name = resolve_renderer(cfg)
         self.task = BatchedTask(cfg.task, num_envs, cfg.task_cfg, self.device)
         f64 = dict(dtype=torch.float64, device=self.device)
@@ -251,6 +254,7 @@ class GTWorld:
         self.angles = torch.zeros(num_envs, 3, **f64)  # (N, 3) yaw, pitch, roll
         self.specs: list[SceneSpec | None] = [None] * num_envs
         self._sdf: PackedSDF | None = None
+        self._scene_sdfs: list[SceneSDF | None] = [None] * num_envs  # each env's scene's, kept across resets
         self._packed = None
         self._dirs_cam: tuple[int, torch.Tensor] | None = None
         self._c2w: torch.Tensor | None = None
@@ -283,17 +287,26 @@ class GTWorld:
             # 3. the task
             self.task.reset_slot(i, spec, pos, rng)
         self._c2w = self._c2w32 = None
-        self._rebuild()
+        self._rebuild(list(slots))
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, slots: list[int]) -> None:
+        """Collision and render tables after scenes ``slots`` changed: the torch renderer's pack swaps only
+        those scenes when they fit its padded sizes (an autoreset of a few envs in a large batch), else
+        every scene is packed anew; the collision tables reuse the other scenes' SDFs."""
+        for i in slots:
+            self._scene_sdfs[i] = SceneSDF(self.specs[i])
         specs = [s for s in self.specs if s is not None]
         if len(specs) != self.n:
             return
-        self._sdf = PackedSDF(specs, self.device)
+        self._sdf = PackedSDF(specs, self.device, list(self._scene_sdfs))
         if self.renderer_name == "torch":
-            from sana_world.render.torch_caster import pack_scenes
+            from sana_world.render.torch_packing import pack_scenes, repack_slots
 
-            self._packed = pack_scenes(specs, self.device, pad_multiple=8 if self.cfg.compile_renderer else 1)
+            packed = None
+            if self._packed is not None and len(slots) < self.n:
+                packed = repack_slots(self._packed, slots, [specs[i] for i in slots])
+            self._packed = packed or pack_scenes(specs, self.device,
+                                                 pad_multiple=8 if self.cfg.compile_renderer else 1)
 
     # ---------------------------------------------------------------------------------------------------
     def c2w(self) -> torch.Tensor:

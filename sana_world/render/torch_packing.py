@@ -1,13 +1,15 @@
 """Packed scenes for the torch ray caster: per-shape-group primitive tensors padded across scenes.
 
 ``pack_scenes`` turns a list of :class:`SceneSpec` into one :class:`PackedScenes` on a device, so one
-batched render can mix cameras of different scenes; ``pad_packed`` rounds its sizes up to a few fixed
+batched render can mix cameras of different scenes; ``repack_slots`` swaps a few of its scenes (a vector
+env's autoresets) without packing the others again; ``pad_packed`` rounds its sizes up to a few fixed
 shapes for ``torch.compile``. Groups: axis-aligned boxes (walls, floors, ceilings and boxes whose yaw is
 a multiple of 90 degrees), oriented boxes, ellipsoids and spheres, cylinders, cones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from sana_world.worlds.spec import SceneSpec
 Tensor = torch.Tensor
 
 GROUPS = ("aabb", "obox", "ellipsoid", "cylinder", "cone")
+_PREFIX = {"aabb": "aabb", "obox": "obox", "ellipsoid": "ell", "cylinder": "cyl", "cone": "cone"}  # field names
 
 # ---------------------------------------------------------------------------------------------------------
 # Packed scenes
@@ -84,12 +87,14 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def pack_scenes(scenes: list[SceneSpec], device: torch.device | str = "cpu",
-                pad_multiple: int = 1) -> PackedScenes:
+                pad_multiple: int = 1, min_sizes: dict[str, int] | None = None) -> PackedScenes:
     """Pad the primitives of ``scenes`` into per-group tensors on ``device``.
 
     ``pad_multiple`` rounds every padded size up (use e.g. 8 with ``torch.compile`` so that different
-    scene batches share compiled shapes).
+    scene batches share compiled shapes); ``min_sizes`` (:func:`packed_sizes` of another pack) pads to at
+    least those sizes.
     """
+    least = min_sizes or {}
     if not scenes:
         raise ValueError("pack_scenes: need at least one scene")
     tables = [primitive_table(s, "cpu") for s in scenes]
@@ -115,7 +120,7 @@ def pack_scenes(scenes: list[SceneSpec], device: torch.device | str = "cpu",
         quiet = _never_occluding_slabs(tab, groups["aabb"][s])
         groups["aabb"][s].sort(key=lambda q: q in quiet)  # shadow casters first (stable order)
         casters.append(len(groups["aabb"][s]) - len(quiet))
-    sizes = {g: _round_up(max(len(lst) for lst in groups[g]), pad_multiple) for g in GROUPS}
+    sizes = {g: max(_round_up(max(len(lst) for lst in groups[g]), pad_multiple), least.get(g, 0)) for g in GROUPS}
 
     def gather(g: str, values: list[Tensor], fill: float) -> tuple[Tensor, Tensor, Tensor]:
         # 2. pad one group's per-primitive values (S, Pg, k) plus its valid mask and index map
@@ -157,8 +162,8 @@ def pack_scenes(scenes: list[SceneSpec], device: torch.device | str = "cpu",
     cone_size, _, _ = gather("cone", [t.size[:, :2] for t in tables], 1.0)
 
     # 3. the flattened shading table and padded lights
-    pmax = max(t.num_primitives for t in tables)
-    lmax = max(1, max(t.num_lights for t in tables))
+    pmax = max(max(t.num_primitives for t in tables), least.get("prims", 0))
+    lmax = max(1, max(t.num_lights for t in tables), least.get("lights", 0))
 
     def flat(name: str, fill: float | int) -> Tensor:
         ref = getattr(tables[0], name)
@@ -191,6 +196,43 @@ def pack_scenes(scenes: list[SceneSpec], device: torch.device | str = "cpu",
         tuple(sorted({int(c) for t in tables for c in t.texture.tolist()})), max(casters),
         tuple(max(len(lst) for lst in groups[g]) for g in GROUPS),
     )
+
+
+def packed_sizes(p: PackedScenes) -> dict[str, int]:
+    """The padded sizes of a pack: slots per group (``GROUPS``), ``prims`` (prims_max) and ``lights``."""
+    out = {g: int(getattr(p, f"{_PREFIX[g]}_valid").shape[1]) for g in GROUPS}
+    return out | {"prims": p.prims_max, "lights": int(p.table.light_pos.shape[1])}
+
+
+def repack_slots(packed: PackedScenes, slots: list[int], scenes: list[SceneSpec]) -> PackedScenes | None:
+    """``packed`` with its scenes ``slots`` replaced by ``scenes``, as a new pack (``packed`` is unchanged),
+    or None when a new scene needs larger padded sizes (then pack every scene anew). Only the new scenes
+    are packed; the result equals ``pack_scenes`` of all the scenes at ``packed``'s sizes."""
+    if packed.split_pow2 or len(slots) != len(scenes) or not slots:
+        return None
+    sizes = packed_sizes(packed)
+    small = pack_scenes(scenes, packed.device, min_sizes=sizes)
+    if packed_sizes(small) != sizes:
+        return None
+    S, P, k = packed.num_scenes, packed.prims_max, len(slots)
+    idx = torch.tensor(slots, dtype=torch.int64, device=packed.device)
+
+    def put(old: Tensor, new: Tensor) -> Tensor:  # rows of scene-major tensors, flattened (S * P, ...) too
+        if old.shape[0] == S * P and S * P != S:
+            return old.reshape(S, P, *old.shape[1:]).index_copy(0, idx, new.reshape(k, P, *new.shape[1:])) \
+                .reshape(old.shape)  # fmt: skip
+        return old.index_copy(0, idx, new)
+
+    kw = {f.name: put(getattr(packed, f.name), getattr(small, f.name)) for f in dataclasses.fields(PackedScenes)
+          if isinstance(getattr(packed, f.name), Tensor)}
+    table = PrimitiveTable(**{f.name: put(getattr(packed.table, f.name), getattr(small.table, f.name))
+                              for f in dataclasses.fields(PrimitiveTable)})
+    # what pack_scenes derives from all scenes: shadow-caster slots, real slots per group, texture codes
+    casters = int(kw["aabb_caster"].sum(1).max())
+    group_sizes = tuple(int(kw[f"{_PREFIX[g]}_valid"].sum(1).max()) for g in GROUPS)
+    codes = tuple(int(c) for c in torch.unique(table.texture[kw["prim_valid"].reshape(-1)]).tolist())
+    return PackedScenes(**kw, table=table, prims_max=P, num_scenes=S, texture_codes=codes, aabb_casters=casters,
+                        group_sizes=group_sizes)
 
 
 def _never_occluding_slabs(tab: PrimitiveTable, boxes: list[int]) -> set[int]:

@@ -100,8 +100,12 @@ class PackedSDF:
 
     FAR = 1.0e6
 
-    def __init__(self, specs: list[SceneSpec], device: torch.device | str = "cpu") -> None:
-        sdfs = [SceneSDF(s) for s in specs]
+    def __init__(self, specs: list[SceneSpec], device: torch.device | str = "cpu",
+                 sdfs: list[SceneSDF] | None = None) -> None:
+        """``sdfs``: the scenes' :class:`SceneSDF` when the caller keeps them (built here otherwise)."""
+        if sdfs is not None and len(sdfs) != len(specs):
+            raise ValueError(f"got {len(sdfs)} SceneSDFs for {len(specs)} scenes")
+        sdfs = sdfs if sdfs is not None else [SceneSDF(s) for s in specs]
         self.device = torch.device(device)
 
         def pad(arrays: list[np.ndarray], width: int, fill_row: list[float]) -> torch.Tensor:

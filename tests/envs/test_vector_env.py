@@ -161,3 +161,17 @@ def test_unsupported_autoreset_modes_are_refused(mode):
 
     with pytest.raises(ValueError, match="autoreset_mode must be one of"):
         GTVectorEnv(num_envs=2, autoreset_mode=mode, **SMALL)
+
+
+def test_cpu_vector_env_keeps_every_scene_of_its_batch_cached():
+    """The open3d renderer caches one RaycastingScene per scene; a batch larger than its cache rebuilt every
+    scene every frame (32x slower: benchmarks/results/cpu_vector_env_cpu2_20261207.json)."""
+    pytest.importorskip("open3d")
+    envs = gym.make_vec("SanaWorld/Rooms-v0", num_envs=6, vectorization_mode="vector_entry_point",
+                        renderer="open3d", **SMALL)
+    envs.reset(seed=0)
+    world = envs.unwrapped.world
+    entries = [world.renderer._lookup(spec) for spec in world.specs]
+    assert all(e is not None for e in entries)
+    envs.step(np.zeros((6, 6), np.float32))
+    assert [world.renderer._lookup(spec) for spec in world.specs] == entries  # the same scenes, not rebuilt

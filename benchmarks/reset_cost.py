@@ -1,0 +1,82 @@
+"""What an autoreset of k envs costs a GT world of N envs (the torch renderer's tables and the collision
+tables), the way it was (every scene packed and every SDF built again) against now (only the k new scenes:
+``repack_slots`` and kept SDFs), same scenes, same run.
+
+    python benchmarks/reset_cost.py --envs 256 1024 --resets 1 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results_io import check_device, hardware, write_result  # noqa: E402
+
+from sana_world.render.torch_packing import pack_scenes, repack_slots  # noqa: E402
+from sana_world.worlds import WorldConfig, sample_scene  # noqa: E402
+from sana_world.worlds.collision import PackedSDF, SceneSDF  # noqa: E402
+
+
+def best_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 1000 * min(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--envs", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--resets", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    a = p.parse_args()
+    dev = check_device(p, a.device)
+    world = WorldConfig(layout="multi")
+    pool = [sample_scene(s, world) for s in range(max(a.envs) + 64)]
+    rows = []
+    for n in a.envs:
+        specs = pool[:n]
+        packed, sdfs = pack_scenes(specs, dev), [SceneSDF(s) for s in specs]
+        for k in a.resets:
+            new = [c for c in pool[n:] if repack_slots(packed, [0], [c]) is not None][:k]  # scenes that fit
+            slots = list(range(0, n, max(1, n // k)))[:len(new)]
+            after = list(specs)
+            for i, c in zip(slots, new):
+                after[i] = c
+
+            def before() -> None:
+                PackedSDF(after, dev)
+                pack_scenes(after, dev)
+
+            def now() -> None:
+                kept = list(sdfs)
+                for i in slots:
+                    kept[i] = SceneSDF(after[i])
+                PackedSDF(after, dev, kept)
+                repack_slots(packed, slots, [after[i] for i in slots])
+
+            row = {"num_envs": n, "resets": len(slots), "before_ms": best_ms(before, a.repeats),
+                   "now_ms": best_ms(now, a.repeats)}
+            rows.append(row)
+            print(f"N={n:5d} k={len(slots):3d}  before {row['before_ms']:8.1f} ms   now {row['now_ms']:7.1f} ms")
+    write_result(a.out, "reset_cost", hardware(dev), {
+        "benchmark": "reset_cost", "date": str(date.today()), "hardware": hardware(dev),
+        "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
