@@ -118,6 +118,24 @@ class PPOTrainConfig:
             raise ValueError(f"bf16 is a Dream env option; {self.env_id} renders its frames")
         if self.device != "cpu" and not self.vector:
             raise ValueError(f"device={self.device!r} needs vector=True (--vector): SB3's DummyVecEnv steps CPU envs")
+        if self.device != "cpu":
+            import torch
+
+            try:
+                dev = torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device={self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+            if dev.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"device={self.device!r}: this machine has no CUDA device")
+        if self.dream():  # the dream's frame side, from the zoo manifest (no weights load)
+            from sana_world.envs.dream_core import DreamConfig
+            from sana_world.zoo import entry
+
+            model = DreamConfig().model
+            side = entry(model, verify=False).resolution
+            if side % self.size:
+                raise ValueError(f"size {self.size} must divide the {side}² frames {model!r} dreams (they are "
+                                 "area-averaged to it)")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.size < MIN_SIZE:  # NatureCNN's kernels need at least 36 pixels

@@ -99,6 +99,7 @@ class SB3VecEnv(VecEnv):
                                for k in info["final_obs"][int(np.flatnonzero(done)[0])]} if self._dict else
                               torch.stack([info["final_obs"][i] for i in np.flatnonzero(done)]))
             for j, i in enumerate(np.flatnonzero(done).tolist()):  # the ending step's info, SB3's keys added
+                self.reset_infos[i] = infos[i]  # the new episode's start, as DummyVecEnv keeps it
                 infos[i] = final[i]
                 infos[i]["terminal_observation"] = self._single(last, j)
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])

@@ -107,11 +107,13 @@ def fixed_actions(action_mode: str) -> dict[str, np.ndarray]:
             "always turn left": np.array([0, 0, 0, 0, 0, 1, 0, 0], np.int8)}
 
 
-def evaluate(policy, env_id: str, scenes: int, size: int, device: str, kwargs: dict[str, Any]) -> dict[str, float]:
+def evaluate(policy, env_id: str, scenes: int, size: int, device: str, kwargs: dict[str, Any],
+             render_size: int | None = None) -> dict[str, float]:
     """One episode in each of ``scenes`` held-out scenes of GT ``env_id``, all envs as one batch; ``policy``
     None acts uniformly at random, a numpy array is one fixed action. Mean return (± std over scenes),
     success rate, and how often each action was taken (discrete actions)."""
-    venv = make_sb3_vec_env(env_id, scenes, device=device, width=size, height=size, **kwargs)
+    side = render_size or size  # GT rendered at this side, area-averaged to ``size`` (as a dream is)
+    venv = make_sb3_vec_env(env_id, scenes, obs_size=size, device=device, width=side, height=side, **kwargs)
     venv.set_options({"scene_seed": list(range(HELDOUT_START, HELDOUT_START + scenes))})
     venv.seed(12345)
     obs = venv.reset()
@@ -142,7 +144,8 @@ def evaluate(policy, env_id: str, scenes: int, size: int, device: str, kwargs: d
 def score_on_gt(models: dict[str, Any], gt_id: str, a: argparse.Namespace, kwargs: dict[str, Any]) -> dict:
     """Random, fixed-action baselines and each trained model on the GT env's held-out scenes."""
     policies = {"random": None, **fixed_actions(a.action_mode), **models}
-    evals = {name: evaluate(m, gt_id, a.eval_scenes, a.size, a.device, kwargs) for name, m in policies.items()}
+    evals = {name: evaluate(m, gt_id, a.eval_scenes, a.size, a.device, kwargs, a.eval_render_size)
+             for name, m in policies.items()}
     for name, ev in evals.items():
         print(f"{name:28s} GT return {ev['mean_return']:7.3f} ± {ev['std_return']:.3f}  "
               f"success {ev['success_rate']:.2f}  actions {ev.get('action_share')}")
@@ -170,6 +173,9 @@ def main() -> None:
                    help="GT renderer (auto: open3d on a CPU, the torch ray caster on CUDA; pass torch on a CPU to "
                         "score zips on the frames a GPU run trained on)")
     p.add_argument("--save-dir", type=Path, default=None, help="write the trained zips here")
+    p.add_argument("--eval-render-size", type=int, default=None,
+                   help="score on GT frames rendered at this side and area-averaged to --size, as the dream's 128² "
+                        "frames were in training (default: rendered at --size)")
     p.add_argument("--eval-only", type=Path, default=None,
                    help="score the zips a run saved (ppo_dream.zip, ppo_gt.zip in this folder) and the baselines "
                         "on GT held-out scenes; nothing is trained or timed")

@@ -203,7 +203,7 @@ class DreamVectorEnv(VectorEnv):
         starts = _vector_starts(options, self.num_envs, self.cfg.width)  # bad options raise before any change
         seeds = options.get("scene_seed") if isinstance(options, dict) else None
         scenes = vector_scenes(seeds, self.num_envs, self.cfg.world) or [None] * self.num_envs
-        rngs = episode_rngs(seed, self.num_envs)
+        rngs = episode_rngs(seed, self.num_envs, self._rngs)
         self._started = False  # a reset that fails part-way leaves an env that asks for a new reset
         self._rngs = rngs
         self.core.reset(list(range(self.num_envs)), self._rngs, starts, scenes)

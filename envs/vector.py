@@ -42,7 +42,7 @@ class GTVectorEnv(VectorEnv):
         scenes = vector_scenes(options.pop("scene_seed", None), self.num_envs, self.cfg.world)
         if options:
             raise ValueError(f"unknown GTVectorEnv.reset option(s) {sorted(options)}; use ['scene_seed']")
-        rngs = episode_rngs(seed, self.num_envs)
+        rngs = episode_rngs(seed, self.num_envs, self._rngs)
         self._frame = None  # a reset that fails part-way leaves an env that asks for a new reset
         self._rngs = rngs
         self.world.reset_slots(list(range(self.num_envs)), self._rngs, scenes)
@@ -200,8 +200,13 @@ def init_vector_env(env: VectorEnv, task: str, num_envs: int, max_episode_steps:
     env._rngs = []
 
 
-def episode_rngs(seed: int | list[int] | None, num_envs: int) -> list[np.random.Generator]:
-    """One generator per env: ``seed + i`` for an int, the given list (one per env), or fresh entropy."""
+def episode_rngs(seed: int | list[int] | None, num_envs: int,
+                 current: list[np.random.Generator] | None = None) -> list[np.random.Generator]:
+    """One generator per env: ``seed + i`` for an int, the given list (one per env); with no seed, the
+    ``current`` ones go on (as Gymnasium's envs keep their ``np_random``: a run seeded once replays, however
+    often it resets), or fresh entropy before the first seed."""
+    if seed is None and current and len(current) == num_envs:
+        return current
     if seed is None:
         seeds: list[int | None] = [None] * num_envs
     elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):

@@ -218,9 +218,13 @@ def _demo_policy(name: str, size: int, parser: argparse.ArgumentParser) -> Path:
 
     try:
         folder = Path(name) if Path(name).is_dir() else shipped_policy(name)
-        side = int(read_card(folder).env_kwargs["width"])
+        card = read_card(folder)
+        side = int(card.env_kwargs["width"])
     except (ValueError, OSError, KeyError) as e:
         parser.error(f"--policy: {e}")
+    if card.env_id != "SanaWorld/PointNav-v0":
+        parser.error(f"--policy: the demo's agent drives SanaWorld/DreamPointNav-v0; {folder} is a policy for "
+                     f"{card.env_id}")
     if size % side:
         parser.error(f"--policy: the agent sees {side}² frames, which the model's {size}² frames cannot be "
                      "area-averaged to (the side must divide the model's)")

@@ -16,6 +16,8 @@ pixel centres at +0.5 and camera-space z = 1, so ``t_hit`` is z-depth (the conve
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,7 +224,7 @@ class Open3DRenderer:
                  fast: bool | None = None) -> None:
         self.config = config or Open3DConfig(shadows=shadows, n_threads=n_threads, fast=fast)
         self._o3d = import_open3d()
-        self._cache: list[tuple[object, Any]] = []  # (key object, entry), most recent last
+        self._cache: OrderedDict[int, tuple[object, Any]] = OrderedDict()  # id -> (key, entry), LRU order
         # SceneSpec renders go through the fused numba kernels (see Open3DConfig.fast)
         self.fast = fast_shading.available() if self.config.fast is None else self.config.fast
         self.fast_frames = 0  # images shaded by the fused kernels so far
@@ -239,15 +241,17 @@ class Open3DRenderer:
         return buf
 
     def _lookup(self, key: object) -> Any | None:
-        for i, (obj, entry) in enumerate(self._cache):
-            if obj is key:
-                self._cache.append(self._cache.pop(i))
-                return entry
-        return None
+        hit = self._cache.get(id(key))
+        if hit is None or hit[0] is not key:
+            return None
+        self._cache.move_to_end(id(key))  # most recently used last
+        return hit[1]
 
     def _store(self, key: object, entry: Any) -> None:
-        self._cache.append((key, entry))
-        del self._cache[: max(0, len(self._cache) - self.config.cache_size)]
+        self._cache[id(key)] = (key, entry)  # the key is held, so its id is not reused while cached
+        self._cache.move_to_end(id(key))
+        while len(self._cache) > self.config.cache_size:
+            self._cache.popitem(last=False)
 
     def _spec_entry(self, spec: SceneSpec) -> _SpecEntry:
         entry = self._lookup(spec)

@@ -71,3 +71,11 @@ def test_policy_argument_is_checked_before_loading(tmp_path, monkeypatch, capsys
     with pytest.raises(SystemExit) as e:
         main(["demo", "--policy", str(odd), "--out", str(tmp_path / "out")])
     assert e.value.code == 2 and "48" in capsys.readouterr().err
+    rooms = tmp_path / "rooms"  # a card of another task (ppo export writes Rooms-v0 CnnPolicy cards too)
+    shutil.copytree(shipped_policy("pointnav-64"), rooms)
+    card["env_kwargs"].update(width=64, height=64)
+    card["env_id"] = "SanaWorld/Rooms-v0"
+    (rooms / "config.json").write_text(json.dumps(card))
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--policy", str(rooms), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and "Rooms-v0" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("stable_baselines3")
 
@@ -191,6 +192,9 @@ def test_export_evaluates_on_frames_of_the_zips_size(trained, tmp_path, capsys, 
     (["--env-id", "SanaWorld/Hallway-v0"], "'SanaWorld/Rooms-v0', 'SanaWorld/PointNav-v0'"),
     (["--device", "cuda"], "--vector"),
     (["--bf16"], "Dream env option"),
+    (["--env-id", "SanaWorld/DreamRooms-v0", "--size", "48"], "must divide the 128"),
+    pytest.param(["--vector", "--device", "cuda"], "no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     (["--gamma", "2"], "gamma"),
 ])
 def test_train_cli_usage_errors(flags, says, capsys, tmp_path):

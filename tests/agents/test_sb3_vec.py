@@ -21,6 +21,7 @@ def test_steps_follow_sb3s_contract_and_the_single_envs():
     venv = make_sb3_vec_env("SanaWorld/PointNav-v0", 2, width=32, height=32, max_episode_steps=3)
     venv.seed(7)
     obs = venv.reset()
+    first = [info["scene_id"] for info in venv.reset_infos]
     assert set(obs) == {"rgb", "goal"} and obs["rgb"].shape == (2, 32, 32, 3)
     actions = np.random.default_rng(0).uniform(-1, 1, (3, 2, 6)).astype(np.float32)
     steps = [venv.step(a) for a in actions]
@@ -36,6 +37,7 @@ def test_steps_follow_sb3s_contract_and_the_single_envs():
         assert np.array_equal(last["rgb"], single["rgb"]) and np.array_equal(last["goal"], single["goal"])
         assert vinfos[i]["TimeLimit.truncated"] is True and vinfos[i]["is_success"] is False
         assert not np.array_equal(vobs["rgb"][i], single["rgb"])  # a new episode's first frame
+        assert venv.reset_infos[i]["scene_id"] not in (vinfos[i]["scene_id"], first[i])  # its start info
     assert all("terminal_observation" not in info for info in steps[0][3])
     assert venv.reset_infos[0]["scene_id"] > 0 and venv.get_attr("num_envs") == [2, 2]
     venv.close()
@@ -119,3 +121,19 @@ def test_cli_trains_with_vector_and_exports_a_bare_frame_policy(tmp_path, capsys
     with pytest.raises(SystemExit):  # a dream-trained zip is scored on its GT twin: a GT size must fit
         main(["export", str(run / "final.zip"), str(tmp_path / "p2"), "--env-id", "SanaWorld/PointNav-v0"])
     assert "observes" in capsys.readouterr().err
+
+
+def test_training_twice_from_one_seed_replays():
+    """SB3 resets without a seed at every learn(); each env's generator goes on (as DummyVecEnv's envs keep
+    theirs), so a run seeded once replays however often it resets."""
+    def run() -> list[np.ndarray]:
+        venv = make_sb3_vec_env("SanaWorld/PointNav-v0", 2, width=32, height=32, max_episode_steps=3)
+        venv.seed(5)
+        out = [venv.reset()["rgb"]]
+        venv.step(np.zeros((2, 6), np.float32))
+        out.append(venv.reset()["rgb"])  # unseeded: the generators go on
+        return out
+
+    a, b = run(), run()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], a[1])  # new episodes, not the first ones again
