@@ -93,6 +93,8 @@ class SB3VecEnv(VecEnv):
         done = (terminated | truncated).cpu().numpy()
         terminated, truncated = terminated.cpu().numpy(), truncated.cpu().numpy()
         infos = self._env_infos(info)
+        for i in range(self.num_envs):  # every step, as SB3's DummyVecEnv does
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         if done.any():
             final = self._env_infos(info["final_info"])
             last = self._host({k: torch.stack([info["final_obs"][i][k] for i in np.flatnonzero(done)])
