@@ -93,20 +93,20 @@ class SB3VecEnv(VecEnv):
         done = (terminated | truncated).cpu().numpy()
         terminated, truncated = terminated.cpu().numpy(), truncated.cpu().numpy()
         infos = self._env_infos(info)
-        for i in range(self.num_envs):  # every step, as SB3's DummyVecEnv does
-            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-        if done.any():
+        ended = np.flatnonzero(done).tolist()
+        if ended:
             final = self._env_infos(info["final_info"])
-            last = self._host({k: torch.stack([info["final_obs"][i][k] for i in np.flatnonzero(done)])
-                               for k in info["final_obs"][int(np.flatnonzero(done)[0])]} if self._dict else
-                              torch.stack([info["final_obs"][i] for i in np.flatnonzero(done)]))
-            for j, i in enumerate(np.flatnonzero(done).tolist()):  # the ending step's info, SB3's keys added
+            rows = [info["final_obs"][i] for i in ended]  # each a copy of an ended env's last observation
+            last = self._host({k: torch.stack([r[k] for r in rows]) for k in rows[0]} if self._dict else
+                              torch.stack(rows))
+            for j, i in enumerate(ended):  # the ending step's info, SB3's keys added
                 self.reset_infos[i] = infos[i]  # the new episode's start, as DummyVecEnv keeps it
                 infos[i] = final[i]
                 infos[i]["terminal_observation"] = self._single(last, j)
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
                 if "success" in infos[i]:
                     infos[i]["is_success"] = bool(infos[i]["success"])
+        for i in range(self.num_envs):  # every step, as SB3's DummyVecEnv does
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         return self._host(obs), reward.cpu().numpy().astype(np.float32), done, infos
 
     def _env_infos(self, info: dict[str, Any]) -> list[dict[str, Any]]:

@@ -146,7 +146,7 @@ class DreamCore:
             raise ValueError(f"zoo entry {self.config.model!r} has no image model: prompt starts are unavailable")
         # 2. new scenes and their first frames
         self.world.reset_slots(slots, rngs, specs if specs is not None else [None] * len(slots))
-        self.gt = self.world.render()
+        self.gt = self.world.render() if full or self.gt is None else self.world.render(slots, onto=self.gt)
         self.world.observe_start(slots, self.gt)
         anchors = self.gt.rgb[slots].clone()  # (n, H, W, 3)
         captions = [self._caption(i) for i in slots]

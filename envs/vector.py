@@ -81,7 +81,7 @@ class GTVectorEnv(VectorEnv):
             final = same_step_finals(obs, info, done, self.return_torch)
             slots = done.nonzero().flatten().tolist()
             self.world.reset_slots(slots, [self._rngs[i] for i in slots])
-            self._frame = self.world.render()
+            self._frame = self.world.render(slots, onto=self._frame)  # only the restarted envs move
             self.world.observe_start(slots, self._frame)
             self._steps = torch.where(done, 0, self._steps)
             obs = self._out(build_obs(self.world, self._frame, self.cfg))

@@ -377,17 +377,25 @@ class GTWorld:
         self._c2w, self._c2w32 = torch.from_numpy(c2w), torch.from_numpy(c2w32)
         return collided
 
-    def render(self) -> RenderOutput:
-        """Frames for every env from its current camera."""
+    def render(self, slots: list[int] | None = None, onto: RenderOutput | None = None) -> RenderOutput:
+        """Frames for every env from its current camera. With ``slots`` and ``onto`` (the last frames of every
+        env), only those envs are rendered and the other rows are ``onto``'s (a new output; ``onto`` is left
+        as it was): what an autoreset of a few envs needs."""
         c2w = self.c2w32()
+        rows = list(range(self.n)) if slots is None or onto is None else sorted(slots)
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         if self._packed is not None:
-            idx = torch.arange(self.n, device=self.device)
-            return self.renderer.render_packed(self._packed, idx, c2w, self.K, self.cfg.height, self.cfg.width)
-        outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
-                for i in range(self.n)]
-        if self.n == 1:
-            return outs[0]
-        return RenderOutput(*(torch.cat([getattr(o, f) for o in outs]) for f in ("rgb", "depth", "normal", "ids")))
+            out = self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, self.K,
+                                              self.cfg.height, self.cfg.width)
+        else:
+            outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
+                    for i in rows]
+            out = outs[0] if len(outs) == 1 else RenderOutput(*(torch.cat([getattr(o, f) for o in outs])
+                                                                 for f in ("rgb", "depth", "normal", "ids")))
+        if len(rows) == self.n:
+            return out
+        return RenderOutput(*(getattr(onto, f).index_copy(0, idx.to(getattr(onto, f).device), getattr(out, f))
+                              for f in ("rgb", "depth", "normal", "ids")))
 
     def observe_start(self, slots: list[int], frame: RenderOutput) -> None:
         """The task counts the reset view ``frame`` (every env's render) of ``slots`` as found, unrewarded

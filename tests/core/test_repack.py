@@ -80,3 +80,23 @@ def test_gt_world_autoresets_render_as_a_fresh_world(monkeypatch):
     a, b = world.render(), fresh.render()
     assert torch.equal(a.rgb, b.rgb) and torch.equal(a.ids, b.ids)
     assert torch.equal(world._sdf.boxes, fresh._sdf.boxes) and torch.equal(world._sdf.rooms, fresh._sdf.rooms)
+
+
+def test_rendering_a_few_envs_onto_the_last_frames_equals_a_full_render():
+    """``GTWorld.render(slots, onto=...)`` (an autoreset's render) gives the rows a full render gives."""
+    from sana_world.envs.world import GTConfig, GTWorld
+
+    for renderer in ("torch", "open3d"):
+        if renderer == "open3d":
+            import pytest
+
+            pytest.importorskip("open3d")
+        world = GTWorld(GTConfig(width=24, height=24, renderer=renderer, task="explore"), 4)
+        world.reset_slots(list(range(4)), [np.random.default_rng(i) for i in range(4)])
+        before = world.render()
+        world.reset_slots([1, 3], [np.random.default_rng(40), np.random.default_rng(41)])
+        part, full = world.render([3, 1], onto=before), world.render()
+        for f in ("rgb", "ids", "normal"):
+            assert torch.equal(getattr(part, f), getattr(full, f)), (renderer, f)
+        assert torch.equal(part.depth.nan_to_num(-1), full.depth.nan_to_num(-1))
+        assert torch.equal(before.rgb[0], part.rgb[0]) and not torch.equal(before.rgb[1], part.rgb[1])
