@@ -23,13 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import check_device, write_result  # noqa: E402
-
-
-def hardware_tag() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0).replace("NVIDIA ", "").replace(" ", "-").lower()
-    return f"cpu{os.cpu_count()}"
+from results_io import check_device, hardware, write_result  # noqa: E402
 
 
 def bench_single(renderer: str, layout: str, size: int, shadows: bool, steps: int) -> dict:
@@ -112,9 +106,9 @@ def main() -> None:
             for shadows in shadow_opts:
                 rows.append(bench_vector("cuda", n, 128, shadows, 10 if args.quick else 30, args.compile))
                 print(rows[-1], flush=True)
-    result = {"benchmark": "env_speed", "date": date.today().isoformat(), "hardware": hardware_tag(),
+    result = {"benchmark": "env_speed", "date": date.today().isoformat(), "hardware": hardware(),
               "platform": platform.platform(), "torch": torch.__version__, "rows": rows}
-    path = write_result(args.out, "env_speed", hardware_tag(), result, quiet=True)
+    path = write_result(args.out, "env_speed", hardware(), result, quiet=True)
     print(f"\n{'kind':7} {'device':6} {'renderer':8} {'layout':7} {'shadows':7} {'envs':>5} {'steps/s':>10}")
     for r in rows:
         if "error" in r:

@@ -42,15 +42,9 @@ from sana_world.pose_estimation import estimate_relative_pose, motion_magnitude,
 from sana_world.render.torch_caster import TorchRenderer, pack_scenes
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import check_device  # noqa: E402
+from results_io import check_device, hardware  # noqa: E402
 
 HORIZONS = (1, 8, 32, 128)
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device).lower().replace(" ", "-")
-    return f"cpu{torch.get_num_threads()}"
 
 
 def render_paths(seeds: list[int], steps: int, size: int, device: torch.device, workers: int):

@@ -212,9 +212,9 @@ def load_autoencoder(
     config nested under ``"config"``), missing weights, or any missing / unexpected / shape-mismatched
     tensor (diffusers itself would only warn and leave those layers at their random init).
     """
-    import json
-
     from diffusers import AutoencoderDC
+
+    from sana_world.checkpoints import read_json_object
     from diffusers.utils import logging as diffusers_logging
 
     root = Path(local_dir)
@@ -227,12 +227,9 @@ def load_autoencoder(
             f"no autoencoder at {root}: expected {root / 'config.json'} or {root / 'vae' / 'config.json'}"
         )
     # 1. the config: the right class, in diffusers' flat format
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{folder / 'config.json'} is not valid JSON ({e})") from e
-    if not isinstance(config, dict) or config.get("_class_name") != "AutoencoderDC":
-        cls = config.get("_class_name") if isinstance(config, dict) else None
+    config = read_json_object(folder / "config.json", ValueError)
+    if config.get("_class_name") != "AutoencoderDC":
+        cls = config.get("_class_name")
         raise ValueError(f"{folder} holds a {cls!r} (config.json _class_name), not an 'AutoencoderDC'")
     if "latent_channels" not in config and isinstance(config.get("config"), dict):
         raise ValueError(
