@@ -1,6 +1,8 @@
 """What an autoreset of k envs costs a GT world of N envs (the torch renderer's tables and the collision
 tables), the way it was (every scene packed and every SDF built again) against now (only the k new scenes:
-``repack_slots`` and kept SDFs), same scenes, same run.
+``repack_slots`` and kept SDFs), same scenes, same run. Then the frame an autoreset needs: the whole batch
+rendered again (the way it was) against only the k restarted envs rendered onto the last frames
+(``GTWorld.render(slots, onto=...)``), at the default 128x128, same world, same run.
 
     python benchmarks/reset_cost.py --envs 256 1024 --resets 1 8
 """
@@ -14,11 +16,13 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_io import check_device, hardware, write_result  # noqa: E402
 
+from sana_world.envs.world import GTConfig, GTWorld  # noqa: E402
 from sana_world.render.torch_packing import pack_scenes, repack_slots  # noqa: E402
 from sana_world.worlds import WorldConfig, sample_scene  # noqa: E402
 from sana_world.worlds.collision import PackedSDF, SceneSDF  # noqa: E402
@@ -46,7 +50,7 @@ def main() -> None:
     dev = check_device(p, a.device)
     world = WorldConfig(layout="multi")
     pool = [sample_scene(s, world) for s in range(max(a.envs) + 64)]
-    rows = []
+    rows, render_rows = [], []
     for n in a.envs:
         specs = pool[:n]
         packed, sdfs = pack_scenes(specs, dev), [SceneSDF(s) for s in specs]
@@ -72,10 +76,21 @@ def main() -> None:
                    "now_ms": best_ms(now, a.repeats)}
             rows.append(row)
             print(f"N={n:5d} k={len(slots):3d}  before {row['before_ms']:8.1f} ms   now {row['now_ms']:7.1f} ms")
+    for n in a.envs:  # 2. the autoreset's frame: all N rendered again, or only the k restarted envs
+        gt = GTWorld(GTConfig(device=str(dev), renderer="torch"), n)
+        gt.reset_slots(list(range(n)), [np.random.default_rng(s) for s in range(n)])
+        last = gt.render()
+        for k in a.resets:
+            slots = list(range(0, n, max(1, n // k)))[:k]
+            row = {"num_envs": n, "resets": len(slots), "full_render_ms": best_ms(gt.render, a.repeats),
+                   "partial_render_ms": best_ms(lambda: gt.render(slots, onto=last), a.repeats)}
+            render_rows.append(row)
+            print(f"N={n:5d} k={len(slots):3d}  render all {row['full_render_ms']:8.1f} ms   "
+                  f"only the restarted {row['partial_render_ms']:7.1f} ms")
     write_result(a.out, "reset_cost", hardware(dev), {
         "benchmark": "reset_cost", "date": str(date.today()), "hardware": hardware(dev),
         "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "rows": rows})
+        "rows": rows, "render_rows": render_rows})
 
 
 if __name__ == "__main__":

@@ -94,5 +94,5 @@ def _nav_twists(a: torch.Tensor, num_envs: int | None) -> torch.Tensor:
     idx = a.reshape(-1)
     if not bool(((idx >= 0) & (idx < len(NAV_ACTIONS))).all()):
         raise ValueError(f"nav actions are integers in [0, 3) {NAV_ACTIONS}, got {a.tolist()}")
-    twists = _NAV_TWISTS[idx.long()]  # (n, 6)
+    twists = _NAV_TWISTS.to(idx.device)[idx.long()]  # (n, 6), on the actions' device
     return twists[0] if num_envs is None else twists

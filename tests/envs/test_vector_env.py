@@ -175,3 +175,22 @@ def test_cpu_vector_env_keeps_every_scene_of_its_batch_cached():
     assert all(e is not None for e in entries)
     envs.step(np.zeros((6, 6), np.float32))
     assert [world.renderer._lookup(spec) for spec in world.specs] == entries  # the same scenes, not rebuilt
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["twist", "keys", "nav"])
+def test_cuda_vector_env_takes_actions_on_its_device(mode: str) -> None:
+    """Actions already on the env's CUDA device (a GPU policy's output) step it exactly as the same actions
+    from numpy do (nav actions once indexed a CPU table with a CUDA index and failed)."""
+    import torch
+
+    kw = dict(SMALL, device="cuda", renderer="torch", action_mode=mode)
+    acts = {"twist": np.full((2, 6), 0.5, np.float32), "keys": np.eye(2, 8, dtype=np.int64),
+            "nav": np.array([0, 1])}[mode]
+    frames = []
+    for on_device in (False, True):
+        envs = gym.make_vec("SanaWorld/Rooms-v0", num_envs=2, vectorization_mode="vector_entry_point", **kw)
+        envs.reset(seed=0)
+        obs, *_ = envs.step(torch.as_tensor(acts, device="cuda") if on_device else acts)
+        frames.append(torch.as_tensor(obs).cpu().numpy())
+    assert np.array_equal(frames[0], frames[1])
