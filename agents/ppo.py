@@ -256,6 +256,21 @@ def train(cfg: PPOTrainConfig, callback: Any = None):
     return model
 
 
+_HYPERPARAMETERS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda", "clip_range",
+                    "ent_coef", "vf_coef", "max_grad_norm")
+
+
+def ppo_hyperparameters(model) -> dict[str, float | int]:
+    """The PPO settings a policy trained with (a schedule read at the start of training), as ``PPO(**...)``
+    takes them back: what ``load_policy`` restores so that training a loaded policy goes on as it was."""
+    out: dict[str, float | int] = {}
+    for name in _HYPERPARAMETERS:
+        v = getattr(model, name)
+        v = v(1.0) if callable(v) else v
+        out[name] = int(v) if name in ("n_steps", "batch_size", "n_epochs") else float(v)
+    return out
+
+
 def export_policy(model, folder: Path, card: PolicyCard) -> Path:
     """Write the policy's weights (safetensors, fp32) and its card to an empty or new folder; returns it."""
     from safetensors.torch import save_model
@@ -265,7 +280,8 @@ def export_policy(model, folder: Path, card: PolicyCard) -> Path:
         raise FileExistsError(f"{folder} is not empty; export into a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model.policy, str(folder / WEIGHTS))  # the shared CNN stored once (pi / vf views of it)
-    card = dataclasses.replace(card, sha256=file_sha256(folder / WEIGHTS))
+    card = dataclasses.replace(card, sha256=file_sha256(folder / WEIGHTS),
+                               train={**card.train, "hyperparameters": ppo_hyperparameters(model)})
     (folder / CONFIG).write_text(json.dumps(dataclasses.asdict(card), indent=1) + "\n")
     return folder
 
@@ -279,7 +295,8 @@ def read_card(folder: Path) -> PolicyCard:
 
 
 def load_policy(folder: Path, device: str = "cpu"):
-    """An SB3 PPO with the exported weights, built on its env's spaces (no env is kept)."""
+    """An SB3 PPO with the exported weights and PPO settings (the card's ``train["hyperparameters"]``), built
+    on its env's spaces (no env is kept; ``model.set_env(...)`` before training it further)."""
     _require_sb3()
     import gymnasium as gym
     from safetensors.torch import load_model
@@ -295,7 +312,12 @@ def load_policy(folder: Path, device: str = "cpu"):
     if file_sha256(folder / WEIGHTS) != card.sha256:
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in its {CONFIG}: corrupted or replaced")
     env = gym.make(card.env_id, **card.env_kwargs)
-    model = PPO(card.train.get("policy", "MultiInputPolicy"), env, n_steps=8, batch_size=8, device=device)
+    # cards exported before they recorded their settings: this trainer's defaults (both shipped agents' own)
+    default = PPOTrainConfig()
+    hp = card.train.get("hyperparameters") or {"n_steps": default.n_steps, "batch_size": default.batch_size,
+                                               "n_epochs": default.n_epochs, "learning_rate": default.lr,
+                                               "gamma": default.gamma, "ent_coef": default.ent_coef}
+    model = PPO(card.train.get("policy", "MultiInputPolicy"), env, device=device, **hp)
     load_model(model.policy, str(folder / WEIGHTS), strict=True, device=device)
     model.policy.set_training_mode(False)
     env.close()

@@ -69,6 +69,11 @@ def test_export_reload_acts_the_same(trained, tmp_path):
         assert np.abs(c - a).max() > 1e-3
     with pytest.raises(FileExistsError):
         export_policy(model, folder, card)
+    hp = read_card(folder).train["hyperparameters"]  # the settings it trained with come back
+    assert hp["n_steps"] == 32 and hp["batch_size"] == 32 and hp["n_epochs"] == 1 and hp["clip_range"] == 0.2
+    for name, value in hp.items():
+        v = getattr(loaded, name)
+        assert (v(1.0) if callable(v) else v) == value, name
 
 
 def test_corrupted_or_missing_policy_files_raise(trained, tmp_path):
