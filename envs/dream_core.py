@@ -192,11 +192,13 @@ class DreamCore:
 
     # 2. Steps.
     def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, RenderOutput]:
-        """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is GT)."""
+        """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is the GT
+        frame only if ``paired``: otherwise it is rendered without shadows, see ``GTWorld.render``)."""
         if self.state is None:
             raise RuntimeError("reset first")
         collided = self.world.move(twist, keys_mode=keys_mode)
-        self.gt = self.world.render()
+        # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full)
+        self.gt = self.world.render(rgb=self.config.paired)
         rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), self._gen)  # one pass, every env
         self.rgb.copy_(rgb)
         return collided, self.gt

@@ -377,16 +377,19 @@ class GTWorld:
         self._c2w, self._c2w32 = torch.from_numpy(c2w), torch.from_numpy(c2w32)
         return collided
 
-    def render(self, slots: list[int] | None = None, onto: RenderOutput | None = None) -> RenderOutput:
+    def render(self, slots: list[int] | None = None, onto: RenderOutput | None = None,
+               rgb: bool = True) -> RenderOutput:
         """Frames for every env from its current camera. With ``slots`` and ``onto`` (the last frames of every
         env), only those envs are rendered and the other rows are ``onto``'s (a new output; ``onto`` is left
-        as it was): what an autoreset of a few envs needs."""
+        as it was): what an autoreset of a few envs needs. ``rgb=False``: the caller reads depth, normals
+        and ids only, so the torch renderer casts no shadow rays (2.5x fewer rays at three lights) and the
+        returned rgb is *not* the GT frame (unshadowed); the open3d renderer renders as usual."""
         c2w = self.c2w32()
         rows = list(range(self.n)) if slots is None or onto is None else sorted(slots)
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         if self._packed is not None:
             out = self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, self.K,
-                                              self.cfg.height, self.cfg.width)
+                                              self.cfg.height, self.cfg.width, shadows=None if rgb else False)
         else:
             outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
                     for i in rows]

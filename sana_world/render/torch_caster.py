@@ -114,8 +114,10 @@ class TorchRenderer:
         return self.render_packed(self.pack(scene), index, c2w, K, height, width)
 
     def render_packed(self, packed: PackedScenes, scene_index: Tensor, c2w: Tensor, K: Tensor, height: int,
-                      width: int) -> RenderOutput:
-        """Render camera b of scene ``scene_index[b]`` of ``packed`` for every b; c2w (B, 4, 4)."""
+                      width: int, shadows: bool | None = None) -> RenderOutput:
+        """Render camera b of scene ``scene_index[b]`` of ``packed`` for every b; c2w (B, 4, 4). ``shadows``
+        overrides the config's for this call (False: no shadow rays, which only the colours need)."""
+        shadows = self.config.shadows if shadows is None else bool(shadows)
         c2w, K = self._as_f32(c2w), self._as_f32(K)
         if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
             raise ValueError(f"c2w must have shape (B, 4, 4), got {tuple(c2w.shape)}")
@@ -137,7 +139,7 @@ class TorchRenderer:
         if packed.device.type != self.device.type or self.device.index not in (None, packed.device.index):
             raise ValueError(f"packed scenes live on {packed.device}, the renderer on {self.device}")
         if self.config.use_cull():
-            return self._render_culled(packed, scene_index, c2w, K, height, width)
+            return self._render_culled(packed, scene_index, c2w, K, height, width, shadows)
         if self.config.compile:  # a few fixed shapes, so new scene batches rarely recompile
             packed = self._padded(packed)
         uv = pixel_grid(height, width, self.device).reshape(-1, 2)  # (HW, 2)
@@ -160,8 +162,7 @@ class TorchRenderer:
             b1 = min(b0 + cams, Bp)
             for n0 in range(0, Np, pix):
                 n1 = min(n0 + pix, Np)
-                out = self._chunk_fn(packed, scene_index[b0:b1], c2w[b0:b1], K[b0:b1], uv[n0:n1],
-                                     self.config.shadows)
+                out = self._chunk_fn(packed, scene_index[b0:b1], c2w[b0:b1], K[b0:b1], uv[n0:n1], shadows)
                 rgb[b0:b1, n0:n1], depth[b0:b1, n0:n1], normal[b0:b1, n0:n1], ids[b0:b1, n0:n1] = out
         return RenderOutput(
             rgb=rgb[:B, :HW].reshape(B, height, width, 3),
@@ -177,10 +178,10 @@ class TorchRenderer:
         return self._last_padded[1]
 
     def _render_culled(self, packed: PackedScenes, scene_index: Tensor, c2w: Tensor, K: Tensor, height: int,
-                       width: int) -> RenderOutput:
+                       width: int, shadows: bool) -> RenderOutput:
         cams = max(1, self.config.cull_rays // (height * width))
         outs = [render_culled(packed, scene_index[b:b + cams], c2w[b:b + cams], K[b:b + cams], height, width,
-                              self.config.shadows) for b in range(0, c2w.shape[0], cams)]
+                              shadows) for b in range(0, c2w.shape[0], cams)]
         rgb, depth, normal, ids = (torch.cat(x) if len(x) > 1 else x[0] for x in zip(*outs))
         return RenderOutput(rgb=rgb, depth=depth, normal=normal, ids=ids)
 

@@ -204,6 +204,22 @@ def test_packed_batch_equals_single_renders(cull: bool) -> None:
         assert torch.equal(out.depth[j], single.depth[0])
 
 
+@pytest.mark.parametrize("cull", PATHS)
+def test_per_call_shadows_override(cull: bool) -> None:
+    """render_packed(shadows=False) on a shadowing renderer is a shadowless renderer's frame; depth, normals
+    and ids (all a task reads) equal the shadowed frame's, and the shadows do change its colours."""
+    scenes = [sample_scene(3), sample_scene(4)]
+    packed = pack_scenes(scenes)
+    c2w = torch.cat([_random_cameras(s, 2, seed=i) for i, s in enumerate(scenes)])
+    index, K = torch.tensor([0, 0, 1, 1]), intrinsics_from_fov(24, 24, 90.0)
+    full = TorchRenderer(cull=cull).render_packed(packed, index, c2w, K, 24, 24)
+    quick = TorchRenderer(cull=cull).render_packed(packed, index, c2w, K, 24, 24, shadows=False)
+    plain = TorchRenderer(shadows=False, cull=cull).render_packed(packed, index, c2w, K, 24, 24)
+    assert torch.equal(quick.rgb, plain.rgb) and not torch.equal(quick.rgb, full.rgb)
+    for f in ("depth", "normal", "ids"):
+        assert torch.equal(getattr(quick, f), getattr(full, f)), f
+
+
 def test_culled_path_matches_brute_force() -> None:
     K = intrinsics_from_fov(40, 32, 80.0)
     for seed in (0, 4, 5):

@@ -176,3 +176,21 @@ def test_dream_same_step_autoreset_matches_next_step() -> None:
     _, _, _, _, info_next = nxt.step(acts)  # the next-step env's reset step
     assert np.array_equal(info_next["scene_id"], info["scene_id"])
     assert not np.array_equal(info["final_info"]["scene_id"], info["scene_id"])
+
+
+def test_unpaired_steps_skip_gt_colours_and_change_nothing_an_agent_sees() -> None:
+    """An unpaired Dream env renders its steps' GT frames without shadow rays (only depth and ids feed the
+    task); observations, rewards and successes equal a paired env's, and resets still anchor on the full GT
+    frame."""
+    from sana_world.envs.dream import DreamVectorEnv
+
+    envs = [DreamVectorEnv(num_envs=2, task="explore", renderer="torch", max_episode_steps=3, paired=p)
+            for p in (False, True)]
+    outs = [e.reset(seed=4)[0] for e in envs]
+    assert np.array_equal(outs[0], outs[1])
+    acts = np.random.default_rng(0).uniform(-1, 1, (5, 2, 6)).astype(np.float32)  # through an autoreset
+    for t, a in enumerate(acts):
+        (o0, r0, d0, tr0, _), (o1, r1, d1, tr1, info) = envs[0].step(a), envs[1].step(a)
+        assert np.array_equal(o0, o1) and np.array_equal(r0, r1), t
+        assert np.array_equal(d0, d1) and np.array_equal(tr0, tr1), t
+    assert not np.array_equal(envs[0].core.gt.rgb.numpy(), info["gt_rgb"])  # unshadowed, unread
