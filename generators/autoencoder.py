@@ -6,7 +6,9 @@ The network itself is diffusers' ``AutoencoderDC``; this module only adds
   arguments, with two presets: :func:`dc_ae_f32c32` (the published SANA-1.0 autoencoder) and
   :func:`dc_ae_f8c16_world` (a few-M-parameter autoencoder for our 128x128 rooms);
 * :class:`LatentCodec`: images <-> diffusion latents, the one place where the latent scaling lives;
-* :func:`build_autoencoder` / :func:`load_autoencoder` / :func:`fit_scaling_factor`.
+* :func:`build_autoencoder` / :func:`load_autoencoder` / :func:`fit_scaling_factor`;
+* the helpers the model zoo shares: :func:`autoencoder_folder`, :func:`downsample_factor_of`,
+  :func:`weight_gaps`.
 
 Example:
     >>> import torch
@@ -22,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,26 @@ if TYPE_CHECKING:
 _RES = "ResBlock"
 _VIT = "EfficientViTBlock"
 _BLOCK_TYPES = (_RES, _VIT)
+_WEIGHTS = "diffusion_pytorch_model.safetensors"  # diffusers' weight file (or shard index stem)
+
+
+def downsample_factor_of(config: Mapping[str, Any] | Any) -> int:
+    """Spatial compression (image side / latent side) of an ``AutoencoderDC`` config: a config dict,
+    ``ae.config`` or an :class:`AutoencoderSpec`. Every stage after the first halves the resolution."""
+    stages = config["encoder_block_out_channels"] if isinstance(config, Mapping) \
+        else config.encoder_block_out_channels  # fmt: skip
+    return 2 ** (len(stages) - 1)
+
+
+def weight_gaps(model: nn.Module,
+                shapes: Mapping[str, Sequence[int]]) -> tuple[list[str], list[str], list[str]]:
+    """How tensors of ``shapes`` (name -> shape) fail to fill ``model`` exactly: the names of its state dict
+    they lack, those it lacks, and those of another shape; each sorted, all empty if they fit."""
+    want = model.state_dict()
+    missing = sorted(set(want) - set(shapes))
+    unexpected = sorted(set(shapes) - set(want))
+    other = sorted(k for k in set(want) & set(shapes) if tuple(want[k].shape) != tuple(shapes[k]))
+    return missing, unexpected, other
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,7 @@ class AutoencoderSpec:
     @property
     def downsample_factor(self) -> int:
         """Spatial compression: image side / latent side."""
-        return 2 ** (len(self.encoder_block_out_channels) - 1)
+        return downsample_factor_of(self)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """(C, h, w) of the latent of a ``height x width`` image."""
@@ -200,29 +222,33 @@ def build_autoencoder(spec: AutoencoderSpec) -> AutoencoderDC:
     return AutoencoderDC(**spec.to_kwargs())
 
 
+def autoencoder_folder(path: str | Path) -> Path:
+    """The autoencoder folder of ``path``: ``path`` itself if it holds a ``config.json``, else its ``vae/``
+    subfolder if that does (a SANA diffusers pipeline folder), else ``path`` (which then holds none)."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "vae" / "config.json").is_file():
+        return path / "vae"
+    return path
+
+
 def load_autoencoder(
     local_dir: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device | None = None
 ) -> AutoencoderDC:
     """Load a diffusers-format ``AutoencoderDC`` from local files (never the hub), strictly.
 
     ``local_dir`` is either the AE folder itself (``config.json`` + safetensors weights) or a pipeline folder
-    with a ``vae/`` subfolder, as in the SANA diffusers repositories. The folder's ``config.json`` must name
-    ``"_class_name": "AutoencoderDC"`` and its weights must fill exactly the model that config describes:
-    a ValueError naming the folder is raised for another class, an in-house checkpoint export (the model
-    config nested under ``"config"``), missing weights, or any missing / unexpected / shape-mismatched
-    tensor (diffusers itself would only warn and leave those layers at their random init).
+    with a ``vae/`` subfolder, as in the SANA diffusers repositories (:func:`autoencoder_folder`). The
+    folder's ``config.json`` must name ``"_class_name": "AutoencoderDC"`` and its weights must fill exactly
+    the model that config describes: a ValueError naming the folder is raised for another class, an in-house
+    checkpoint export (the model config nested under ``"config"``), missing weights, or any missing /
+    unexpected / shape-mismatched tensor (diffusers itself would only warn and leave those layers at their
+    random init).
     """
-    from diffusers import AutoencoderDC
-
     from sana_world.checkpoints import read_json_object
-    from diffusers.utils import logging as diffusers_logging
 
     root = Path(local_dir)
-    if (root / "config.json").is_file():
-        folder = root
-    elif (root / "vae" / "config.json").is_file():
-        folder = root / "vae"
-    else:
+    folder = autoencoder_folder(root)
+    if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"no autoencoder at {root}: expected {root / 'config.json'} or {root / 'vae' / 'config.json'}"
         )
@@ -239,33 +265,70 @@ def load_autoencoder(
             "RUN_DIR/export as the trainer does at the end of a run (diffusers folder with the fitted "
             "scaling_factor)"
         )
+    return load_checked_autoencoder(folder, config, dtype=dtype, device=device)
+
+
+def load_checked_autoencoder(
+    folder: Path, config: dict[str, Any], *, dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> AutoencoderDC:
+    """The weights half of :func:`load_autoencoder`: the ``AutoencoderDC`` of AE folder ``folder`` whose
+    ``config.json`` the caller has read as ``config`` and checked (an ``AutoencoderDC`` in diffusers' flat
+    format, as :func:`~sana_world.generators.zoo.compatibility_problems` requires); ValueError naming the
+    folder unless its weights fill exactly the model ``config`` describes."""
+    from diffusers import AutoencoderDC
+    from diffusers.utils import logging as diffusers_logging
+
     if not any(folder.glob("diffusion_pytorch_model*.safetensors")):
         raise ValueError(f"{folder} has no diffusion_pytorch_model*.safetensors weights")
-    # 2. the weights: every tensor of the model, nothing else, every shape right
-    kwargs: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False, "use_safetensors": True,
-                              "output_loading_info": True, "ignore_mismatched_sizes": True}
-    if dtype is not None:
-        kwargs["torch_dtype"] = dtype
     verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # its missing-weight warnings become the error below
+    diffusers_logging.set_verbosity_error()  # e.g. unused config keys: the config was checked already
     try:
-        ae, info = AutoencoderDC.from_pretrained(folder, **kwargs)
+        # 2. the weights' names and shapes (file headers) against the model: every tensor, nothing else
+        shapes = _weight_shapes(folder)
+        if shapes is not None:  # else a weight file is missing: diffusers names it below
+            with torch.device("meta"):
+                missing, unexpected, other = weight_gaps(AutoencoderDC.from_config(config), shapes)
+            if missing or unexpected or other:
+                raise ValueError(
+                    f"{folder}: the weights do not fit the AutoencoderDC its config.json describes "
+                    f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. "
+                    f"{unexpected[:3]}; {len(other)} of another shape, e.g. {other[:3]}); was config.json "
+                    "edited or copied from another autoencoder?"
+                )
+        # 3. the weights themselves, read once
+        kwargs: dict[str, Any] = {"local_files_only": True, "low_cpu_mem_usage": False,
+                                  "use_safetensors": True}
+        if dtype is not None:
+            kwargs["torch_dtype"] = dtype
+        ae = AutoencoderDC.from_pretrained(folder, **kwargs)
     finally:
         diffusers_logging.set_verbosity(verbosity)
-    missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
-    mismatched = [k for k, *_ in info.get("mismatched_keys", [])]
-    errors = list(info.get("error_msgs", []))
-    if missing or unexpected or mismatched or errors:
-        more = f"; {errors[:1]}" if errors else ""
-        raise ValueError(
-            f"{folder}: the weights do not fit the AutoencoderDC its config.json describes ({len(missing)} "
-            f"missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}; "
-            f"{len(mismatched)} of another shape, e.g. {mismatched[:3]}{more}); was config.json edited or "
-            "copied from another autoencoder?"
-        )
     if device is not None:
         ae = ae.to(device)
     return ae.eval()
+
+
+def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
+    """Name -> shape of every tensor diffusers loads from AE folder ``folder`` (the shards its index names,
+    else the single weight file), read from the safetensors headers alone; None if one of the files is
+    missing."""
+    from safetensors import safe_open
+
+    from sana_world.checkpoints import read_json_object
+
+    index = folder / f"{_WEIGHTS}.index.json"
+    files = [folder / _WEIGHTS]
+    if index.is_file():
+        weight_map = read_json_object(index, ValueError).get("weight_map") or {}
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+    if not all(f.is_file() for f in files):
+        return None
+    out: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as handle:
+            out.update({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
+    return out
 
 
 class LatentCodec(nn.Module):
@@ -287,7 +350,7 @@ class LatentCodec(nn.Module):
 
     @property
     def downsample_factor(self) -> int:
-        return 2 ** (len(self.ae.config.encoder_block_out_channels) - 1)
+        return downsample_factor_of(self.ae.config)
 
     @property
     def latent_channels(self) -> int:

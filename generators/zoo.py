@@ -50,7 +50,6 @@ string with a path separator or starting with "." or "~" ("runs/wm/cand", "./can
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -60,6 +59,7 @@ import torch
 from torch import nn
 
 from sana_world.checkpoints import read_json_object
+from sana_world.generators.autoencoder import downsample_factor_of, weight_gaps
 from sana_world.zoo import ZooEntry, ZooError, entry, is_path
 
 __all__ = ["ZooModels", "add_component", "compatibility_problems", "derive_entry", "entry", "is_path", "load",
@@ -130,10 +130,7 @@ def _build(kind: str, meta: dict[str, Any]) -> nn.Module:
 
 def _fit_problem(model: nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
     """How ``weights`` fail to fill ``model`` exactly (missing, unexpected, other shapes), or None."""
-    want = model.state_dict()
-    missing = sorted(set(want) - set(weights))
-    unexpected = sorted(set(weights) - set(want))
-    shapes = sorted(k for k in set(want) & set(weights) if tuple(want[k].shape) != tuple(weights[k].shape))
+    missing, unexpected, shapes = weight_gaps(model, {k: v.shape for k, v in weights.items()})
     if not (missing or unexpected or shapes):
         return None
     return (f"missing {len(missing)} {missing[:3]}, unexpected {len(unexpected)} {unexpected[:3]}, "
@@ -173,7 +170,7 @@ def _ae_geometry(config: dict[str, Any]) -> tuple[int, int] | None:
     if config.get("_class_name") != "AutoencoderDC" or "latent_channels" not in config \
             or "encoder_block_out_channels" not in config:  # fmt: skip
         return None
-    return int(config["latent_channels"]), 2 ** (len(config["encoder_block_out_channels"]) - 1)
+    return int(config["latent_channels"]), downsample_factor_of(config)
 
 
 def _wm_problems(cfg: dict[str, Any], where: str, ae: tuple[int, int] | None, resolution: int) -> list[str]:
@@ -258,8 +255,9 @@ def load(name: str | os.PathLike[str] = "rooms-128", device: str | torch.device 
          dtype: torch.dtype = torch.float32, verify: bool = True) -> ZooModels:
     """The verified models of zoo entry ``name`` (a bare name or a folder path, :func:`entry`) on ``device``
     in ``dtype`` (module doc). The components' configs are checked against what the Dream envs need
-    (:func:`compatibility_problems`) before any weight is read: ZooError naming every problem."""
-    from sana_world.generators.autoencoder import LatentCodec, load_autoencoder
+    (:func:`compatibility_problems`, the one check of the autoencoder's config) before any weight is read:
+    ZooError naming every problem."""
+    from sana_world.generators.autoencoder import LatentCodec, load_checked_autoencoder
     from sana_world.generators.text_encoders import ProceduralTextEncoder
 
     dev = torch.device(device)
@@ -272,10 +270,10 @@ def load(name: str | os.PathLike[str] = "rooms-128", device: str | torch.device 
     if problems:
         raise ZooError(f"zoo entry {e.name!r} ({e.root}) does not fit the Dream envs: " + "; ".join(problems))
     try:
-        ae = load_autoencoder(e.folder("autoencoder"), dtype=dtype, device=dev).requires_grad_(False)
+        ae = load_checked_autoencoder(folders["autoencoder"], configs["autoencoder"], dtype=dtype, device=dev)
     except ValueError as err:
         raise ZooError(f"zoo entry {e.name!r}: {err}") from err
-    codec = LatentCodec(ae).eval()
+    codec = LatentCodec(ae.requires_grad_(False)).eval()
     wm = _module(e.folder("world_model"), "world_model", dev, dtype)
     image = _module(e.folder("image"), "image", dev, dtype) if e.has("image") else None
     text = ProceduralTextEncoder().to(dev).eval()

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from sana_world.generators.autoencoder import autoencoder_folder, load_autoencoder
 from sana_world.generators.zoo import (
     _AE_ENCODER_KEYS, _CLASSES, _DROPPABLE, _LABELS, _LATENT_USERS, MAX_SHARD_BYTES, _fit_problem, _build,
     _read_json, compatibility_problems, load_state_dict,
@@ -31,9 +32,8 @@ def _read_export(export: Path, component: str, dtype: torch.dtype,
     """The ``config.json`` and the weights (cast to ``dtype``) of a trainer's ``export`` folder for
     ``component``, after checking the folder: a config of the component's class, weights that fill exactly
     the model it describes (an autoencoder must load with diffusers, strictly); errors end with
-    ``unchanged`` (what the failure left as it was)."""
-    from sana_world.generators.autoencoder import load_autoencoder
-
+    ``unchanged`` (what the failure left as it was). An autoencoder's weights are read once, by its strict
+    load."""
     if component not in _CLASSES:
         raise ValueError(f"component must be one of {sorted(_CLASSES)}, got {component!r}")
     export = Path(export)
@@ -46,28 +46,23 @@ def _read_export(export: Path, component: str, dtype: torch.dtype,
                        f"the export folder of a {component} trainer; {unchanged}")
     if component == "autoencoder":
         try:
-            load_autoencoder(export)
+            weights = load_autoencoder(export).state_dict()
         except (ValueError, OSError) as e:
             raise ZooError(f"{e}; {unchanged}") from e
-    elif not isinstance(config.get("config"), dict):
-        raise ZooError(f"{export}/config.json has no model config under 'config' (write the folder with "
-                       f"`python -m sana_world.generators.train.export_folder`); {unchanged}")
-    try:
-        weights = load_state_dict(export)
-    except ZooError as e:
-        raise ZooError(f"{e}; {unchanged}") from e
-    if component != "autoencoder":
+    else:
+        if not isinstance(config.get("config"), dict):
+            raise ZooError(f"{export}/config.json has no model config under 'config' (write the folder with "
+                           f"`python -m sana_world.generators.train.export_folder`); {unchanged}")
+        try:
+            weights = load_state_dict(export)
+        except ZooError as e:
+            raise ZooError(f"{e}; {unchanged}") from e
         with torch.device("meta"):
             problem = _fit_problem(_build(component, config), weights)
         if problem:
             raise ZooError(f"{export}: weights do not fit the {cls} its config.json describes ({problem}); "
                            f"{unchanged}")
     return config, {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
-
-
-def _ae_folder(path: Path) -> Path:
-    return path / "vae" if not (path / "config.json").is_file() and (path / "vae" / "config.json").is_file() \
-        else path  # fmt: skip
 
 
 def _trained_on(training: dict[str, Any]) -> tuple[str | None, Path | None]:
@@ -79,7 +74,7 @@ def _trained_on(training: dict[str, Any]) -> tuple[str | None, Path | None]:
     resolved = ((training.get("inputs") or {}).get("autoencoder") or {}).get("path")
     for cand in ([resolved] if isinstance(resolved, str) else []) + [rec]:
         folder = Path(cand).expanduser()
-        if (_ae_folder(folder) / "config.json").is_file():
+        if (autoencoder_folder(folder) / "config.json").is_file():
             return rec, folder
     return rec, None
 
@@ -88,7 +83,7 @@ def _latents_differ(a: Path, b: Path) -> str | None:
     """Why autoencoders ``a`` and ``b`` encode into different latent spaces (encoder architecture, scaling
     factor, encoder weights compared in bf16, the zoo's precision), or None if they encode alike (e.g. a
     decoder-only fine-tune)."""
-    a, b = _ae_folder(Path(a)), _ae_folder(Path(b))
+    a, b = autoencoder_folder(a), autoencoder_folder(b)
     ca, cb = _read_json(a / "config.json"), _read_json(b / "config.json")
     diff = [k for k in _AE_ENCODER_KEYS if ca.get(k) != cb.get(k)]
     if diff:
@@ -290,7 +285,6 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
 def _write_plan(folder: Path, name: str, plan: _Plan, exports: dict[str, Path]) -> None:
     """Write the exports' components into entry ``folder``, check an autoencoder loads from there, and
     rewrite the manifest."""
-    from sana_world.generators.autoencoder import load_autoencoder
     from sana_world.zoo import write_manifest
 
     for component, export in exports.items():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sana_world.generators.autoencoder import load_autoencoder
+from sana_world.generators.autoencoder import autoencoder_folder, load_autoencoder
 from sana_world.zoo import ZOO_ROOT, ZooError, entry, write_manifest
 
 ZOO_AE = ZOO_ROOT / "rooms-128" / "autoencoder"
@@ -65,3 +65,28 @@ def test_zoo_load_refuses_an_entry_whose_autoencoder_config_was_edited(tmp_path:
     write_manifest(copy, "cand", m["resolution"], comps, m["description"], m["dream"])
     with pytest.raises(ZooError, match=r"cand/autoencoder.*missing"):
         zoo.load(str(copy))
+
+
+def test_autoencoder_folder_is_the_folder_itself_else_its_vae_subfolder(tmp_path: Path) -> None:
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text("{}")
+    assert autoencoder_folder(tmp_path) == tmp_path / "vae"  # a SANA pipeline folder
+    (tmp_path / "config.json").write_text("{}")
+    assert autoencoder_folder(str(tmp_path)) == tmp_path  # its own config.json wins
+    assert autoencoder_folder(tmp_path / "none") == tmp_path / "none"
+
+
+def test_a_sharded_autoencoder_is_checked_across_its_shards(tmp_path: Path) -> None:
+    """diffusers' sharded layout (an index and its shards): every shard's tensors count in the strict check."""
+    ae = load_autoencoder(ZOO_AE)
+    folder = tmp_path / "vae"
+    ae.save_pretrained(folder, max_shard_size="1MB")
+    assert len(list(folder.glob("diffusion_pytorch_model-*.safetensors"))) > 1
+    assert (folder / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    loaded = load_autoencoder(tmp_path).state_dict()  # the pipeline layout: tmp_path/vae
+    assert loaded.keys() == ae.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in ae.state_dict().items())
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "decoder_layers_per_block": [1, 1, 3, 3]}))
+    with pytest.raises(ValueError, match=r"vae: the weights do not fit.*\(30 missing"):
+        load_autoencoder(tmp_path)
