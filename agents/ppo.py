@@ -261,8 +261,8 @@ _HYPERPARAMETERS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma
 
 
 def ppo_hyperparameters(model) -> dict[str, float | int]:
-    """The PPO settings a policy trained with (a schedule read at the start of training), as ``PPO(**...)``
-    takes them back: what ``load_policy`` restores so that training a loaded policy goes on as it was."""
+    """The PPO settings a policy trained with (a schedule read at the start of training; ``n_steps`` per env),
+    as ``PPO(**...)`` takes them back: what ``load_policy(..., env=...)`` trains a loaded policy on with."""
     out: dict[str, float | int] = {}
     for name in _HYPERPARAMETERS:
         v = getattr(model, name)
@@ -281,7 +281,8 @@ def export_policy(model, folder: Path, card: PolicyCard) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model.policy, str(folder / WEIGHTS))  # the shared CNN stored once (pi / vf views of it)
     card = dataclasses.replace(card, sha256=file_sha256(folder / WEIGHTS),
-                               train={**card.train, "hyperparameters": ppo_hyperparameters(model)})
+                               train={**card.train, "hyperparameters": ppo_hyperparameters(model),
+                                      "n_envs": int(model.n_envs)})
     (folder / CONFIG).write_text(json.dumps(dataclasses.asdict(card), indent=1) + "\n")
     return folder
 
@@ -294,10 +295,16 @@ def read_card(folder: Path) -> PolicyCard:
     return PolicyCard(**json.loads(path.read_text()))
 
 
-def load_policy(folder: Path, device: str = "cpu"):
-    """An SB3 PPO with the exported weights and PPO settings (the card's ``train["hyperparameters"]``), built
-    on its env's spaces (no env is kept; ``model.set_env(...)`` before training it further)."""
+def load_policy(folder: Path, device: str = "cpu", env: Any = None):
+    """An SB3 PPO with the exported weights and PPO settings (the card's ``train["hyperparameters"]``).
+
+    Without ``env`` it is built on one env of the card's spaces and keeps none: ready to act (``predict``);
+    its rollout sizes are those settings fitted to one env (a card trained on N envs records ``n_envs``).
+    To train it further pass ``env`` (a Gymnasium env or an SB3 ``VecEnv`` of the card's spaces, any number
+    of envs): the model is built on it with the recorded settings as they are, and ``learn`` goes on."""
     _require_sb3()
+    import warnings
+
     import gymnasium as gym
     from safetensors.torch import load_model
     from stable_baselines3 import PPO
@@ -311,17 +318,31 @@ def load_policy(folder: Path, device: str = "cpu"):
     card = read_card(folder)
     if file_sha256(folder / WEIGHTS) != card.sha256:
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in its {CONFIG}: corrupted or replaced")
-    env = gym.make(card.env_id, **card.env_kwargs)
     # cards exported before they recorded their settings: this trainer's defaults (both shipped agents' own)
     default = PPOTrainConfig()
-    hp = card.train.get("hyperparameters") or {"n_steps": default.n_steps, "batch_size": default.batch_size,
-                                               "n_epochs": default.n_epochs, "learning_rate": default.lr,
-                                               "gamma": default.gamma, "ent_coef": default.ent_coef}
-    model = PPO(card.train.get("policy", "MultiInputPolicy"), env, device=device, **hp)
+    hp = dict(card.train.get("hyperparameters") or {
+        "n_steps": default.n_steps, "batch_size": default.batch_size, "n_epochs": default.n_epochs,
+        "learning_rate": default.lr, "gamma": default.gamma, "ent_coef": default.ent_coef})
+    source = gym.make(card.env_id, **card.env_kwargs)
+    spaces = (source.observation_space, source.action_space)
+    if env is None:
+        target = source
+        hp["n_steps"] = max(2, int(hp["n_steps"]))  # SB3 wants 2+ steps a rollout; no rollout is made here
+        hp["batch_size"] = min(int(hp["batch_size"]), hp["n_steps"])
+    else:
+        source.close()
+        target = env
+        if (env.observation_space, env.action_space) != spaces:
+            raise ValueError(f"env has spaces {env.observation_space} / {env.action_space}; the policy of "
+                             f"{folder} was trained on {spaces[0]} / {spaces[1]}")
+    with warnings.catch_warnings():  # SB3 warns when n_steps x n_envs is not a multiple of batch_size
+        warnings.simplefilter("ignore", UserWarning)
+        model = PPO(card.train.get("policy", "MultiInputPolicy"), target, device=device, **hp)
     load_model(model.policy, str(folder / WEIGHTS), strict=True, device=device)
     model.policy.set_training_mode(False)
-    env.close()
-    model.env = None  # spaces stay on the model; the env above was only their source
+    if env is None:
+        source.close()
+        model.env = None  # spaces stay on the model; the env above was only their source
     return model
 
 

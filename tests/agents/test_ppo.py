@@ -69,11 +69,44 @@ def test_export_reload_acts_the_same(trained, tmp_path):
         assert np.abs(c - a).max() > 1e-3
     with pytest.raises(FileExistsError):
         export_policy(model, folder, card)
+    assert read_card(folder).train["n_envs"] == 1
     hp = read_card(folder).train["hyperparameters"]  # the settings it trained with come back
     assert hp["n_steps"] == 32 and hp["batch_size"] == 32 and hp["n_epochs"] == 1 and hp["clip_range"] == 0.2
     for name, value in hp.items():
         v = getattr(loaded, name)
         assert (v(1.0) if callable(v) else v) == value, name
+
+
+def test_load_policy_to_train_further_and_old_or_odd_cards(trained, tmp_path):
+    """load_policy(env=venv) builds the policy on a vector env of any size with the recorded settings, and
+    learn() goes on; a card of n_steps=1 (fine with many envs) and a card from before cards recorded their
+    settings both load for acting; an env of other spaces is refused."""
+    import json
+
+    from stable_baselines3.common.env_util import make_vec_env
+
+    cfg, model = trained
+    card = PolicyCard(env_id=cfg.env_id, env_kwargs=cfg.env_kwargs(), timesteps=64, sha256="")
+    folder = export_policy(model, tmp_path / "policy", card)
+    venv = make_vec_env(cfg.env_id, n_envs=2, env_kwargs=cfg.env_kwargs())
+    more = load_policy(folder, env=venv)
+    assert more.n_envs == 2 and more.n_steps == 32 and more.batch_size == 32 and more.get_env().venv is venv
+    for a, b in zip(more.policy.parameters(), model.policy.parameters()):
+        assert torch.equal(a.detach().cpu(), b.detach().cpu())
+    more.learn(64)  # two rollouts of 2 x 32 steps on the loaded weights
+    assert more.num_timesteps == 64
+    other = make_vec_env(cfg.env_id, n_envs=1, env_kwargs={"width": 48, "height": 48})
+    with pytest.raises(ValueError, match="spaces"):
+        load_policy(folder, env=other)
+    raw = json.loads((folder / CONFIG).read_text())
+    for hp in ({**raw["train"]["hyperparameters"], "n_steps": 1}, None):  # 1 step an env; an old card
+        raw["train"]["hyperparameters"] = hp
+        (folder / CONFIG).write_text(json.dumps(raw))
+        loaded = load_policy(folder)
+        obs = _observations(cfg.size, 1)[0]
+        np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0],
+                                   model.predict(obs, deterministic=True)[0], atol=1e-6)
+    assert loaded.n_steps == PPOTrainConfig().n_steps  # the old card: this trainer's defaults
 
 
 def test_corrupted_or_missing_policy_files_raise(trained, tmp_path):
