@@ -116,7 +116,7 @@ def build_parts(kwargs: dict[str, object], seed: int, warmup: int,
             base, z, noise, text, cam, cam, context_timesteps=t_ctx))))
     parts += [
         ("  decode", inference(lambda: dreamer._decode(z[:, :, 0], as_uint8=True))),
-        ("GT render", lambda: core.world.render()),
+        ("GT render", lambda: core.world.render(rgb=core.config.paired)),  # as a step renders it
     ]
     return env, parts
 

@@ -31,6 +31,8 @@ from sana_world.worlds.collision import PackedSDF, SceneSDF  # noqa: E402
 def best_ms(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         fn()
         if torch.cuda.is_available():
@@ -77,7 +79,7 @@ def main() -> None:
             rows.append(row)
             print(f"N={n:5d} k={len(slots):3d}  before {row['before_ms']:8.1f} ms   now {row['now_ms']:7.1f} ms")
     for n in a.envs:  # 2. the autoreset's frame: all N rendered again, or only the k restarted envs
-        gt = GTWorld(GTConfig(device=str(dev), renderer="torch"), n)
+        gt = GTWorld(GTConfig(device=str(dev), renderer="torch", world=world), n)
         gt.reset_slots(list(range(n)), [np.random.default_rng(s) for s in range(n)])
         last = gt.render()
         for k in a.resets:

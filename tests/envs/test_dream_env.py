@@ -181,7 +181,7 @@ def test_dream_same_step_autoreset_matches_next_step() -> None:
 def test_unpaired_steps_skip_gt_colours_and_change_nothing_an_agent_sees() -> None:
     """An unpaired Dream env renders its steps' GT frames without shadow rays (only depth and ids feed the
     task); observations, rewards and successes equal a paired env's, and resets still anchor on the full GT
-    frame."""
+    frame, also a partial one."""
     from sana_world.envs.dream import DreamVectorEnv
 
     envs = [DreamVectorEnv(num_envs=2, task="explore", renderer="torch", max_episode_steps=3, paired=p)
@@ -194,3 +194,9 @@ def test_unpaired_steps_skip_gt_colours_and_change_nothing_an_agent_sees() -> No
         assert np.array_equal(o0, o1) and np.array_equal(r0, r1), t
         assert np.array_equal(d0, d1) and np.array_equal(tr0, tr1), t
     assert not np.array_equal(envs[0].core.gt.rgb.numpy(), info["gt_rgb"])  # unshadowed, unread
+    for e in envs:  # a partial reset renders its env's anchor in full onto the other (unshadowed) rows
+        e.core.reset([1], [np.random.default_rng(7)], [{}])
+    assert np.array_equal(envs[0].core.rgb[1].numpy(), envs[1].core.rgb[1].numpy())
+    assert np.array_equal(envs[0].core.gt.rgb[1].numpy(), envs[1].core.gt.rgb[1].numpy())
+    (o0, r0, *_), (o1, r1, *_) = envs[0].step(acts[0]), envs[1].step(acts[0])
+    assert np.array_equal(o0, o1) and np.array_equal(r0, r1)
