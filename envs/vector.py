@@ -19,7 +19,8 @@ class GTVectorEnv(VectorEnv):
     """``num_envs`` GT environments in one batch.
 
     Observations and infos are numpy arrays by default; ``return_torch=True`` keeps them as tensors on
-    ``device`` so a GPU training loop never copies frames to the host. ``autoreset_mode``: Gymnasium's
+    ``device`` so a GPU training loop never copies frames to the host. The infos are the single GT env's,
+    batched: ``c2w``, ``K``, ``collision``, ``success``, ``scene_id`` and the GT ``depth`` (N, H, W). ``autoreset_mode``: Gymnasium's
     next-step autoreset (default) or ``AutoresetMode.SAME_STEP`` (:func:`check_autoreset_mode`).
     """
 
@@ -103,7 +104,9 @@ class GTVectorEnv(VectorEnv):
         return to_output(x, self.return_torch)
 
     def _info(self, success: torch.Tensor, collided: torch.Tensor) -> dict[str, Any]:
-        info = {k: self._out(v) for k, v in vector_info(self.world, success, collided).items()}
+        # the single GT env's keys, batched: its depth (N, H, W) too (metres; inf where no surface)
+        info = {k: self._out(v) for k, v in (vector_info(self.world, success, collided)
+                                             | {"depth": self._frame.depth}).items()}
         return with_masks(info, self.num_envs, self.return_torch, self.world.device)
 
 

@@ -28,18 +28,22 @@ def test_make_vec_uses_native_vector_env(env_id):
 def test_vector_env_matches_single_env():
     """Env i of the batch with seed s+i sees what a single env reset with seed s+i sees."""
     envs = gym.make_vec("SanaWorld/Rooms-v0", num_envs=2, vectorization_mode="vector_entry_point", **SMALL)
-    vobs, _ = envs.reset(seed=10)
+    vobs, vinfo = envs.reset(seed=10)
     actions = np.random.default_rng(1).uniform(-1, 1, (5, 2, 6)).astype(np.float32)
-    vtraj = [vobs]
+    vtraj, vinfos = [vobs], [vinfo]
     for a in actions:
-        vtraj.append(envs.step(a)[0])
+        obs, *_, info = envs.step(a)
+        vtraj.append(obs)
+        vinfos.append(info)
     for i in range(2):
         env = gym.make("SanaWorld/Rooms-v0", **SMALL)
-        obs, _ = env.reset(seed=10 + i)
-        assert np.array_equal(obs, vtraj[0][i])
+        obs, info = env.reset(seed=10 + i)
+        assert np.array_equal(obs, vtraj[0][i]) and np.array_equal(info["depth"], vinfos[0]["depth"][i])
         for t, a in enumerate(actions):
-            obs, *_ = env.step(a[i])
+            obs, *_, info = env.step(a[i])
             assert np.array_equal(obs, vtraj[t + 1][i]), (i, t)
+            for key in ("depth", "c2w", "scene_id", "collision", "success"):  # the same infos, batched
+                assert np.array_equal(info[key], vinfos[t + 1][key][i]), (i, t, key)
 
 
 def test_next_step_autoreset_after_truncation():
