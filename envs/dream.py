@@ -12,6 +12,11 @@ collision geometry and the task. Every option is checked before the env changes:
 episode goes on as it was. With ``paired=True`` every step also reports ``info["psnr"]``, ``info["ssim"]`` (dream vs the GT
 frame at the same pose), ``info["gt_rgb"]`` and ``info["gt_depth"]``; for image and prompt starts those compare against a
 scene the dream never saw.
+
+The same seed gives the same frames. The dream's noise is counter-based (:mod:`sana_world.counter_noise`):
+each env draws a key at its reset and its noise is a function of that key and its step count alone, so env i
+of a :class:`DreamVectorEnv` reset with seed s dreams what a single env reset with seed s + i dreams (up to
+the batch's float round-off), whenever the other envs reset.
 """
 
 from __future__ import annotations

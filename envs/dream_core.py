@@ -126,7 +126,13 @@ class DreamCore:
         self.rgb = torch.zeros(num_envs, config.gt.height, config.gt.width, 3, dtype=torch.uint8, device=self.device)
         self.gt: RenderOutput | None = None
         self.starts: list[str] = ["gt"] * num_envs  # what each stream started from: "gt" | "image" | "prompt"
-        self._gen = torch.Generator(self.device)
+        # the dream's noise: env i's is a function of its key (drawn at its reset) and its step count alone
+        # (sana_world.counter_noise), so it dreams what a single env of the same seed dreams
+        from sana_world.counter_noise import counter_normal
+
+        self._counter_normal = torch.compile(counter_normal, dynamic=False) if config.compile else counter_normal
+        self.noise_keys = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.noise_steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
 
     # 1. Resets.
     def reset(self, slots: list[int], rngs: list[np.random.Generator], starts: list[dict[str, Any]],
@@ -135,8 +141,8 @@ class DreamCore:
         frame, or at ``starts[i]["image"]`` / an image generated from ``starts[i]["prompt"]``.
 
         Every start is checked before anything changes (a bad image raises and the envs go on as they were).
-        Only a reset of every env reseeds the sampler's noise: a partial reset (a vector env's autoreset)
-        leaves the other envs' noise, and so their frames, as they would have been."""
+        Each restarted env draws a new noise key from its ``rngs`` entry; the other envs' noise, and so their
+        frames, go on as they would have."""
         full = sorted(slots) == list(range(self.num_envs))
         if self.state is None and not full:
             raise RuntimeError(f"the first reset must reset all {self.num_envs} envs, got {sorted(slots)}")
@@ -159,8 +165,10 @@ class DreamCore:
                 anchors[j] = self._from_prompt(str(start["prompt"]), int(rngs[j].integers(2**31)))
                 captions[j] = str(start["prompt"])
                 self.starts[slot] = "prompt"
-        if full:
-            self._gen.manual_seed(int(rngs[0].integers(2**62)))
+        idx = torch.tensor(slots, dtype=torch.long, device=self.device)
+        keys = [int(rngs[j].integers(2**62)) for j in range(len(slots))]
+        self.noise_keys[idx] = torch.tensor(keys, dtype=torch.int64, device=self.device)
+        self.noise_steps[idx] = 0
         c2w = self.world.c2w32()[slots]
         # 3. the streams
         if self.state is None or full:  # a reset of every env starts every stream, as the first one did
@@ -199,9 +207,19 @@ class DreamCore:
         collided = self.world.move(twist, keys_mode=keys_mode)
         # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full)
         self.gt = self.world.render(rgb=self.config.paired)
-        rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), self._gen)  # one pass, every env
+        noise, context_noise = (self._noise(stream) for stream in (0, 1))
+        rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), noise=noise,
+                                            context_noise=context_noise)  # one pass, every env
+        self.noise_steps += 1
         self.rgb.copy_(rgb)
         return collided, self.gt
+
+    def _noise(self, stream: int) -> torch.Tensor:
+        """This step's standard normal latents (N, C, 1, h, w) of ``stream`` (0: the sampler's start, 1: the
+        context re-noising), row i from env i's key and step count."""
+        C, h, w = self.state.last.shape[1:]
+        z = self._counter_normal(self.noise_keys, self.noise_steps, stream, C * h * w)  # (N, C*h*w)
+        return z.view(self.num_envs, C, 1, h, w)
 
     def frame(self) -> RenderOutput:
         """The GT render with (a copy of) the dreamed RGB in place of the rendered one: observations handed

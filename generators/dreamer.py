@@ -310,8 +310,11 @@ class Dreamer:
 
     @torch.inference_mode()
     def step(self, state: DreamState, c2w: torch.Tensor, generator: torch.Generator | None = None,
-             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DreamState]:
-        """The dreamed frames (B, H, W, 3) uint8 at poses ``c2w`` (B, 4, 4), and the state after them."""
+             noise: torch.Tensor | None = None,
+             context_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DreamState]:
+        """The dreamed frames (B, H, W, 3) uint8 at poses ``c2w`` (B, 4, 4), and the state after them. The
+        sampler's ``noise`` and the ``context_noise`` that re-noises the new frame to the context sigma
+        (each (B, C, 1, h, w)) are drawn from ``generator`` unless given."""
         B = state.batch_size
         c2w = _poses(c2w, B, "c2w").to(self.device)
         C, h, w = state.last.shape[1:]
@@ -330,7 +333,8 @@ class Dreamer:
         z = z.to(self.dtype)
         s = self.config.context_sigma
         if s > 0:  # the frame enters the state as a noisy observation at sigma s
-            eps = self._randn(tuple(z.shape), generator).to(self.dtype)  # (B, C, 1, h, w)
+            eps = (self._randn(tuple(z.shape), generator) if context_noise is None
+                   else context_noise.to(self.device)).to(self.dtype)  # (B, C, 1, h, w)
             ctx, t = context_entry(z, eps, s)  # (B, C, 1, h, w), (B, 1)
         else:
             ctx, t = z, None

@@ -200,3 +200,42 @@ def test_unpaired_steps_skip_gt_colours_and_change_nothing_an_agent_sees() -> No
     assert np.array_equal(envs[0].core.gt.rgb[1].numpy(), envs[1].core.gt.rgb[1].numpy())
     (o0, r0, *_), (o1, r1, *_) = envs[0].step(acts[0]), envs[1].step(acts[0])
     assert np.array_equal(o0, o1) and np.array_equal(r0, r1)
+
+
+def test_dream_vector_env_i_dreams_what_a_single_env_of_seed_s_plus_i_dreams() -> None:
+    """Each env's noise is a function of its own key and step count (sana_world.counter_noise): env i of a
+    Dream vector env reset with seed s dreams what a single Dream env reset with seed s + i dreams, up to the
+    batch's float round-off; when env 1 restarts alone, env 0 does not notice and env 1 dreams what a fresh
+    single core restarted from the same generator dreams."""
+    import torch
+
+    from sana_world.envs.dream import DreamVectorEnv
+    from sana_world.envs.dream_core import DreamCore
+    from sana_world.envs.spaces import validate_actions
+
+    def close(a, b, where) -> None:
+        diff = np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int))
+        assert diff.max() <= 12 and diff.mean() < 0.5, (where, diff.max(), diff.mean())
+
+    venv = DreamVectorEnv(num_envs=2, task="explore", max_episode_steps=50)
+    vobs, _ = venv.reset(seed=3)
+    acts = np.random.default_rng(0).uniform(-1, 1, (4, 2, 6)).astype(np.float32)
+    vtraj = [vobs]
+    for t, a in enumerate(acts):
+        if t == 2:  # env 1 restarts alone (as an autoreset does)
+            venv.core.reset([1], [np.random.default_rng(99)], [{}])
+            anchor = venv.core.rgb[1].numpy().copy()
+        vtraj.append(venv.step(a)[0])
+    for i in range(2):
+        env = gym.make("SanaWorld/DreamRooms-v0", max_episode_steps=50)
+        obs, _ = env.reset(seed=3 + i)
+        assert np.array_equal(obs, vtraj[0][i])  # the GT anchor
+        for t, a in enumerate(acts if i == 0 else acts[:2]):
+            close(env.step(a[i])[0], vtraj[t + 1][i], (i, t))
+    core = DreamCore(venv.core.config, 1)
+    core.reset([0], [np.random.default_rng(99)], [{}])
+    assert np.array_equal(core.rgb[0].numpy(), anchor)
+    for t in (2, 3):
+        core.step(validate_actions(acts[t][1:], "twist", 1).to(core.device), keys_mode=False)
+        close(core.rgb[0].numpy(), vtraj[t + 1][1], ("restarted", t))
+    assert not torch.equal(venv.core.noise_keys[0], venv.core.noise_keys[1])
