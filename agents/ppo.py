@@ -324,24 +324,29 @@ def load_policy(folder: Path, device: str = "cpu", env: Any = None):
         "n_steps": default.n_steps, "batch_size": default.batch_size, "n_epochs": default.n_epochs,
         "learning_rate": default.lr, "gamma": default.gamma, "ent_coef": default.ent_coef})
     source = gym.make(card.env_id, **card.env_kwargs)
-    spaces = (source.observation_space, source.action_space)
-    if env is None:
-        target = source
-        hp["n_steps"] = max(2, int(hp["n_steps"]))  # SB3 wants 2+ steps a rollout; no rollout is made here
-        hp["batch_size"] = min(int(hp["batch_size"]), hp["n_steps"])
-    else:
+    try:
+        spaces = (source.observation_space, source.action_space)
+        if env is None:
+            target = source
+            hp["n_steps"] = max(2, int(hp["n_steps"]))  # SB3 wants 2+ steps a rollout; no rollout is made here
+            hp["batch_size"] = min(int(hp["batch_size"]), hp["n_steps"])
+        else:
+            from stable_baselines3.common.vec_env import VecTransposeImage
+
+            target, inner = env, env
+            while isinstance(inner, VecTransposeImage):  # SB3's channel-first view of the same frames
+                inner = inner.venv
+            if (inner.observation_space, inner.action_space) != spaces:
+                raise ValueError(f"env has spaces {inner.observation_space} / {inner.action_space}; the policy "
+                                 f"of {folder} was trained on {spaces[0]} / {spaces[1]}")
+        with warnings.catch_warnings():  # SB3 warns when n_steps x n_envs is not a multiple of batch_size
+            warnings.simplefilter("ignore", UserWarning)
+            model = PPO(card.train.get("policy", "MultiInputPolicy"), target, device=device, **hp)
+    finally:
         source.close()
-        target = env
-        if (env.observation_space, env.action_space) != spaces:
-            raise ValueError(f"env has spaces {env.observation_space} / {env.action_space}; the policy of "
-                             f"{folder} was trained on {spaces[0]} / {spaces[1]}")
-    with warnings.catch_warnings():  # SB3 warns when n_steps x n_envs is not a multiple of batch_size
-        warnings.simplefilter("ignore", UserWarning)
-        model = PPO(card.train.get("policy", "MultiInputPolicy"), target, device=device, **hp)
     load_model(model.policy, str(folder / WEIGHTS), strict=True, device=device)
     model.policy.set_training_mode(False)
     if env is None:
-        source.close()
         model.env = None  # spaces stay on the model; the env above was only their source
     return model
 

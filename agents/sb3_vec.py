@@ -35,9 +35,15 @@ def area_average(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 class SB3VecEnv(VecEnv):
     """A native sana-world vector env (same-step autoreset, ``return_torch=True``) seen as an SB3 ``VecEnv``;
-    ``obs_size`` area-averages square frames to that side on the env's device (None: as rendered)."""
+    ``obs_size`` area-averages square frames to that side on the env's device (None: as rendered).
 
-    def __init__(self, venv: Any, obs_size: int | None = None) -> None:
+    Infos keep the native env's keys except the per-pixel ones (``PIXEL_INFOS``: the GT ``depth``), which
+    SB3 never reads and which would cost a host copy of the whole batch's maps every step; ``pixel_infos=True``
+    keeps them (each env's its own copy)."""
+
+    PIXEL_INFOS = ("depth",)
+
+    def __init__(self, venv: Any, obs_size: int | None = None, pixel_infos: bool = False) -> None:
         if getattr(venv, "autoreset_mode", None) is not AutoresetMode.SAME_STEP or not venv.return_torch:
             raise ValueError("SB3VecEnv needs a native vector env made with autoreset_mode=AutoresetMode.SAME_STEP "
                              "and return_torch=True (make_sb3_vec_env builds one)")
@@ -51,6 +57,7 @@ class SB3VecEnv(VecEnv):
         if self._dict and "depth" in space.spaces and obs_size not in (None, side):
             raise ValueError("obs_size with depth observations is not supported: make the env with depth=False")
         self.venv, self.obs_size = venv, obs_size if obs_size != side else None
+        self.pixel_infos = pixel_infos
         if self.obs_size is not None:
             small = spaces.Box(0, 255, (obs_size, obs_size, 3), np.uint8)
             space = spaces.Dict({**space.spaces, "rgb": small}) if self._dict else small
@@ -112,10 +119,12 @@ class SB3VecEnv(VecEnv):
     def _env_infos(self, info: dict[str, Any]) -> list[dict[str, Any]]:
         """A batched info as one dict per env (the masks and the final_* entries left out); each entry comes
         to the host once for the whole batch."""
+        skip = ("_", "final_") + (() if self.pixel_infos else self.PIXEL_INFOS)
         host = {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                for k, v in info.items() if not k.startswith(("_", "final_"))}
+                for k, v in info.items() if not k.startswith(skip)}
         scalars = {k for k, v in host.items() if v.ndim == 1}
-        return [{k: v[i].item() if k in scalars and v.dtype != object else v[i] for k, v in host.items()}
+        return [{k: v[i].item() if k in scalars and v.dtype != object else
+                 v[i].copy() if k in self.PIXEL_INFOS else v[i] for k, v in host.items()}  # no view keeps N maps
                 for i in range(self.num_envs)]
 
     # 3. The rest of SB3's VecEnv interface: one native env holds every env.
@@ -144,13 +153,14 @@ class SB3VecEnv(VecEnv):
 
 
 def make_sb3_vec_env(env_id: str, num_envs: int, obs_size: int | None = None, device: str = "cpu",
-                     **env_kwargs: Any) -> SB3VecEnv:
+                     pixel_infos: bool = False, **env_kwargs: Any) -> SB3VecEnv:
     """``gym.make_vec(env_id)``'s native vector env (GT or Dream) on ``device``, same-step autoreset, tensors
-    kept on the device, as an SB3 ``VecEnv`` whose frames are area-averaged to ``obs_size``."""
+    kept on the device, as an SB3 ``VecEnv`` whose frames are area-averaged to ``obs_size`` (its infos
+    without per-pixel maps unless ``pixel_infos``: :class:`SB3VecEnv`)."""
     import gymnasium as gym
 
     import sana_world  # noqa: F401  (registers the ids)
 
     venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode=AutoresetMode.SAME_STEP, return_torch=True, device=device, **env_kwargs)
-    return SB3VecEnv(venv.unwrapped, obs_size)
+    return SB3VecEnv(venv.unwrapped, obs_size, pixel_infos)

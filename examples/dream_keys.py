@@ -2,7 +2,8 @@
 
 The Dream env in ``action_mode="keys"`` takes one MultiBinary(8) key vector a step (``wasdijkl``); a DSL
 string such as ``"w-12,j-10,wl-8"`` (keys-frames segments) becomes that key sequence. ``paired=True`` renders
-the GT frame at every pose, so the video is GT | dream and each step's PSNR is printed at the end.
+the GT frame at every pose, so the video is GT | dream, and the dream's PSNR to GT (mean, first and last
+step) is printed at the end.
 
     python examples/dream_keys.py --keys "w-12,j-10,wl-8" --out outputs/dream_keys.mp4
 """

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
                                        split="train", bf16=a.bf16, **env_kwargs))
     n_steps = max(8, min(128, a.timesteps // a.num_envs))
     model = PPO("CnnPolicy", venv, n_steps=n_steps, batch_size=min(256, n_steps * a.num_envs), seed=0,
-                device="cuda" if a.device == "cuda" else "cpu")
+                device=a.device if a.device.startswith("cuda") else "cpu")
     model.learn(a.timesteps, progress_bar=True)  # 1. training, in the dream only
     venv.close()
     # 2. the GT twin's held-out scenes: GT frames at the dream's 128², area-averaged as the agent saw them

@@ -61,6 +61,8 @@ def counter_normal(keys: torch.Tensor, steps: torch.Tensor, stream: int, numel: 
     if not 0 <= int(stream) <= _MASK or numel < 1:
         raise ValueError(f"stream must lie in [0, 2^32) and numel be >= 1, got {stream} / {numel}")
     dev = keys.device
+    if dev.type == "mps":  # no float64 there: the same numbers, made on the CPU
+        return counter_normal(keys.cpu(), steps.cpu(), stream, numel).to(dev)
     keys, steps = keys.to(torch.int64), steps.to(device=dev, dtype=torch.int64)
     blocks = -(-numel // 4)
     j = torch.arange(blocks, dtype=torch.int64, device=dev)  # (M,) block index

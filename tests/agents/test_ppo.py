@@ -95,6 +95,9 @@ def test_load_policy_to_train_further_and_old_or_odd_cards(trained, tmp_path):
         assert torch.equal(a.detach().cpu(), b.detach().cpu())
     more.learn(64)  # two rollouts of 2 x 32 steps on the loaded weights
     assert more.num_timesteps == 64
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    assert load_policy(folder, env=VecTransposeImage(venv)).n_envs == 2  # SB3's channel-first view is fine
     other = make_vec_env(cfg.env_id, n_envs=1, env_kwargs={"width": 48, "height": 48})
     with pytest.raises(ValueError, match="spaces"):
         load_policy(folder, env=other)

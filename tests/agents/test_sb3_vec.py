@@ -40,6 +40,19 @@ def test_steps_follow_sb3s_contract_and_the_single_envs():
         assert venv.reset_infos[i]["scene_id"] not in (vinfos[i]["scene_id"], first[i])  # its start info
     assert all("terminal_observation" not in info for info in steps[0][3])
     assert venv.reset_infos[0]["scene_id"] > 0 and venv.get_attr("num_envs") == [2, 2]
+    assert all("depth" not in info for _, _, _, infos in steps for info in infos)  # no per-pixel infos
+    venv.close()
+
+
+def test_pixel_infos_on_request_are_each_envs_own_copy():
+    venv = make_sb3_vec_env("SanaWorld/Rooms-v0", 2, width=32, height=32, pixel_infos=True)
+    venv.seed(3)
+    venv.reset()
+    *_, infos = venv.step(np.zeros((2, 6), np.float32))
+    env = gym.make("SanaWorld/Rooms-v0", width=32, height=32)
+    env.reset(seed=4)
+    *_, info = env.step(np.zeros(6, np.float32))
+    assert np.array_equal(infos[1]["depth"], info["depth"]) and infos[1]["depth"].base is None
     venv.close()
 
 
