@@ -225,10 +225,9 @@ def build_autoencoder(spec: AutoencoderSpec) -> AutoencoderDC:
 def autoencoder_folder(path: str | Path) -> Path:
     """The autoencoder folder of ``path``: ``path`` itself if it holds a ``config.json``, else its ``vae/``
     subfolder if that does (a SANA diffusers pipeline folder), else ``path`` (which then holds none)."""
-    path = Path(path)
-    if not (path / "config.json").is_file() and (path / "vae" / "config.json").is_file():
-        return path / "vae"
-    return path
+    from sana_world.checkpoints import model_dir
+
+    return model_dir(path, "vae")
 
 
 def load_autoencoder(

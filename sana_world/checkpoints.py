@@ -24,6 +24,7 @@ __all__ = [
     "build_on_meta",
     "diffusers_source",
     "load_safetensors_weights",
+    "model_dir",
     "read_diffusers_dir",
     "resolve_model_dir",
     "take",
@@ -38,13 +39,20 @@ class CheckpointFormatError(ValueError):
     """A model folder whose files are unreadable or disagree (bad JSON, corrupted or incomplete shards)."""
 
 
+def model_dir(path: str | os.PathLike[str], subfolder: str = "transformer") -> Path:
+    """``path`` if it holds a ``config.json``, else ``path/subfolder`` if that does (a pipeline root), else
+    ``path`` unchecked (:func:`resolve_model_dir` raises for that)."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file() and (path / subfolder / CONFIG_FILE).is_file():
+        return path / subfolder  # a pipeline directory
+    return path
+
+
 def resolve_model_dir(path: str | os.PathLike[str], subfolder: str = "transformer") -> Path:
     """The folder holding ``config.json``: ``path`` itself, or ``path/subfolder`` for a pipeline root."""
-    path = Path(path)
-    if not path.is_dir():
+    if not Path(path).is_dir():
         raise FileNotFoundError(f"model folder {path} does not exist")
-    if not (path / CONFIG_FILE).is_file() and (path / subfolder / CONFIG_FILE).is_file():
-        path = path / subfolder  # a pipeline directory
+    path = model_dir(path, subfolder)
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"no {CONFIG_FILE} in {path}")
     return path
