@@ -22,15 +22,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
+from sana_world.envs.wrappers import area_average
+
 __all__ = ["SB3VecEnv", "make_sb3_vec_env", "area_average"]
-
-
-def area_average(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 frames (N, H, W, 3) area-averaged to (N, size, size, 3), rounded half up as ``DownsampleRGB``."""
-    n, h, _, c = frames.shape
-    k = h // size
-    mean = frames.reshape(n, size, k, size, k, c).to(torch.float32).mean(dim=(2, 4))  # (N, s, s, C)
-    return torch.floor(mean + 0.5).to(torch.uint8)
 
 
 class SB3VecEnv(VecEnv):

@@ -13,7 +13,20 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+
+__all__ = ["DownsampleRGB", "area_average"]
+
+
+def area_average(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 frames (..., H, W, 3) area-averaged to (..., size, size, 3) on their device, rounded half up;
+    ``size`` divides the square side H = W (the caller checks). What :class:`DownsampleRGB` shows an agent,
+    and what the SB3 adapter does to a whole batch at once."""
+    *lead, h, _, c = frames.shape
+    k = h // size
+    mean = frames.reshape(*lead, size, k, size, k, c).to(torch.float32).mean(dim=(-4, -2))  # (..., s, s, C)
+    return torch.floor(mean + 0.5).to(torch.uint8)
 
 
 class DownsampleRGB(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -45,9 +58,7 @@ class DownsampleRGB(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.observation_space = spaces.Dict({**space.spaces, "rgb": small, **extra}) if self._dict else small
 
     def _downsample(self, frame: np.ndarray) -> np.ndarray:
-        s, k = self.size, self.factor
-        mean = frame.reshape(s, k, s, k, 3).astype(np.float32).mean(axis=(1, 3))  # (s, s, 3)
-        return np.floor(mean + 0.5).astype(np.uint8)
+        return area_average(torch.from_numpy(np.ascontiguousarray(frame)), self.size).numpy()  # (s, s, 3)
 
     def observation(self, observation: Any) -> Any:
         if self._dict:
