@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["card_env_kwargs", "check_env_spaces", "check_observes", "zip_env_kwargs"]
+__all__ = ["card_env_kwargs", "check_env_spaces", "check_observes", "same_spaces", "zip_env_kwargs"]
 
 
 def zip_env_kwargs(model) -> dict[str, Any]:
@@ -62,6 +62,21 @@ def check_observes(model, env, env_id: str) -> None:
                          f"{side(want.shape)}²: pass obs_size={side(want.shape)} (frames area-averaged)")
 
 
+def _shapes(space) -> dict[str, tuple[int, ...]]:
+    """Shape of each entry of an observation space ("" for a bare one), frames as the env's (H, W, 3)."""
+    key = "rgb" if hasattr(space, "spaces") else ""
+    out = {k: tuple(v.shape) for k, v in getattr(space, "spaces", {"": space}).items()}
+    if len(out.get(key, ())) == 3 and out[key][0] == 3:
+        out[key] = (*out[key][1:], 3)  # channel-first, as SB3 stores it -> the env's (H, W, 3)
+    return out
+
+
+def same_spaces(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+    """Whether (observation space, action space) pairs ``a`` and ``b`` are one policy's: equal actions and
+    observation shapes, frames channel-last or channel-first (SB3's ``VecTransposeImage``)."""
+    return _shapes(a[0]) == _shapes(b[0]) and a[1] == b[1]
+
+
 def check_env_spaces(model, env_id: str, env_kwargs: dict[str, Any]) -> None:
     """``ValueError`` unless ``gym.make(env_id, **env_kwargs)`` observes and acts in the model's spaces
     (frames channel-last or channel-first)."""
@@ -72,15 +87,7 @@ def check_env_spaces(model, env_id: str, env_kwargs: dict[str, Any]) -> None:
     env = gym.make(env_id, **env_kwargs)
     env_obs, env_act = env.observation_space, env.action_space
     env.close()
-
-    def shapes(space) -> dict[str, tuple[int, ...]]:
-        key = "rgb" if hasattr(space, "spaces") else ""
-        out = {k: tuple(v.shape) for k, v in getattr(space, "spaces", {"": space}).items()}
-        if len(out.get(key, ())) == 3 and out[key][0] == 3:
-            out[key] = (*out[key][1:], 3)  # channel-first, as SB3 stores it -> the env's (H, W, 3)
-        return out
-
-    if shapes(env_obs) != shapes(model.observation_space) or env_act != model.action_space:
-        raise ValueError(f"{env_id} observes {shapes(env_obs)} and acts in {env_act}, the model "
-                         f"{shapes(model.observation_space)} and {model.action_space}: pass the --env-id it was "
+    if not same_spaces((env_obs, env_act), (model.observation_space, model.action_space)):
+        raise ValueError(f"{env_id} observes {_shapes(env_obs)} and acts in {env_act}, the model "
+                         f"{_shapes(model.observation_space)} and {model.action_space}: pass the --env-id it was "
                          "trained on")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sana_world.agents.policy_spaces import card_env_kwargs, check_env_spaces, check_observes
+from sana_world.agents.policy_spaces import card_env_kwargs, check_env_spaces, check_observes, same_spaces
 from sana_world.checkpoints import file_sha256
 from sana_world.worlds.sampler import HELDOUT_START as HELDOUT_SCENES  # evaluate's default scenes
 
@@ -154,6 +154,11 @@ class PPOTrainConfig:
     def dream(self) -> bool:
         return self.env_id != gt_twin(self.env_id)
 
+    def ppo_kwargs(self) -> dict[str, Any]:
+        """The settings SB3's ``PPO(...)`` trains with (``n_steps`` per env)."""
+        return {"n_steps": self.n_steps, "batch_size": self.batch_size, "n_epochs": self.n_epochs,
+                "learning_rate": self.lr, "gamma": self.gamma, "ent_coef": self.ent_coef}
+
     def train_env_kwargs(self) -> tuple[dict[str, Any], int | None]:
         """(kwargs of the env PPO steps, the side its frames are area-averaged to or None): a Dream env
         keeps its model's resolution and is seen at ``size``; it trains on the training scenes' split (a Dream
@@ -247,9 +252,8 @@ def train(cfg: PPOTrainConfig, callback: Any = None):
         tb: str | None = str(cfg.out / "tb")
     except ImportError:
         tb = None
-    model = PPO(policy_class(cfg.env_id), venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
-                n_epochs=cfg.n_epochs, learning_rate=cfg.lr, gamma=cfg.gamma, ent_coef=cfg.ent_coef, seed=cfg.seed,
-                tensorboard_log=tb, device="cpu" if not torch.cuda.is_available() else "auto", verbose=0)
+    model = PPO(policy_class(cfg.env_id), venv, **cfg.ppo_kwargs(), seed=cfg.seed, tensorboard_log=tb,
+                device="cpu" if not torch.cuda.is_available() else "auto", verbose=0)
     model.learn(cfg.timesteps, progress_bar=cfg.progress, callback=callback)
     model.save(cfg.out / "final.zip")
     venv.close()
@@ -319,10 +323,7 @@ def load_policy(folder: Path, device: str = "cpu", env: Any = None):
     if file_sha256(folder / WEIGHTS) != card.sha256:
         raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in its {CONFIG}: corrupted or replaced")
     # cards exported before they recorded their settings: this trainer's defaults (both shipped agents' own)
-    default = PPOTrainConfig()
-    hp = dict(card.train.get("hyperparameters") or {
-        "n_steps": default.n_steps, "batch_size": default.batch_size, "n_epochs": default.n_epochs,
-        "learning_rate": default.lr, "gamma": default.gamma, "ent_coef": default.ent_coef})
+    hp = dict(card.train.get("hyperparameters") or PPOTrainConfig().ppo_kwargs())
     source = gym.make(card.env_id, **card.env_kwargs)
     try:
         spaces = (source.observation_space, source.action_space)
@@ -331,13 +332,9 @@ def load_policy(folder: Path, device: str = "cpu", env: Any = None):
             hp["n_steps"] = max(2, int(hp["n_steps"]))  # SB3 wants 2+ steps a rollout; no rollout is made here
             hp["batch_size"] = min(int(hp["batch_size"]), hp["n_steps"])
         else:
-            from stable_baselines3.common.vec_env import VecTransposeImage
-
-            target, inner = env, env
-            while isinstance(inner, VecTransposeImage):  # SB3's channel-first view of the same frames
-                inner = inner.venv
-            if (inner.observation_space, inner.action_space) != spaces:
-                raise ValueError(f"env has spaces {inner.observation_space} / {inner.action_space}; the policy "
+            target = env
+            if not same_spaces((env.observation_space, env.action_space), spaces):  # frames in either order
+                raise ValueError(f"env has spaces {env.observation_space} / {env.action_space}; the policy "
                                  f"of {folder} was trained on {spaces[0]} / {spaces[1]}")
         with warnings.catch_warnings():  # SB3 warns when n_steps x n_envs is not a multiple of batch_size
             warnings.simplefilter("ignore", UserWarning)
