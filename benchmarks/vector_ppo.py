@@ -217,7 +217,8 @@ def main() -> None:
                "ppo_steps_per_s": train_speed(venv, env_id, a)}
         venv.close()
         result["rows"].append(row)
-        print(f"{name:28s} rollout {row['rollout_steps_per_s']:9.1f} steps/s   PPO {row['ppo_steps_per_s']:9.1f} steps/s")
+        print(f"{name:28s} rollout {row['rollout_steps_per_s']:9.1f} steps/s   "
+              f"PPO {row['ppo_steps_per_s']:9.1f} steps/s")
     if a.dream_seconds <= 0:  # speed only
         write_result(a.out, "vector_ppo", result["hardware"], result, a.suffix)
         return

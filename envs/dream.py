@@ -34,7 +34,7 @@ from sana_world.envs.dream_core import DreamConfig, DreamCore, fit_image
 from sana_world.envs.gt import GT_OPTIONS, build_obs, make_config, start_scene
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
 from sana_world.envs.vector import (
-    check_autoreset_mode, episode_rngs, init_vector_env, same_step_finals, step_outcome, to_output, vector_info,
+    check_autoreset_mode, end_step, episode_rngs, init_vector_env, step_outcome, to_output, vector_info,
     vector_scenes, with_masks,
 )
 
@@ -235,20 +235,16 @@ class DreamVectorEnv(VectorEnv):
         reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
         self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
-        done = terminated | truncated
         obs = self._out(build_obs(world, self.core.frame(), self.cfg))
         info = self._info(success & ~restart, collided & ~restart)
-        if self.autoreset_mode is AutoresetMode.SAME_STEP and bool(done.any()):
-            # 3. same-step autoreset: finished envs restart now, their last observation and info kept aside
-            final = same_step_finals(obs, info, done, self.return_torch)
-            slots = done.nonzero().flatten().tolist()
-            self.core.reset(slots, [self._rngs[i] for i in slots], [{}] * len(slots))
-            self._steps = torch.where(done, 0, self._steps)
-            obs = self._out(build_obs(world, self.core.frame(), self.cfg))
-            info = self._info(success & ~done, collided & ~done) | final
-        elif self.autoreset_mode is AutoresetMode.NEXT_STEP:
-            self._needs_reset = done
+        # 3. the autoreset: the finished envs restart now (same-step) or at the next step
+        obs, info = end_step(self, world, obs, info, terminated | truncated, success, collided, self._restart_now)
         return obs, self._out(reward), self._out(terminated), self._out(truncated), info
+
+    def _restart_now(self, slots: list[int]) -> Any:
+        """Restart envs ``slots`` from GT scenes of the split (a same-step autoreset); every env's frame."""
+        self.core.reset(slots, [self._rngs[i] for i in slots], [{}] * len(slots))
+        return self.core.frame()
 
     def render(self):
         if self.render_mode != "rgb_array" or not self._started:

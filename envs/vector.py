@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 from sana_world.envs.gt import build_obs, make_config
 from sana_world.envs.spaces import action_space, observation_space, validate_actions
 from sana_world.envs.world import GTWorld
+from sana_world.render.base import RenderOutput
 from sana_world.worlds import SceneSpec, sample_scene
 
 
@@ -20,8 +22,9 @@ class GTVectorEnv(VectorEnv):
 
     Observations and infos are numpy arrays by default; ``return_torch=True`` keeps them as tensors on
     ``device`` so a GPU training loop never copies frames to the host. The infos are the single GT env's,
-    batched: ``c2w``, ``K``, ``collision``, ``success``, ``scene_id`` and the GT ``depth`` (N, H, W). ``autoreset_mode``: Gymnasium's
-    next-step autoreset (default) or ``AutoresetMode.SAME_STEP`` (:func:`check_autoreset_mode`).
+    batched: ``c2w``, ``K``, ``collision``, ``success``, ``scene_id`` and the GT ``depth`` (N, H, W).
+    ``autoreset_mode``: Gymnasium's next-step autoreset (default) or ``AutoresetMode.SAME_STEP``
+    (:func:`check_autoreset_mode`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 16, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -74,22 +77,19 @@ class GTVectorEnv(VectorEnv):
         self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         # 3. restarted envs report a reset transition
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
-        done = terminated | truncated
         obs = self._out(build_obs(self.world, self._frame, self.cfg))
         info = self._info(success & ~restart, collided & ~restart)
-        if self.autoreset_mode is AutoresetMode.SAME_STEP and bool(done.any()):
-            # 4. same-step autoreset: finished envs restart now, their last observation and info kept aside
-            final = same_step_finals(obs, info, done, self.return_torch)
-            slots = done.nonzero().flatten().tolist()
-            self.world.reset_slots(slots, [self._rngs[i] for i in slots])
-            self._frame = self.world.render(slots, onto=self._frame)  # only the restarted envs move
-            self.world.observe_start(slots, self._frame)
-            self._steps = torch.where(done, 0, self._steps)
-            obs = self._out(build_obs(self.world, self._frame, self.cfg))
-            info = self._info(success & ~done, collided & ~done) | final
-        elif self.autoreset_mode is AutoresetMode.NEXT_STEP:
-            self._needs_reset = done
+        # 4. the autoreset: the finished envs restart now (same-step) or at the next step
+        obs, info = end_step(self, self.world, obs, info, terminated | truncated, success, collided,
+                             self._restart_now)
         return obs, self._out(reward), self._out(terminated), self._out(truncated), info
+
+    def _restart_now(self, slots: list[int]) -> RenderOutput:
+        """Restart envs ``slots`` (a same-step autoreset); every env's frame after it."""
+        self.world.reset_slots(slots, [self._rngs[i] for i in slots])
+        self._frame = self.world.render(slots, onto=self._frame)  # only the restarted envs move
+        self.world.observe_start(slots, self._frame)
+        return self._frame
 
     def render(self):
         if self.render_mode != "rgb_array" or self._frame is None:
@@ -126,6 +126,25 @@ def check_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
         raise ValueError(f"autoreset_mode must be one of {[m.value for m in allowed]} (gymnasium.vector."
                          f"AutoresetMode), got {mode!r}")
     return checked
+
+
+def end_step(env: VectorEnv, world: GTWorld, obs: Any, info: dict[str, Any], done: torch.Tensor,
+             success: torch.Tensor, collided: torch.Tensor,
+             restart: Callable[[list[int]], RenderOutput]) -> tuple[Any, dict[str, Any]]:
+    """The end of a native vector env's step (GT or Dream), after ``obs`` / ``info`` of every env: in
+    next-step mode the ``done`` envs are marked to restart at the next step; in same-step mode they restart
+    now (``restart(slots)`` returns every env's frame after it) and the step returns their new first
+    observations, the last ones and their infos kept in ``final_obs`` / ``final_info``
+    (:func:`same_step_finals`)."""
+    if env.autoreset_mode is AutoresetMode.NEXT_STEP:
+        env._needs_reset = done
+        return obs, info
+    if not bool(done.any()):
+        return obs, info
+    final = same_step_finals(obs, info, done, env.return_torch)
+    frame = restart(done.nonzero().flatten().tolist())
+    env._steps = torch.where(done, 0, env._steps)
+    return env._out(build_obs(world, frame, env.cfg)), env._info(success & ~done, collided & ~done) | final
 
 
 def same_step_finals(obs: Any, info: dict[str, Any], done: torch.Tensor, return_torch: bool) -> dict[str, Any]:
