@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -19,19 +18,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import hardware, write_result  # noqa: E402
+from results_io import hardware, steps_per_s, write_result  # noqa: E402
 
 import sana_world  # noqa: E402,F401
 from sana_world.render.open3d_backend import Open3DConfig, Open3DRenderer  # noqa: E402
-
-
-def rate(step, n: int, steps: int) -> float:
-    for _ in range(2):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * n / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -58,9 +48,9 @@ def main() -> None:
         best = {name: 0.0 for name in [*envs, "N single envs"]}
         for _ in range(a.repeats):  # 1. interleaved: each way in turn, the best rate of each kept
             for name, env in envs.items():
-                best[name] = max(best[name], rate(lambda: env.step(rng.integers(0, 3, n)), n, a.steps))
-            best["N single envs"] = max(best["N single envs"], rate(
-                lambda: [e.step(int(rng.integers(0, 3))) for e in singles], n, a.steps))
+                best[name] = max(best[name], steps_per_s(lambda: env.step(rng.integers(0, 3, n)), a.steps, n, 2))
+            best["N single envs"] = max(best["N single envs"], steps_per_s(
+                lambda: [e.step(int(rng.integers(0, 3))) for e in singles], a.steps, n, 2))
         rows.append({"num_envs": n, "env_steps_per_s": best})
         print(n, {k: round(v, 1) for k, v in best.items()})
     write_result(a.out, "cpu_vector_env", hardware("cpu"), {

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import check_device, hardware, write_result  # noqa: E402
+from results_io import check_device, hardware, steps_per_s, sync, write_result  # noqa: E402
 
 from sana_world.envs.dream import DreamVectorEnv  # noqa: E402
 from sana_world.envs.dream_core import DreamCore  # noqa: E402
@@ -40,11 +40,6 @@ class FullRenderCore(DreamCore):
             return super().step(twist, keys_mode)
         finally:
             self.world.render = render  # type: ignore[method-assign]
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -70,22 +65,16 @@ def main() -> None:
         # 1. the GT render alone
         render_ms = {}
         for label, rgb in (("full", True), ("no_shadows", False)):
-            now.core.world.render(rgb=rgb)
-            sync(dev)
-            t0 = time.perf_counter()
-            for _ in range(a.steps):
-                now.core.world.render(rgb=rgb)
-            sync(dev)
-            render_ms[label] = 1000 * (time.perf_counter() - t0) / a.steps
+            render_ms[label] = 1000 / steps_per_s(lambda: now.core.world.render(rgb=rgb), a.steps, 1, warmup=1)
         # 2. env steps, interleaved
         times = {"was": [], "now": []}
         for i in range(3 + a.steps):
             acts = torch.as_tensor(rng.integers(0, 3, n), device=dev)
             for label, env in (("was", was), ("now", now)):
-                sync(dev)
+                sync()
                 t0 = time.perf_counter()
                 env.step(acts)
-                sync(dev)
+                sync()
                 if i >= 3:
                     times[label].append(time.perf_counter() - t0)
         row = {"num_envs": n, "gt_render_ms": render_ms,
@@ -93,7 +82,7 @@ def main() -> None:
         rows.append(row)
         print(f"N={n:5d}  GT render full {render_ms['full']:7.1f} ms, no shadows {render_ms['no_shadows']:7.1f} ms"
               f"   env steps/s was {row['env_steps_per_s']['was']:8.1f}, now {row['env_steps_per_s']['now']:8.1f}")
-        del now, was
+        now = was = None  # their GPU memory goes before the next batch size's envs
     write_result(a.out, "dream_gt_render", hardware(dev), {
         "benchmark": "dream_gt_render", "date": str(date.today()), "hardware": hardware(dev),
         "platform": platform.platform(), "torch": torch.__version__, "bf16": a.bf16, "rows": rows}, a.suffix)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -20,25 +19,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import check_device, hardware, write_result  # noqa: E402
+from results_io import best_ms, check_device, hardware, write_result  # noqa: E402
 
 from sana_world.envs.world import GTConfig, GTWorld  # noqa: E402
 from sana_world.render.torch_packing import pack_scenes, repack_slots  # noqa: E402
 from sana_world.worlds import WorldConfig, sample_scene  # noqa: E402
 from sana_world.worlds.collision import PackedSDF, SceneSDF  # noqa: E402
-
-
-def best_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1000 * min(times)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Where a benchmark's results go: ``<out>/<benchmark>_<hardware>_<YYYYMMDD><suffix>.json`` (the naming every
-file in ``results/`` follows), written as indented JSON; and the checks every script makes before it
-measures (the device it was asked for exists)."""
+file in ``results/`` follows), written as indented JSON; the checks every script makes before it
+measures (the device it was asked for exists); and the timing loops the env benchmarks share."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 import json
 import os
 import re
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -57,3 +59,35 @@ def write_result(out: str | Path, benchmark: str, hardware: str, result: dict[st
     if not quiet:
         print("wrote", path)
     return path
+
+
+def sync() -> None:
+    """Wait for the CUDA work queued so far (a timing of GPU work ends here); nothing without CUDA."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def steps_per_s(step: Callable[[], object], steps: int, n: int, warmup: int = 3) -> float:
+    """``n`` env steps per call: env steps/s of ``steps`` calls of ``step`` after ``warmup`` calls, CUDA
+    work included."""
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return steps * n / (time.perf_counter() - t0)
+
+
+def best_ms(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` calls of ``fn`` in ms, CUDA work included (the first call warms up when
+    ``repeats`` > 1: the minimum ignores it)."""
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 1000 * min(times)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import check_device, hardware, write_result  # noqa: E402
+from results_io import check_device, hardware, steps_per_s, write_result  # noqa: E402
 
 from sana_world.agents.sb3_vec import SB3VecEnv, make_sb3_vec_env  # noqa: E402
 
@@ -40,19 +39,6 @@ class PerEnvInfos(SB3VecEnv):
                     x.item() if isinstance(x, (torch.Tensor, np.generic)) else x)
             out.append(row)
         return out
-
-
-def timed(step, steps: int, n: int) -> float:
-    for _ in range(3):
-        step()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return steps * n / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -77,9 +63,9 @@ def main() -> None:
         acts = lambda: rng.integers(0, 3, n)  # noqa: E731
         sb3.reset()
         row = {"env_id": env_id, "num_envs": n, "episode_steps": 64,
-               "native_steps_per_s": timed(lambda: native.step(torch.as_tensor(acts(), device=dev)), a.steps, n),
-               "sb3vecenv_steps_per_s": timed(lambda: sb3.step(acts()), a.steps, n),
-               "first_version_steps_per_s": timed(lambda: old.step(acts()), a.steps, n)}
+               "native_steps_per_s": steps_per_s(lambda: native.step(torch.as_tensor(acts(), device=dev)), a.steps, n),
+               "sb3vecenv_steps_per_s": steps_per_s(lambda: sb3.step(acts()), a.steps, n),
+               "first_version_steps_per_s": steps_per_s(lambda: old.step(acts()), a.steps, n)}
         rows.append(row)
         print(f"{env_id:28s} native {row['native_steps_per_s']:8.1f}  SB3VecEnv {row['sb3vecenv_steps_per_s']:8.1f}"
               f"  first version {row['first_version_steps_per_s']:8.1f} env steps/s")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results_io import check_device, hardware, write_result  # noqa: E402
+from results_io import check_device, hardware, steps_per_s, write_result  # noqa: E402
 
 from sana_world.agents.ppo import gt_twin, policy_class  # noqa: E402
 from sana_world.agents.sb3_vec import make_sb3_vec_env  # noqa: E402
@@ -64,20 +64,8 @@ def make_env(kind: str, env_id: str, n: int, size: int, device: str, kwargs: dic
 def rollout_speed(venv, steps: int) -> float:
     """Env steps/s of uniformly random actions (after a few warm-up steps)."""
     venv.reset()
-    act = lambda: np.stack([venv.action_space.sample() for _ in range(venv.num_envs)])  # noqa: E731
-    for _ in range(3):
-        venv.step(act())
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        venv.step(act())
-    sync()
-    return steps * venv.num_envs / (time.perf_counter() - t0)
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    return steps_per_s(lambda: venv.step(np.stack([venv.action_space.sample() for _ in range(venv.num_envs)])),
+                       steps, venv.num_envs)
 
 
 def ppo(venv, env_id: str, a: argparse.Namespace):
