@@ -14,8 +14,8 @@ frame at the same pose), ``info["gt_rgb"]`` and ``info["gt_depth"]``; for image 
 scene the dream never saw.
 
 The same seed gives the same frames. The dream's noise is counter-based (:mod:`sana_world.counter_noise`):
-each env draws a key at its reset and its noise is a function of that key and its step count alone, so env i
-of a :class:`DreamVectorEnv` reset with seed s dreams what a single env reset with seed s + i dreams (up to
+each env draws a key at its reset and its noise is a function of that key and its stream's frame count
+alone, so env i of a :class:`DreamVectorEnv` reset with seed s dreams what a single env reset with seed s + i dreams (up to
 the batch's float round-off), whenever the other envs reset; in the default next-step autoreset mode only
 until env i's own first autoreset (its restart step dreams one extra frame, see :class:`DreamVectorEnv`).
 """

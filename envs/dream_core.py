@@ -126,13 +126,12 @@ class DreamCore:
         self.rgb = torch.zeros(num_envs, config.gt.height, config.gt.width, 3, dtype=torch.uint8, device=self.device)
         self.gt: RenderOutput | None = None
         self.starts: list[str] = ["gt"] * num_envs  # what each stream started from: "gt" | "image" | "prompt"
-        # the dream's noise: env i's is a function of its key (drawn at its reset) and its step count alone
-        # (sana_world.counter_noise), so it dreams what a single env of the same seed dreams
+        # the dream's noise: env i's is a function of its key (drawn at its reset) and its stream's frame count
+        # alone (sana_world.counter_noise), so it dreams what a single env of the same seed dreams
         from sana_world.counter_noise import counter_normal
 
         self._counter_normal = torch.compile(counter_normal, dynamic=False) if config.compile else counter_normal
         self.noise_keys = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.noise_steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
 
     # 1. Resets.
     def reset(self, slots: list[int], rngs: list[np.random.Generator], starts: list[dict[str, Any]],
@@ -168,7 +167,6 @@ class DreamCore:
         idx = torch.tensor(slots, dtype=torch.long, device=self.device)
         keys = [int(rngs[j].integers(2**62)) for j in range(len(slots))]
         self.noise_keys[idx] = torch.tensor(keys, dtype=torch.int64, device=self.device)
-        self.noise_steps[idx] = 0
         c2w = self.world.c2w32()[slots]
         # 3. the streams
         if self.state is None or full:  # a reset of every env starts every stream, as the first one did
@@ -210,15 +208,16 @@ class DreamCore:
         noise, context_noise = (self._noise(stream) for stream in (0, 1))
         rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), noise=noise,
                                             context_noise=context_noise)  # one pass, every env
-        self.noise_steps += 1
         self.rgb.copy_(rgb)
         return collided, self.gt
 
     def _noise(self, stream: int) -> torch.Tensor:
         """This step's standard normal latents (N, C, 1, h, w) of ``stream`` (0: the sampler's start, 1: the
-        context re-noising), row i from env i's key and step count."""
+        context re-noising), row i from env i's key and its stream's frame count (1 at its start, one more
+        each step)."""
         C, h, w = self.state.last.shape[1:]
-        z = self._counter_normal(self.noise_keys, self.noise_steps, stream, C * h * w)  # (N, C*h*w)
+        frames = torch.tensor(self.state.frames, dtype=torch.int64, device=self.device)  # (N,)
+        z = self._counter_normal(self.noise_keys, frames, stream, C * h * w)  # (N, C*h*w)
         return z.view(self.num_envs, C, 1, h, w)
 
     def frame(self) -> RenderOutput:
