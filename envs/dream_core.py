@@ -205,7 +205,8 @@ class DreamCore:
         collided = self.world.move(twist, keys_mode=keys_mode)
         # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full)
         self.gt = self.world.render(rgb=self.config.paired)
-        noise, context_noise = (self._noise(stream) for stream in (0, 1))
+        s = self.dreamer.config.context_sigma  # only 0 < s < 1 re-noises a frame with noise of its own
+        noise, context_noise = self._noise(0), (self._noise(1) if 0.0 < s < 1.0 else None)
         rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), noise=noise,
                                             context_noise=context_noise)  # one pass, every env
         self.rgb.copy_(rgb)

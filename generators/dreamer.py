@@ -57,6 +57,10 @@ class DreamerConfig:
     context_sigma: noise level at which each dreamed frame enters the state (0: as a clean frame). Diffusion
         forcing trains on noisy context, so a dreamed frame, itself an estimate, may be better read as a
         slightly noisy one: it is re-noised, ``(1 - s) z + s eps``, and appended at timestep ``1000 s``.
+        1: the frame enters as its own sampling noise at timestep 1000, so nothing dreamed feeds back (a
+        model trained with every frame after the anchor at sigma 1 predicts each frame from the anchor, the
+        poses and the earlier passes' features); with ``num_steps`` 1 the sampling pass is then the append
+        (`WMStreamEngine.denoise_and_append`): one model pass over one frame per step.
     bf16: run the model passes and the decode under bf16 autocast, on CUDA or the CPU (the camera-ray
         geometry, the GDN scans and the sampler stay fp32). Off by default: fp32 is the reference. On a
         CPU it pays only where the cores have bf16 dot products (AVX512-BF16 or AMX).
@@ -89,8 +93,13 @@ class DreamerConfig:
             raise ValueError(f"shift must be > 0, got {self.shift}")
         if self.sink_frames < 0 or self.window_frames < 1:
             raise ValueError("sink_frames must be >= 0 and window_frames >= 1")
-        if not 0.0 <= self.context_sigma < 1.0:
-            raise ValueError(f"context_sigma must lie in [0, 1), got {self.context_sigma}")
+        if not 0.0 <= self.context_sigma <= 1.0:
+            raise ValueError(f"context_sigma must lie in [0, 1], got {self.context_sigma}")
+
+    @property
+    def fused(self) -> bool:
+        """Whether a step's sampling pass is also its append (context sigma 1, one step)."""
+        return self.context_sigma == 1.0 and self.num_steps == 1
 
     @classmethod
     def from_zoo(cls, defaults: Mapping[str, Any], **overrides: Any) -> DreamerConfig:
@@ -314,7 +323,8 @@ class Dreamer:
              context_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DreamState]:
         """The dreamed frames (B, H, W, 3) uint8 at poses ``c2w`` (B, 4, 4), and the state after them. The
         sampler's ``noise`` and the ``context_noise`` that re-noises the new frame to the context sigma
-        (each (B, C, 1, h, w)) are drawn from ``generator`` unless given."""
+        (each (B, C, 1, h, w)) are drawn from ``generator`` unless given. At context sigma 1 the frame
+        enters as its sampling noise (``context_noise`` is not used)."""
         B = state.batch_size
         c2w = _poses(c2w, B, "c2w").to(self.device)
         C, h, w = state.last.shape[1:]
@@ -323,6 +333,14 @@ class Dreamer:
         if noise is None:
             noise = self._randn((B, C, 1, h, w), generator)  # (B, C, 1, h, w)
         noise, p = noise.to(self.dtype), state.pending
+        if self.config.fused:  # one pass: the frame is sampled and appended as its noise at t = 1000
+            with self._autocast():
+                z, stream = self.engine.denoise_and_append(
+                    state.committed, noise, state.text, cam, context=None if p is None else p.latents,
+                    context_timesteps=None if p is None else p.timesteps,
+                    context_camera=None if p is None else p.camera)  # fmt: skip
+                rgb = self._decode(z[:, :, 0].to(self.dtype), as_uint8=True)  # (B, H, W, 3)
+            return rgb, DreamState(stream, state.c2w0, state.K, state.text, z[:, :, 0].to(self.dtype))
         with self._autocast():
             if p is None:
                 stream = state.committed
@@ -332,7 +350,9 @@ class Dreamer:
                                                             p.camera, cam, context_timesteps=p.timesteps)
         z = z.to(self.dtype)
         s = self.config.context_sigma
-        if s > 0:  # the frame enters the state as a noisy observation at sigma s
+        if s == 1.0:  # several sampler steps: the frame enters as its initial noise, as in the fused step
+            ctx, t = context_entry(z, noise, s)
+        elif s > 0:  # the frame enters the state as a noisy observation at sigma s
             eps = (self._randn(tuple(z.shape), generator) if context_noise is None
                    else context_noise.to(self.device)).to(self.dtype)  # (B, C, 1, h, w)
             ctx, t = context_entry(z, eps, s)  # (B, C, 1, h, w), (B, 1)

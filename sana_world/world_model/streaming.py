@@ -22,6 +22,10 @@ frame, see `cameras.prepare_camera_inputs`); a stream must give them for every c
 the first sampler pass runs over [context; x_t] as two chunks and takes the state after the context. Passes
 that only sample build no new state, `advance` skips the output head, and the caption's projections
 (`SanaWM.caption_context`) are computed once per caption (`WMStreamEngine.caption`).
+
+`denoise_and_append(state, noise, ...)` is the one-step sample whose own pass is the append: the chunk enters
+the state as its noise at sigma 1 (for models trained with every frame after the anchor at sigma 1), so a
+step costs one pass over the chunk alone.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from sana_world.sampler_schedules import model_timestep
-from sana_world.samplers import Sampler, TrigFlowSampler, cfg_denoiser, flow_to_trigflow
+from sana_world.samplers import FlowEulerSampler, Sampler, TrigFlowSampler, cfg_denoiser, flow_to_trigflow
 
 from .causal import (
     BlockState,
@@ -367,6 +371,59 @@ class WMStreamEngine:
         if not advanced:  # a schedule without steps
             advanced.append(self.advance(state, context, text, context_camera, context_timesteps))
         return sample, advanced[0]
+
+    def denoise_and_append(
+        self,
+        state: WMStreamState,
+        noise: torch.Tensor,
+        text: WMText,
+        camera: WMCameraInputs | None = None,
+        *,
+        context: torch.Tensor | None = None,
+        context_timesteps: torch.Tensor | None = None,
+        context_camera: WMCameraInputs | None = None,
+    ) -> tuple[torch.Tensor, WMStreamState]:
+        """One-step sample of the next chunk from `noise` (B, C, T, H, W), and the state with that chunk
+        appended *as its noise* at timestep 1000 (sigma 1): the sampling pass is the append, so a step costs
+        one model pass over T frames. This is `advance(state', noise, timesteps=1000)` after
+        `denoise_chunk(state', noise)`, with state' the state after the optional `context` chunk (pending
+        frames at `context_timesteps`, default 0), folded into the same pass as in `advance_and_denoise`.
+        A model trained with every frame after the anchor at sigma 1 (`sigma_one_prob` 1) sees exactly this
+        at inference: no dreamed frame feeds back into the state, only its pass's features.
+
+        Needs a one-step Flow-Euler sampler (the step from sigma 1 to 0: x0 = noise - v) and no guidance.
+        """
+        if self.config.guidance_scale != 1.0:
+            raise ValueError("denoise_and_append is unguided")
+        if not isinstance(self.sampler, FlowEulerSampler) or self.sampler.num_steps != 1:
+            raise ValueError(f"denoise_and_append needs a one-step FlowEulerSampler, got {self.sampler!r}")
+        T = noise.shape[2]
+        x, times, cams, chunk = noise, None, camera, T
+        if context is not None:
+            if context.shape[2] != T:
+                raise ValueError(f"the context has {context.shape[2]} frames, the noise {T}: chunks must match")
+            if (context_camera is None) != (camera is None):
+                raise ValueError("camera inputs must be given for both chunks or for neither")
+            if context_timesteps is None:
+                context_timesteps = context.new_zeros(context.shape[0], T)
+            if camera is not None:
+                cams = WMCameraInputs(
+                    torch.cat([context_camera.camera_conditions, camera.camera_conditions], dim=1),
+                    torch.cat([context_camera.chunk_plucker, camera.chunk_plucker], dim=2))  # fmt: skip
+        appended: list[WMStreamState] = []
+
+        def forward(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # once: the one step
+            if context is None:
+                run_x, run_t = xt, t
+            else:
+                run_x = torch.cat([context.to(xt.dtype), xt], dim=2)  # (B, C, 2T, H, W)
+                run_t = torch.cat([context_timesteps.to(t.dtype), t], dim=1)  # (B, 2T)
+            out, new = self._pass(state, run_x, run_t, text, cams, chunk_size=chunk)  # every frame committed
+            appended.append(new)
+            return out[:, :, -T:]
+
+        sample = self._sample(forward, noise, None, None, None)  # xt = noise at t = 1000 in the one pass
+        return sample, appended[0]
 
     def _sample(
         self, forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,

@@ -4,7 +4,8 @@
 # held-out scenes (benchmarks/gpu_fidelity_ab.sh, one GPU each) and pack each candidate's EMA export into
 # OUT (one tar per candidate, split into 15 MiB parts; logs and result files in OUT/logs.tar). At most 8
 # files and 64 MiB come back from a device call: about two candidates of the rooms size.
-# A candidate is "NAME:GPUS:PRESET[:TRAINER ARGS]", e.g. "p1:0,1:rooms_p1:--lr 3e-4". Its run lives in
+# A candidate is "NAME[@SIGMA]:GPUS:PRESET[:TRAINER ARGS]", e.g. "p1:0,1:rooms_p1:--lr 3e-4"; with @SIGMA it
+# is scored at that dream context sigma, and so is the shipped model (label zoo@SIGMA) beside it. Its run lives in
 # runs/NAME: a warm machine that still has runs/NAME/checkpoints resumes it; otherwise it starts from the
 # shipped world model grown into PRESET (generators/train/grow.py; copied as is if it has that shape).
 # Usage (device machine, repo root):
@@ -25,9 +26,10 @@ if [ -n "$side" ]; then
   (CUDA_VISIBLE_DEVICES=$side_gpu bash "$side" "$out" > "$out/side.log" 2>&1) &
 fi
 port=29530
-names=()
+names=(); sigmas=()
 for cand in "$@"; do  # 1. every candidate's run, in the background
   IFS=: read -r name gpus preset extra <<< "$cand"
+  sigma=""; [ "$name" != "${name%@*}" ] && sigma=${name##*@} && name=${name%@*}
   if [ -z "$name" ] || [ -z "$gpus" ] || [ -z "$preset" ]; then
     echo "bad candidate '$cand': want NAME:GPUS:PRESET[:ARGS]" >&2; continue
   fi
@@ -45,19 +47,21 @@ for cand in "$@"; do  # 1. every candidate's run, in the background
   CUDA_VISIBLE_DEVICES=$gpus torchrun --nproc-per-node "$n" --master-port $port \
     -m sana_world.generators.train.world_model --preset "$preset" "${common[@]}" "${init[@]}" \
     "${extra_args[@]}" --out-dir "$run" --time-limit-s "$secs" > "$out/wm_$name.log" 2>&1 &
-  names+=("$name")
+  names+=("$name"); sigmas+=("$sigma")
   port=$((port + 1))
 done
 wait
 # 2. fresh exports, then held-out scores of the shipped model and every exported candidate
 specs=(zoo=zoo)
 exported=()
-for name in "${names[@]}"; do
+for i in "${!names[@]}"; do
+  name=${names[$i]}; sigma=${sigmas[$i]}
   grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm_$name.log" \
     | tail -n 8 | sed "s/^/[$name] /"
   rm -rf "runs/$name/export" "/tmp/export_$name.tar"  # a resumed run exports its new last checkpoint
   if python3 -m sana_world.generators.train.export_folder "runs/$name" "/tmp/export_$name.tar" > /dev/null; then
-    specs+=("$name=runs/$name/export")
+    if [ -n "$sigma" ]; then specs+=("$name=runs/$name/export@$sigma" "zoo_s$sigma=zoo@$sigma")
+    else specs+=("$name=runs/$name/export"); fi
     exported+=("$name")
   fi
 done
