@@ -398,7 +398,7 @@ class WMStreamEngine:
         if not isinstance(self.sampler, FlowEulerSampler) or self.sampler.num_steps != 1:
             raise ValueError(f"denoise_and_append needs a one-step FlowEulerSampler, got {self.sampler!r}")
         T = noise.shape[2]
-        x, times, cams, chunk = noise, None, camera, T
+        cams = camera
         if context is not None:
             if context.shape[2] != T:
                 raise ValueError(f"the context has {context.shape[2]} frames, the noise {T}: chunks must match")
@@ -418,7 +418,7 @@ class WMStreamEngine:
             else:
                 run_x = torch.cat([context.to(xt.dtype), xt], dim=2)  # (B, C, 2T, H, W)
                 run_t = torch.cat([context_timesteps.to(t.dtype), t], dim=1)  # (B, 2T)
-            out, new = self._pass(state, run_x, run_t, text, cams, chunk_size=chunk)  # every frame committed
+            out, new = self._pass(state, run_x, run_t, text, cams, chunk_size=T)  # every frame committed
             appended.append(new)
             return out[:, :, -T:]
 
