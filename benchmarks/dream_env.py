@@ -8,6 +8,10 @@ Two rows per setting, measured in the same run:
 
     python benchmarks/dream_env.py --device cpu --batches 1 --threads 2
     python benchmarks/dream_env.py --device cuda --batches 1 16 64 256 1024
+    python benchmarks/dream_env.py --device cuda --batches 512 --context-sigma 0.65 1.0   # one row each
+
+``--context-sigma 1.0`` is the fused step (one model pass over one frame; ``DreamerConfig.context_sigma``);
+None, the default, runs the model's own zoo default.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ def sync(dev: torch.device) -> None:
 
 
 def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str, bf16: bool = False,
-             compile: bool = False, warmup: int = 2) -> float:
+             compile: bool = False, warmup: int = 2, model: str = "rooms-128",
+             context_sigma: float | None = None) -> float:
     """Dream vector env steps/s (GT render for rewards included); ``compile``: the dream
     (``DreamerConfig.compile``) and, on CUDA, the GT ray caster (``compile_renderer``) compiled."""
     extra = {"compile_renderer": True} if compile and dev.type == "cuda" else {}
     env = DreamVectorEnv(num_envs=batch, device=str(dev), sampler_steps=steps, renderer=renderer,
-                         return_torch=True, bf16=bf16, compile=compile, **extra)
+                         return_torch=True, bf16=bf16, compile=compile, model=model,
+                         context_sigma=context_sigma, **extra)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     acts = [rng.uniform(-1, 1, (batch, 6)).astype(np.float32) for _ in range(iters + warmup)]
@@ -54,13 +60,15 @@ def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: st
 
 
 def time_dream(batch: int, steps: int, dev: torch.device, iters: int, bf16: bool = False,
-               compile: bool = False, warmup: int = 2) -> float:
+               compile: bool = False, warmup: int = 2, model: str = "rooms-128",
+               context_sigma: float | None = None) -> float:
     from sana_world.generators.dreamer import Dreamer, DreamerConfig
     from sana_world.envs.dream_core import load_models
 
-    models = load_models("rooms-128", dev)
+    models = load_models(model, dev)
+    sigma = {} if context_sigma is None else {"context_sigma": context_sigma}
     dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=steps, bf16=bf16,
-                                                     compile=compile))
+                                                     compile=compile, **sigma))
     S = models.resolution
     K = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)
     rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
@@ -94,6 +102,11 @@ def main() -> None:
                    "rows on CUDA, the compiled GT ray caster")
     p.add_argument("--warmup", type=int, default=2, help="dream steps before timing (12+ with compiled rows: "
                    "the window fills after 11 frames, and each layout before that compiles once)")
+    p.add_argument("--rows", nargs="+", default=["dream", "env"], choices=["dream", "env"],
+                   help="which rows to time (env rows only up to --env-max-batch)")
+    p.add_argument("--model", default="rooms-128", help="zoo entry name or folder")
+    p.add_argument("--context-sigma", type=float, nargs="+", default=[None],
+                   help="dream context sigmas, a row each (default: the entry's own)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
     dev = check_device(p, a.device)
@@ -103,36 +116,40 @@ def main() -> None:
           else f"cpu{torch.get_num_threads()}")
     renderer = "torch" if dev.type == "cuda" else "auto"
     rows = []
-    print(f"{'kind':<6} {'prec':>5} {'batch':>6} {'steps':>5} {'steps/s':>10}")
+    print(f"{'kind':<6} {'prec':>5} {'batch':>6} {'steps':>5} {'sigma':>5} {'steps/s':>10}")
     for prec in a.precision:
         bf16 = prec == "bf16"
         for steps in a.steps:
             for b in a.batches:
-                kinds = [(f"dream-{mode}" if mode == "compiled" else "dream",
-                          lambda c=mode == "compiled": time_dream(b, steps, dev, a.iters, bf16, c, a.warmup))
-                         for mode in a.compile]
-                if b <= a.env_max_batch:
-                    kinds += [(f"env-{mode}" if mode == "compiled" else "env",
-                               lambda c=mode == "compiled": time_env(b, steps, dev, a.iters, renderer, bf16, c,
-                                                                     a.warmup if c else 2))
-                              for mode in a.compile]  # fmt: skip
-                for kind, fn in kinds:
-                    row = {"kind": kind, "precision": prec, "batch": b, "sampler_steps": steps}
-                    try:
-                        row["steps_per_s"] = fn()
-                    except torch.OutOfMemoryError:  # a measured limit: recorded as such, larger batches skipped
-                        row["out_of_memory"] = True
-                        torch.cuda.empty_cache()
-                    rows.append(row)
-                    rate = f"{row['steps_per_s']:>10.1f}" if "steps_per_s" in row else f"{'OOM':>10}"
-                    print(f"{kind:<6} {prec:>5} {b:>6} {steps:>5} {rate}", flush=True)
-                    write(a, hw, dev, rows)  # after every row: a run stopped at its time limit keeps them
+                for sig in a.context_sigma:  # 1. the rows of one setting, context sigmas side by side
+                    opts = dict(model=a.model, context_sigma=sig)
+                    kinds = [(f"dream-{mode}" if mode == "compiled" else "dream",
+                              lambda c=mode == "compiled", o=opts: time_dream(b, steps, dev, a.iters, bf16, c,
+                                                                               a.warmup, **o))
+                             for mode in a.compile] if "dream" in a.rows else []
+                    if "env" in a.rows and b <= a.env_max_batch:
+                        kinds += [(f"env-{mode}" if mode == "compiled" else "env",
+                                   lambda c=mode == "compiled", o=opts: time_env(b, steps, dev, a.iters, renderer,
+                                                                                 bf16, c, a.warmup if c else 2, **o))
+                                  for mode in a.compile]  # fmt: skip
+                    for kind, fn in kinds:  # 2. one row each
+                        row = {"kind": kind, "precision": prec, "batch": b, "sampler_steps": steps,
+                               "context_sigma": sig}
+                        try:
+                            row["steps_per_s"] = fn()
+                        except torch.OutOfMemoryError:  # a measured limit: recorded as such
+                            row["out_of_memory"] = True
+                            torch.cuda.empty_cache()
+                        rows.append(row)
+                        rate = f"{row['steps_per_s']:>10.1f}" if "steps_per_s" in row else f"{'OOM':>10}"
+                        print(f"{kind:<6} {prec:>5} {b:>6} {steps:>5} {sig!s:>5} {rate}", flush=True)
+                        write(a, hw, dev, rows)  # after every row: a run stopped at its time limit keeps them
 
 
 def write(a: argparse.Namespace, hw: str, dev: torch.device, rows: list[dict]) -> None:
     res = {"benchmark": "dream_env", "date": date.today().isoformat(), "hardware": hw, "device": str(dev),
            "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "model": "rooms-128", "iters": a.iters, "warmup": a.warmup, "rows": rows}
+           "model": a.model, "iters": a.iters, "warmup": a.warmup, "rows": rows}
     write_result(a.out, "dream_env", hw, res, quiet=True)
 
 

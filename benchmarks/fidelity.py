@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from sana_world.camera import intrinsics_from_fov, relative_poses
+from sana_world.camera import intrinsics_from_fov
 from sana_world.data.pool import plan_many
 from sana_world.envs.world import HELDOUT_START
 from sana_world.generators import zoo
@@ -110,6 +110,8 @@ def main() -> None:
     p.add_argument("--long-scenes", type=int, default=4)
     p.add_argument("--context-sigma", type=float, default=None,
                    help="noise level of dreamed frames entering the state (default: the zoo entry's)")
+    p.add_argument("--window-frames", type=int, default=None,
+                   help="recent frames the softmax blocks see (default: the zoo entry's, else 10 as trained)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -119,6 +121,8 @@ def main() -> None:
     t0 = time.perf_counter()
     models = zoo.load(args.model, device=dev)
     overrides = {} if args.context_sigma is None else {"context_sigma": args.context_sigma}
+    if args.window_frames is not None:
+        overrides["window_frames"] = args.window_frames
     size = models.resolution
     seeds = [HELDOUT_START + i for i in range(args.scenes)]
     # 1. GT paths and frames

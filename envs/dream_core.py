@@ -44,6 +44,10 @@ class DreamConfig:
     bf16: dream under bf16 autocast (CUDA or CPU; ``DreamerConfig.bf16``).
     compile: dream through ``torch.compile`` (``DreamerConfig.compile``): faster steps after the first ones
         compile; frames equal the eager ones up to float round-off.
+    context_sigma: the noise level at which dreamed frames re-enter the stream (``DreamerConfig``); None:
+        the zoo entry's default, the level its world model was trained for.
+    window_frames: recent frames the softmax blocks attend to (``DreamerConfig``); None: the zoo entry's
+        default (else the trained 10). Fewer: cheaper steps, less context.
     """
 
     model: str = "rooms-128"
@@ -54,6 +58,8 @@ class DreamConfig:
     gt: GTConfig = GTConfig(split="heldout")
     bf16: bool = False
     compile: bool = False
+    context_sigma: float | None = None
+    window_frames: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("sampler_steps", "prompt_steps"):  # numpy integers count as ints
@@ -67,6 +73,12 @@ class DreamConfig:
         object.__setattr__(self, "prompt_guidance", float(g))
         if self.gt.depth:
             raise ValueError("Dream envs have no depth observation (the world model dreams RGB only)")
+        c = self.context_sigma
+        if c is not None and (isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0.0 <= c <= 1.0):
+            raise ValueError(f"context_sigma must be None or a number in [0, 1], got {c!r}")
+        w = self.window_frames
+        if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1):
+            raise ValueError(f"window_frames must be None or an int >= 1, got {w!r}")
 
 
 def load_models(name: str, device: torch.device) -> Any:
@@ -117,10 +129,14 @@ class DreamCore:
         if (config.gt.width, config.gt.height) != (self.models.resolution,) * 2:
             raise ValueError(f"model {config.model!r} dreams {self.models.resolution}x{self.models.resolution} "
                              f"frames; the env asks for {config.gt.width}x{config.gt.height}")
+        dream = {} if config.context_sigma is None else {"context_sigma": float(config.context_sigma)}
+        if config.window_frames is not None:
+            dream["window_frames"] = int(config.window_frames)
         self.dreamer = Dreamer(self.models, DreamerConfig.from_zoo(self.models.entry.dream_defaults,
                                                                    num_steps=config.sampler_steps,
                                                                    bf16=config.bf16,
-                                                                   compile=config.compile))
+                                                                   compile=config.compile,
+                                                                   **dream))
         self.num_envs = num_envs
         self.state: Any = None  # the DreamState of all envs (row i: env i), after the first reset
         self.rgb = torch.zeros(num_envs, config.gt.height, config.gt.width, 3, dtype=torch.uint8, device=self.device)

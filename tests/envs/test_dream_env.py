@@ -106,7 +106,9 @@ def test_ppo_runs_on_a_dream_env() -> None:
 
 
 @pytest.mark.parametrize("bad", [dict(prompt_guidance=float("nan")), dict(prompt_guidance=-1.0),
-                                 dict(prompt_steps=2.5), dict(sampler_steps=0), dict(prompt_guidance="3")])
+                                 dict(prompt_steps=2.5), dict(sampler_steps=0), dict(prompt_guidance="3"),
+                                 dict(context_sigma=1.5), dict(context_sigma=True), dict(window_frames=0),
+                                 dict(window_frames=2.5)])
 def test_dream_config_rejects_bad_sampler_settings_at_make(bad) -> None:
     from sana_world.envs.dream_core import DreamConfig
 
@@ -239,3 +241,19 @@ def test_dream_vector_env_i_dreams_what_a_single_env_of_seed_s_plus_i_dreams() -
         core.step(validate_actions(acts[t][1:], "twist", 1).to(core.device), keys_mode=False)
         close(core.rgb[0].numpy(), vtraj[t + 1][1], ("restarted", t))
     assert not torch.equal(venv.core.noise_keys[0], venv.core.noise_keys[1])
+
+
+def test_dream_options_reach_the_dreamer() -> None:
+    """context_sigma / window_frames override the zoo entry's dream defaults; None keeps them."""
+    from sana_world.envs.dream import DreamEnv
+
+    plain = DreamEnv()
+    assert plain.unwrapped.core.dreamer.config.context_sigma == plain.unwrapped.core.models.entry.dream_defaults[
+        "context_sigma"]
+    env = DreamEnv(context_sigma=0.5, window_frames=4)
+    cfg = env.unwrapped.core.dreamer.config
+    assert (cfg.context_sigma, cfg.window_frames, cfg.fused) == (0.5, 4, False)
+    assert env.unwrapped.core.dreamer.engine.config.causal.window_frames == 4
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(env.action_space.sample())
+    assert obs.shape == (128, 128, 3)
