@@ -40,7 +40,8 @@ def test_script_on_the_shipped_model(tmp_path: Path) -> None:
     parts = r["gflops_per_env_step"]
     assert set(parts) == {"matmul", "attention", "convolution"}
     assert r["gflops_per_env_step_total"] == pytest.approx(sum(parts.values()))
-    # two 256-token frames through an 11 M-parameter model, and more: well above 2 x 512 x 11e6
-    assert 12 < r["gflops_per_env_step_total"] < 40 and 0 < r["gflops_per_env_decode"] < parts["convolution"]
+    # one 256-token frame (the fused step of context sigma 1) through an 11 M-parameter model, attention over
+    # 12 frames and the decode: well above 2 x 256 x 11e6, below the two-frame pass of stage 8 (18.6)
+    assert 6 < r["gflops_per_env_step_total"] < 14 and 0 < r["gflops_per_env_decode"] < parts["convolution"]
     achieved = r["gflops_per_env_step_total"] * r["env_steps_per_s"] / 1e3
     assert r["achieved_tflops"] == pytest.approx(achieved) and r["batch"] == 1

@@ -100,7 +100,7 @@ def test_context_sigma_appends_a_renoised_frame() -> None:
     # the zoo default and its validation
     cfg = DreamerConfig.from_zoo({"shift": 3.0, "context_sigma": 0.2, "not_a_field": 1}, num_steps=2)
     assert (cfg.shift, cfg.context_sigma, cfg.num_steps) == (3.0, 0.2, 2)
-    assert DreamerConfig.from_zoo(zoo.entry("rooms-128").dream_defaults).context_sigma == 0.65
+    assert DreamerConfig.from_zoo(zoo.entry("rooms-128").dream_defaults).context_sigma == 1.0  # fused
     with pytest.raises(ValueError, match="context_sigma"):
         DreamerConfig(context_sigma=1.01)
 
