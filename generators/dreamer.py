@@ -53,7 +53,8 @@ class DreamerConfig:
     num_steps: Flow-Euler steps per frame (1: the one-step posterior-mean sample, fastest and highest
         PSNR; more: sharper, less faithful).
     shift: flow shift of the sampling schedule (the shipped models trained with 2.0).
-    sink_frames / window_frames: softmax attention sink and window (trained with 1 and 10).
+    sink_frames / window_frames: softmax attention sink and window (trained with 1 and 10; the shipped
+        sigma-1 model dreams as well with a window of 2, its zoo default, at a third less compute a step).
     context_sigma: noise level at which each dreamed frame enters the state (0: as a clean frame). Diffusion
         forcing trains on noisy context, so a dreamed frame, itself an estimate, may be better read as a
         slightly noisy one: it is re-noised, ``(1 - s) z + s eps``, and appended at timestep ``1000 s``.
