@@ -347,15 +347,7 @@ class WMStreamEngine:
         if self.config.guidance_scale != 1.0:
             raise ValueError("advance_and_denoise is unguided; use advance, then denoise_chunk")
         T = context.shape[2]
-        if noise.shape[2] != T:
-            raise ValueError(f"the context has {T} frames, the noise {noise.shape[2]}: chunks must match")
-        if (context_camera is None) != (camera is None):
-            raise ValueError("camera inputs must be given for both chunks or for neither")
-        if context_timesteps is None:
-            context_timesteps = context.new_zeros(context.shape[0], T)
-        cams = None if camera is None else WMCameraInputs(
-            torch.cat([context_camera.camera_conditions, camera.camera_conditions], dim=1),
-            torch.cat([context_camera.chunk_plucker, camera.chunk_plucker], dim=2))  # fmt: skip
+        context_timesteps, cams = _joined_inputs(context, noise, context_timesteps, context_camera, camera)
         advanced: list[WMStreamState] = []
 
         def forward(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -400,16 +392,7 @@ class WMStreamEngine:
         T = noise.shape[2]
         cams = camera
         if context is not None:
-            if context.shape[2] != T:
-                raise ValueError(f"the context has {context.shape[2]} frames, the noise {T}: chunks must match")
-            if (context_camera is None) != (camera is None):
-                raise ValueError("camera inputs must be given for both chunks or for neither")
-            if context_timesteps is None:
-                context_timesteps = context.new_zeros(context.shape[0], T)
-            if camera is not None:
-                cams = WMCameraInputs(
-                    torch.cat([context_camera.camera_conditions, camera.camera_conditions], dim=1),
-                    torch.cat([context_camera.chunk_plucker, camera.chunk_plucker], dim=2))  # fmt: skip
+            context_timesteps, cams = _joined_inputs(context, noise, context_timesteps, context_camera, camera)
         appended: list[WMStreamState] = []
 
         def forward(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # once: the one step
@@ -458,3 +441,22 @@ class WMStreamEngine:
         # 3. The sampler loop (Sampler._run: `sample` would validate a custom schedule with a host sync).
         steps = range(sched.shape[0] - 1)
         return self.sampler._run(denoise, x, sched, generator, steps)
+
+
+def _joined_inputs(
+    context: torch.Tensor, noise: torch.Tensor, context_timesteps: torch.Tensor | None,
+    context_camera: WMCameraInputs | None, camera: WMCameraInputs | None,
+) -> tuple[torch.Tensor, WMCameraInputs | None]:  # fmt: skip
+    """The context chunk's timesteps (B, T) (default 0: clean) and the camera inputs of [context; noise] for
+    one pass over both chunks, after checking that they match (same T, cameras for both or neither)."""
+    T = context.shape[2]
+    if noise.shape[2] != T:
+        raise ValueError(f"the context has {T} frames, the noise {noise.shape[2]}: chunks must match")
+    if (context_camera is None) != (camera is None):
+        raise ValueError("camera inputs must be given for both chunks or for neither")
+    if context_timesteps is None:
+        context_timesteps = context.new_zeros(context.shape[0], T)
+    cams = None if camera is None else WMCameraInputs(
+        torch.cat([context_camera.camera_conditions, camera.camera_conditions], dim=1),
+        torch.cat([context_camera.chunk_plucker, camera.chunk_plucker], dim=2))  # fmt: skip
+    return context_timesteps, cams
