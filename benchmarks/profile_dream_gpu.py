@@ -1,8 +1,9 @@
 """Where a batched dream step goes on a GPU: ms per part at each batch size, and the top CUDA kernels.
 
 Parts of ``Dreamer.step`` on a live batched state (shipped ``rooms-128`` model), each timed alone (median
-of CUDA-event times after warm-up, ``linear_attention.timed``): ``camera inputs``, ``advance+denoise``
-(the one chunk-causal two-frame model pass a step runs with ``defer_append``), ``decode`` (the
+of CUDA-event times after warm-up, ``linear_attention.timed``): ``camera inputs``, ``model pass``
+(the fused one-frame pass, ``denoise_and_append``, at context sigma 1; else the two-frame
+``advance_and_denoise``), ``decode`` (the
 autoencoder), and the whole ``Dreamer.step``. Then
 ``torch.profiler`` over a few whole steps at the largest batch: the kernels by total CUDA time.
 
@@ -49,10 +50,14 @@ def parts(dreamer: Dreamer, batch: int, iters: int) -> tuple[dict[str, float], t
                 return fn()
         return run
 
+    if dreamer.config.fused:  # the step's one pass: the frame sampled and appended as its noise
+        model_pass = inference(lambda: engine.denoise_and_append(state.committed, noise, state.text, cam))
+    else:  # the pending frame appended with the new frame's sampler pass
+        model_pass = inference(lambda: engine.advance_and_denoise(
+            state.committed, p.latents, noise, state.text, p.camera, cam, context_timesteps=p.timesteps))
     rows = {
         "camera inputs": lambda: dreamer._camera(state.c2w0, c2w, state.K, (h * f, w * f), (h, w)),  # fp32
-        "advance+denoise": inference(lambda: engine.advance_and_denoise(
-            state.committed, p.latents, noise, state.text, p.camera, cam, context_timesteps=p.timesteps)),
+        "model pass": model_pass,
         "decode": inference(lambda: dreamer._decode(state.last, as_uint8=True)),  # compiled with the config
         "Dreamer.step": lambda: dreamer.step(state, c2w, gen),
     }
@@ -73,7 +78,7 @@ def main() -> None:
     result = {"benchmark": "profile_dream_gpu", "date": f"{date.today():%Y%m%d}", "hardware": hardware(),
               "torch": torch.__version__, "model": "rooms-128", "compile": a.compile, "rows": []}
     print(f"{'precision':<9} {'batch':>6} " + " ".join(f"{k:>16}" for k in
-                                                      ("camera inputs", "advance+denoise", "decode",
+                                                      ("camera inputs", "model pass", "decode",
                                                        "Dreamer.step")) + "   steps/s")
     last = None
     for prec in a.precision:  # 1. parts per precision and batch
