@@ -18,14 +18,17 @@ frames and noise of step ``n`` on rank ``r`` come from generators seeded by ``(s
         --freeze-encoder ...   # a better decoder for the same latents
     python -m sana_world.generators.train.autoencoder --preset f8c16_lite_wide --init-weights \
         sana_world/zoo/rooms-128/autoencoder --init-encoder-only --freeze-encoder ...   # a larger one
+    python -m sana_world.generators.train.autoencoder --init-weights AE --anchor-weight 1 ...   # near AE's latents
     torchrun --nproc-per-node 4 -m sana_world.generators.train.autoencoder --time-limit-s 240 ...
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,9 @@ class AutoencoderTrainConfig:
     init_encoder_only: bool = _f(False, "take only the encoder (and latent scale) from init_weights; the decoder "
                                  "starts fresh with the preset's decoder, which may differ from the init's "
                                  "(a larger decoder for the same latents; needs freeze_encoder)")
+    anchor_weight: float = _f(0.0, "with init_weights and a trainable encoder: add anchor_weight * mean((s E(x) - "
+                              "s E0(x))^2), E0 the init's encoder (frozen copy), s its scaling factor; the latents "
+                              "stay near the init's, so a world model trained on them needs only a short fine-tune")
     optim: OptimConfig = nested_field(lambda: OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.999,
                                                           grad_clip=1.0), "optimizer, LR, EMA, numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/autoencoder"),
@@ -93,6 +99,11 @@ class AutoencoderTrainConfig:
                               f"{self.model} autoencoder's downsampling factor {f}; pick a multiple of {f}")
         if self.l1_weight < 0 or self.mse_weight < 0 or self.l1_weight + self.mse_weight == 0:
             raise ValueError("l1_weight and mse_weight must be >= 0 and not both 0")
+        if not (math.isfinite(self.anchor_weight) and self.anchor_weight >= 0):
+            raise ValueError(f"anchor_weight must be finite and >= 0, got {self.anchor_weight}")
+        if self.anchor_weight > 0 and (not self.init_weights or self.freeze_encoder or self.init_encoder_only):
+            raise ValueError("anchor_weight > 0 anchors a trainable encoder to the init's: it needs init_weights "
+                             "and refuses freeze_encoder and init_encoder_only (nothing left to anchor)")
         if self.freeze_encoder and not self.init_weights:
             raise ValueError("freeze_encoder needs init_weights (a trained encoder to keep)")
         if self.init_encoder_only and not self.freeze_encoder:
@@ -127,6 +138,40 @@ def reconstruction_loss(ae: nn.Module, x: torch.Tensor, l1: float, mse: float) -
     return l1 * err.abs().mean() + mse * err.square().mean()
 
 
+class ReconAndLatent(nn.Module):
+    """``ae``'s reconstruction and raw latent in one forward (DDP wraps this, syncing both's gradients)."""
+
+    def __init__(self, ae: nn.Module) -> None:
+        super().__init__()
+        self.ae = ae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.ae.encode(x).latent  # (B, C, h, w)
+        return self.ae.decode(z).sample, z
+
+
+def anchored_loss(net: nn.Module, anchor: nn.Module, x: torch.Tensor, config: AutoencoderTrainConfig,
+                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`reconstruction_loss` + ``anchor_weight * mean((s E(x) - s E0(x))^2)``; ``net`` a
+    :class:`ReconAndLatent` (or its DDP), ``anchor`` the frozen E0. Returns (loss, the unweighted anchor term)."""
+    out, z = net(x)  # (B, 3, H, W), (B, C, h, w)
+    with torch.no_grad():
+        z0 = anchor(x).float()
+    err, term = out.float() - x, (scale * (z.float() - z0)).square().mean()
+    return config.l1_weight * err.abs().mean() + config.mse_weight * err.square().mean() + \
+        config.anchor_weight * term, term.detach()
+
+
+@torch.no_grad()
+def latent_drift(ae: nn.Module, anchor: nn.Module, rgb: torch.Tensor) -> float:
+    """RMS(E(x) - E0(x)) / RMS(E0(x)) over uint8 frames (N, H, W, 3), E0 the encoder ``anchor`` (float32)."""
+    sums = torch.zeros(2, dtype=torch.float64, device=rgb.device)
+    for x in map(to_unit, rgb.split(64)):  # (b, 3, H, W)
+        z, z0 = ae.encode(x).latent.double(), anchor(x).double()
+        sums += torch.stack([(z - z0).square().sum(), z0.square().sum()])
+    return float(sums[0] / sums[1]) ** 0.5
+
+
 @torch.no_grad()
 def reconstruction_psnr(ae: nn.Module, rgb: torch.Tensor, batch: int = 64) -> float:
     """Mean per-frame PSNR (dB, uint8 scale) of ``ae``'s reconstructions of uint8 frames (N, H, W, 3)."""
@@ -147,6 +192,9 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
     dev = info.device
     spec = config.spec()
     state = train_run.init_train_state(lambda: build_initial(config), optim, run.seed, info)
+    # anchor_weight's frozen E0 and s: the init's encoder and scale, taken before a resume loads the checkpoint
+    anchor = copy.deepcopy(state.model.encoder).eval().requires_grad_(False) if config.anchor_weight > 0 else None
+    scale = float(state.model.config.scaling_factor)
     resolved = train_run.resolved_config(config, spec, "AutoencoderDC",
                                          "sana_world.generators.train.autoencoder", inputs=INPUTS)
     # 1. resume, or refuse to mix a fresh run into an old one
@@ -155,7 +203,7 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
     # 2. the training frames: this rank's share of a rendered pool, or the shards
     data: ShardSource | PoolSource = (ShardSource(config, info) if config.data_dir
                                       else PoolSource(config, info))
-    ddp = wrap_ddp(state.model, info)
+    ddp = wrap_ddp(state.model if anchor is None else ReconAndLatent(state.model), info)
     ddp.train()
     loop = train_run.RunLoop(run, state, resolved, info, desc="autoencoder", rate_name="frames_per_s")
     with loop:
@@ -165,15 +213,19 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
             x = data.batch_at(step)  # (B, 3, R, R) in [-1, 1]
             # 2. reconstruction loss
             with autocast(dev, optim.bf16):
-                loss = reconstruction_loss(ddp, x, config.l1_weight, config.mse_weight)
+                if anchor is None:
+                    loss = reconstruction_loss(ddp, x, config.l1_weight, config.mse_weight)
+                else:
+                    loss, term = anchored_loss(ddp, anchor, x, config, scale)
             # 3. backward, clip, optimizer and LR step, EMA
             grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step
             state.data_state = {"source": data.name, "seed": run.seed, "next_step": step + 1}
             # 4. log, checkpoint
-            loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=config.batch_size)
+            loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=config.batch_size,
+                          extra=None if anchor is None else {"anchor_mse": float(term)})
     export, psnr = (finish(state.ema.model if state.ema else state.model, data.sample(), config,
-                           Path(run.out_dir), dev) if info.is_main else (None, None))
+                           Path(run.out_dir), dev, anchor) if info.is_main else (None, None))
     return TrainResult(loop.losses, loop.checkpoint(), state.step, export, psnr)
 
 
@@ -252,9 +304,10 @@ def load_encoder(ae: nn.Module, weights: dict[str, torch.Tensor], source: Path |
 
 
 def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainConfig, out: Path,
-           device: torch.device) -> tuple[Path, float]:
+           device: torch.device, anchor: nn.Module | None = None) -> tuple[Path, float]:
     """Score ``ae`` on frames of held-out scenes (rendered) and on ``train_frames`` (N, R, R, 3) uint8, fit
-    its latent scale on those and write ``out/export`` + ``out/eval.json``."""
+    its latent scale on those (or keep the init's; with ``anchor``, E0, score the latents' drift too) and
+    write ``out/export`` + ``out/eval.json``."""
     ae = ae.eval()
     heldout = ClipPool(PoolConfig(trajectories=config.eval_trajectories, steps=config.pool_steps,
                                   size=config.resolution, workers=config.pool_workers, seed=HELDOUT_SEED),
@@ -262,7 +315,7 @@ def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainCo
     frames = heldout.rgb.flatten(0, 1)  # (N, H, W, 3)
     psnr = reconstruction_psnr(ae, frames)
     train_psnr = reconstruction_psnr(ae, train_frames[:1024])
-    if config.freeze_encoder:  # the latent space is the init's: keep its scale exactly
+    if config.freeze_encoder or config.anchor_weight > 0:  # the init's latents (or near them): keep its scale
         scale = float(ae.config.scaling_factor)
     else:
         scale = fit_scaling_factor(ae, train_frames)
@@ -272,6 +325,8 @@ def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainCo
     report = {"preset": config.model, "heldout_psnr_db": psnr, "train_psnr_db": train_psnr,
               "heldout_frames": int(frames.shape[0]), "scaling_factor": scale,
               "params": sum(p.numel() for p in ae.parameters())}
+    if anchor is not None:
+        report.update(anchor_weight=config.anchor_weight, anchor_drift=latent_drift(ae, anchor, frames))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     log.info("autoencoder %s: held-out PSNR %.2f dB (train %.2f), scale %.4f", config.model, psnr, train_psnr,
              scale)
