@@ -14,8 +14,8 @@ prof=(python3 benchmarks/profile_dream_gpu.py --precision bf16 --compile --top 1
 timeout 150 "${prof[@]}" --batches 1024 --channels-last-decode off --suffix _ffn_conv --out "$out" 2>&1 \
   | grep -v "Warn\|warn" | grep -A3 "^precision"
 for f in "${files[@]}"; do cp "$new/$f" "$f"; done
-timeout 240 "${prof[@]}" --batches 1024 2048 --channels-last-decode off on --suffix _ffn_linear --out "$out" \
+timeout 200 "${prof[@]}" --batches 1024 --channels-last-decode off on --suffix _ffn_linear --out "$out" \
   2>&1 | grep -v "Warn\|warn" | tail -n 30
-timeout 170 python3 benchmarks/dream_env.py --device cuda --batches 1024 --steps 1 --iters 20 --warmup 8 \
+timeout 150 python3 benchmarks/dream_env.py --device cuda --batches 1024 --steps 1 --iters 20 --warmup 8 \
   --precision bf16 --compile compiled --rows env --env-max-batch 1024 --out "$out/env" 2>&1 \
   | grep -v "Warn\|warn" | tail -n 4
