@@ -384,16 +384,12 @@ class LatentCodec(nn.Module):
         raw = self.ae.encode(x).latent  # (B, C, h, w)
         return (raw - self.shift) * self.scaling_factor
 
-    def decode(self, latents: torch.Tensor, *, as_uint8: bool = False, channels_last: bool = False) -> torch.Tensor:
-        """Scaled latents (B, C, h, w) -> float [-1, 1] (B, 3, H, W), or uint8 (B, H, W, 3) if ``as_uint8``.
-        ``channels_last``: decode in channels-last memory format (every conv's output follows its input's);
-        the same numbers, other kernels (cuDNN's NHWC ones on a GPU)."""
+    def decode(self, latents: torch.Tensor, *, as_uint8: bool = False) -> torch.Tensor:
+        """Scaled latents (B, C, h, w) -> float [-1, 1] (B, 3, H, W), or uint8 (B, H, W, 3) if ``as_uint8``."""
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
             raise ValueError(f"latents must be (B, {self.latent_channels}, h, w), got {tuple(latents.shape)}")
         p = self._param()
         raw = latents.to(device=p.device, dtype=p.dtype) / self.scaling_factor + self.shift
-        if channels_last:
-            raw = raw.contiguous(memory_format=torch.channels_last)  # (B, C, h, w), NHWC in memory
         images = self.ae.decode(raw).sample  # (B, 3, H, W)
         if not as_uint8:
             return images

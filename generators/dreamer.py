@@ -71,8 +71,6 @@ class DreamerConfig:
         (inductor, CPU or CUDA). A speed option, off by default: the first steps compile (about a minute
         cold on a 2-core CPU, seconds from inductor's on-disk cache); frames equal eager ones up to float
         round-off.
-    channels_last_decode: decode in channels-last memory format (``LatentCodec.decode``): the same
-        numbers through other kernels. None: on CUDA only.
     """
 
     num_steps: int = 1
@@ -83,7 +81,6 @@ class DreamerConfig:
     bf16: bool = False
     defer_append: bool = True
     compile: bool = False
-    channels_last_decode: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "sink_frames", "window_frames"):  # numpy integers count as ints
@@ -234,15 +231,9 @@ class Dreamer:
         causal = ChunkCausalConfig(sink_frames=config.sink_frames, window_frames=config.window_frames)
         self.engine = WMStreamEngine(self.model, FlowEulerSampler(config.num_steps, config.shift),
                                      WMStreamConfig(causal=causal, compile=config.compile))
-        self.device = next(self.model.parameters()).device
-        channels_last = (self.device.type == "cuda" if config.channels_last_decode is None
-                         else config.channels_last_decode)
-
-        def decode(latents: torch.Tensor, as_uint8: bool = False) -> torch.Tensor:
-            return self.codec.decode(latents, as_uint8=as_uint8, channels_last=channels_last)
-
         # (B, C, h, w) latents -> (B, H, W, 3) uint8 frames; compiled, it leaves the codec as it is
-        self._decode = torch.compile(decode, dynamic=False) if config.compile else decode
+        self._decode = torch.compile(self.codec.decode, dynamic=False) if config.compile else self.codec.decode
+        self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
         # the streams' softmax KV windows: bf16 under bf16 autocast (what its attention reads, half the bytes)
         self.window_dtype = torch.bfloat16 if config.bf16 else torch.float32

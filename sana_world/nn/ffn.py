@@ -4,9 +4,7 @@
     → value · SiLU(gate) → 1×1 conv H → C_out (no bias)
 
 The depthwise conv is the only place image SANA mixes neighbouring tokens, i.e. its positional
-signal. `forward` takes tokens (B, N, C) plus the grid size, `forward_channels_last` (B, H, W, C): both
-run the 1×1 convs as linears over the channels (GEMMs on the tokens as they lie, no layout change) and the
-depthwise conv on a channels-last view. `forward_grid` takes (B, C, H, W) and runs the three convs.
+signal. `forward` takes tokens (B, N, C) plus the grid size; `forward_grid` takes (B, C, H, W).
 """
 
 from __future__ import annotations
@@ -61,22 +59,7 @@ class GLUMBConv(nn.Module):
         value, gate = h.chunk(2, dim=1)  # 2 × (B, H, H, W)
         return self.pointwise(value * F.silu(gate))  # (B, C_out, H, W)
 
-    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C_out); `forward_grid`'s function with the 1×1 convs as linears."""
-        h = F.silu(_pointwise(self.inverted, x))  # (B, H, W, 2H)
-        h = self.depthwise(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, 2H)
-        value, gate = h.chunk(2, dim=-1)  # 2 × (B, H, W, H)
-        return _pointwise(self.pointwise, value * F.silu(gate))  # (B, H, W, C_out)
-
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Tokens (B, N, C) in row-major order over a (height, width) grid -> (B, N, C_out)."""
-        grid = x.unflatten(1, (height, width))  # (B, H, W, C)
-        return self.forward_channels_last(grid).flatten(1, 2)  # (B, N, C_out)
-
-
-def _pointwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A 1×1 conv on channels-last x (B, H, W, C) -> (B, H, W, N): a linear over the channels; a module
-    that replaced the Conv2d (`nn.fp8.FP8PointwiseConv2d`) is called on the (B, C, H, W) view instead."""
-    if isinstance(conv, nn.Conv2d):
-        return F.linear(x, conv.weight.flatten(1), conv.bias)
-    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        grid = x.unflatten(1, (height, width)).permute(0, 3, 1, 2)  # (B, C, H, W)
+        return self.forward_grid(grid).flatten(2).transpose(1, 2)  # (B, N, C_out)

@@ -120,7 +120,7 @@ def rope_tables_at(
 @dataclass
 class GDNBlockState:
     """kv (B, H, D, D), z (B, H, D): main forward-scan state; cam_kv (B, H, D, D): camera-branch state;
-    conv_k, conv_k_cam (B, K−1, S, C): raw (pre-conv) keys of the last K−1 frames; ffn (B, p, S, C): the
+    conv_k, conv_k_cam (B, K−1, S, C): raw (pre-conv) keys of the last K−1 frames; ffn (B, C, p, S): the
     GLU output of the last p = k_t // 2 frames (left context of the temporal conv)."""
 
     kv: torch.Tensor
@@ -135,7 +135,7 @@ class GDNBlockState:
 class SoftmaxBlockState:
     """KV window of `sink_frames + window_frames` slots (B, F, S, H, D): slot j < sink holds frame j,
     slot sink + i holds frame (next − W + i); keys after RoPE (k) and after UCPE (cam_k, cam_v), so cached
-    frames keep their absolute positions and poses. ffn (B, p, S, C) as in `GDNBlockState`."""
+    frames keep their absolute positions and poses. ffn (B, C, p, S) as in `GDNBlockState`."""
 
     k: torch.Tensor
     v: torch.Tensor
@@ -197,37 +197,32 @@ def chunk_causal_temporal_conv(
     conv: torch.nn.Conv2d, y: torch.Tensor, ctx: CausalContext, prefix: torch.Tensor | None,
     with_conv: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
-    """GLUMBConvTemp's (k_t × 1) conv, chunk-causal, on channels-last frames: y (B, T, S, C), prefix
-    (B, p, S, C) with p = k_t // 2 (None: zeros). Left taps read across chunks, right taps only within the
-    chunk; each tap is a linear over the channels. Returns (conv(y) (B, T, S, C), or None without
-    `with_conv`; the prefix after the committed frames).
-
-    out[t] = Σ_{j≤p} W_j y[t−p+j] (through the prefix) + Σ_{d≥1} W_{p+d} y[t+d] (same chunk only).
-    """
-    B, T, S, C = y.shape
-    p = conv.kernel_size[0] // 2
+    """GLUMBConvTemp's (k_t × 1) conv, chunk-causal: y (B, C, T, S), prefix (B, C, p, S) with p = k_t // 2
+    (None: zeros). Left taps read across chunks, right taps only within the chunk. Returns
+    (conv(y) (B, C, T, S), or None without `with_conv`; the prefix after the committed frames)."""
+    B, C, T, S = y.shape
+    Kt = conv.kernel_size[0]
+    p = Kt // 2
     if prefix is None:
-        prefix = y.new_zeros(B, p, S, C)
-    seq = torch.cat([prefix, y], dim=1)  # (B, p+T, S, C)
+        prefix = y.new_zeros(B, C, p, S)
+    seq = torch.cat([prefix, y], dim=2)  # (B, C, p+T, S)
     end = p + ctx.committed  # the prefix after the committed frames
     if not with_conv:
-        return None, seq[:, end - p : end]
-    w = conv.weight[..., 0].to(y.dtype)  # (C_out, C_in, k_t)
-    # 1. Left taps and the centre: tap j reads frame t − p + j.
-    out = F.linear(seq[:, :T], w[:, :, 0], None if conv.bias is None else conv.bias.to(y.dtype))
-    for j in range(1, p + 1):
-        out = out + F.linear(seq[:, j : j + T], w[:, :, j])
+        return None, seq[:, :, end - p : end]
+    w = conv.weight.to(y.dtype)  # (C_out, C_in, Kt, 1)
+    # 1. Left taps and the centre: a valid conv over [prefix, y].
+    out = F.conv2d(seq, w[:, :, : p + 1])  # (B, C, T, S)
     # 2. Right taps, masked at the chunk end (skipped where no frame has one: a sum of zeros).
     for d in range(1, p + 1):
         rows = ctx.future_rows(d)
         if not any(rows):
             continue
-        shifted = torch.cat([y[:, d:], y.new_zeros(B, min(d, T), S, C)], dim=1)[:, :T]  # (B, T, S, C)
-        tap = F.linear(shifted, w[:, :, p + d])
+        shifted = torch.cat([y[:, :, d:], y.new_zeros(B, C, min(d, T), S)], dim=2)[:, :, :T]
+        tap = F.conv2d(shifted, w[:, :, p + d : p + d + 1])
         if not all(rows):
-            tap = tap * ctx.future_mask(d, y.device).to(y.dtype)[:, None, None]  # (T, 1, 1)
+            tap = tap * ctx.future_mask(d, y.device).to(y.dtype)[:, None]  # (T, 1)
         out = out + tap
-    return out, seq[:, end - p : end]
+    return out, seq[:, :, end - p : end]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -399,11 +394,14 @@ def _ffn(
     `output`: only the new prefix is wanted), new prefix."""
     B, N, C = x.shape
     T, h, w = grid
-    y = ffn.glu.forward_channels_last(x.reshape(B * T, h, w, C)).reshape(B, T, h * w, C)  # (B, T, h·w, C)
+    frames = x.reshape(B * T, h, w, C).permute(0, 3, 1, 2)  # (B·T, C, h, w)
+    y = ffn.glu.forward_grid(frames)  # (B·T, C, h, w)
+    y = y.view(B, T, C, h * w).transpose(1, 2)  # (B, C, T, h·w)
     conv, new_prefix = chunk_causal_temporal_conv(ffn.t_conv, y, ctx, prefix, with_conv=output)
     if conv is None:
         return None, new_prefix
-    return (y + conv).reshape(B, N, C), new_prefix
+    y = y + conv
+    return y.permute(0, 2, 3, 1).reshape(B, N, C), new_prefix
 
 
 def causal_block_forward(

@@ -90,9 +90,11 @@ class GLUMBConvTemp(nn.Module):
         """x (B, T·h·w, C) -> (B, T·h·w, C)."""
         B, N, C = x.shape
         T, h, w = grid
-        y = self.glu.forward_channels_last(x.reshape(B * T, h, w, C)).reshape(B, T, h * w, C)  # (B, T, h·w, C)
-        y = y + self.t_conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # the conv on (B, C, T, h·w)
-        return y.reshape(B, N, C)
+        frames = x.reshape(B * T, h, w, C).permute(0, 3, 1, 2)  # (B·T, C, h, w)
+        y = self.glu.forward_grid(frames)  # (B·T, C, h, w)
+        y = y.view(B, T, C, h * w).transpose(1, 2)  # (B, C, T, h·w)
+        y = y + self.t_conv(y)
+        return y.permute(0, 2, 3, 1).reshape(B, N, C)
 
 
 class SanaWMBlock(nn.Module):

@@ -156,7 +156,7 @@ class WMStreamEngine:
 
         blocks: list[BlockState] = []
         for block in self.model.blocks:
-            ffn = z(B, p, S, C)  # (B, p, S, C)
+            ffn = z(B, C, p, S)  # (B, C, p, S)
             if block.is_softmax:
                 win = [torch.zeros(B, slots, S, h, d, device=device, dtype=window_dtype or dtype) for _ in range(4)]
                 blocks.append(SoftmaxBlockState(*win, ffn=ffn))
@@ -214,7 +214,7 @@ class WMStreamEngine:
             raise ValueError(f"latents must be (B, C={cfg.in_channels}, T, H, W), got {tuple(latents.shape)}")
         H, W = latents.shape[-2:]
         ph, pw = cfg.patch_size[1:]
-        tokens = int(state.blocks[0].ffn.shape[-2])  # tokens a frame of this stream's grid
+        tokens = int(state.blocks[0].ffn.shape[-1])  # tokens a frame of this stream's grid
         if H % ph or W % pw or (H // ph) * (W // pw) != tokens:
             raise ValueError(f"latent frames of {H}x{W} do not fit this stream ({tokens} tokens a frame at patch "
                              f"{ph}x{pw}: the latent_size it was started with)")

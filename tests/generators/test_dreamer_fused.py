@@ -80,22 +80,3 @@ def test_denoise_and_append_needs_one_euler_step() -> None:
     text = Dreamer(models).encode_text(["a room"])
     with pytest.raises(ValueError, match="one-step"):
         engine.denoise_and_append(state, torch.randn(1, 16, 1, 16, 16), text)
-
-
-def test_channels_last_decode_gives_the_same_frames() -> None:
-    """DreamerConfig.channels_last_decode (the CUDA default) decodes through NHWC kernels: the same frames."""
-    models = zoo.load("rooms-128")
-    g = torch.Generator().manual_seed(6)
-    rgb = torch.randint(0, 256, (2, 128, 128, 3), generator=g, dtype=torch.uint8)
-    K = torch.tensor([[64.0, 0, 64], [0, 64.0, 64], [0, 0, 1]])
-    c2w = torch.eye(4).repeat(2, 1, 1)
-    c2w[:, 2, 3] = 0.1
-    noise = torch.randn(2, 16, 1, 16, 16, generator=g)
-    frames = []
-    for channels_last in (False, True):
-        d = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, channels_last_decode=channels_last))
-        state = d.start(rgb, torch.eye(4).repeat(2, 1, 1), K, ["a room", "a hall"])
-        frames.append(d.step(state, c2w, noise=noise)[0])  # (2, 128, 128, 3) uint8
-    assert frames[0].shape == (2, 128, 128, 3) and frames[1].is_contiguous()
-    assert (frames[0].int() - frames[1].int()).abs().max() <= 1  # float round-off may flip a rounding
-    assert DreamerConfig().channels_last_decode is None
