@@ -32,10 +32,11 @@ from PIL import Image
 from sana_world.data.pool import ClipPool, PoolConfig
 from sana_world.generators.autoencoder import load_autoencoder
 from sana_world.worlds.sampler import HELDOUT_START
+from sana_world.zoo import ZOO_ROOT
 
 from results_io import check_device, hardware, write_result  # noqa: E402  (benchmarks/ is the script's folder)
 
-ZOO_AE = "sana_world/zoo/rooms-128/autoencoder"
+ZOO_AE = str(ZOO_ROOT / "rooms-128" / "autoencoder")
 
 
 def psnr_of(sq_err: torch.Tensor) -> torch.Tensor:
