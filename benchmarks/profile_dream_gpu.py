@@ -71,8 +71,6 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--top", type=int, default=30, help="rows of the kernel table")
     p.add_argument("--compile", action="store_true", help="DreamerConfig.compile (blocks and decode compiled)")
-    p.add_argument("--channels-last-decode", nargs="+", default=["on"], choices=["off", "on"],
-                   help="DreamerConfig.channels_last_decode, a row each (on: the CUDA default)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--suffix", default="", help="appended to the result file's name")
     a = p.parse_args()
@@ -80,28 +78,25 @@ def main() -> None:
     models = load_models("rooms-128", dev)
     result = {"benchmark": "profile_dream_gpu", "date": f"{date.today():%Y%m%d}", "hardware": hardware(),
               "torch": torch.__version__, "model": "rooms-128", "compile": a.compile, "rows": []}
-    print(f"{'precision':<9} {'NHWC':>4} {'batch':>6} " + " ".join(f"{k:>16}" for k in
+    print(f"{'precision':<9} {'batch':>6} " + " ".join(f"{k:>16}" for k in
                                                       ("camera inputs", "model pass", "decode",
                                                        "Dreamer.step")) + "   steps/s")
     last = None
-    settings = [(prec, cl) for prec in a.precision for cl in a.channels_last_decode]
-    for prec, cl in settings:  # 1. parts per precision, decode layout and batch
+    for prec in a.precision:  # 1. parts per precision and batch
         dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=prec == "bf16",
-                                                         compile=a.compile, channels_last_decode=cl == "on"))
+                                                         compile=a.compile))
         for batch in a.batches:
             try:
                 ms, last = parts(dreamer, batch, a.iters)
             except torch.OutOfMemoryError:  # a measured limit: recorded, the kernel table uses the last fit
-                print(f"{prec:<9} {cl:>4} {batch:>6}   out of GPU memory", flush=True)
-                result["rows"].append({"precision": prec, "channels_last_decode": cl == "on", "batch": batch,
-                                       "out_of_memory": True})
+                print(f"{prec:<9} {batch:>6}   out of GPU memory", flush=True)
+                result["rows"].append({"precision": prec, "batch": batch, "out_of_memory": True})
                 torch.cuda.empty_cache()
                 continue
             rate = batch * 1e3 / ms["Dreamer.step"]
-            print(f"{prec:<9} {cl:>4} {batch:>6} " + " ".join(f"{v:>16.2f}" for v in ms.values())
-                  + f"   {rate:,.0f}", flush=True)
-            result["rows"].append({"precision": prec, "channels_last_decode": cl == "on", "batch": batch, "ms": ms,
-                                   "steps_per_s": rate})
+            print(f"{prec:<9} {batch:>6} " + " ".join(f"{v:>16.2f}" for v in ms.values()) + f"   {rate:,.0f}",
+                  flush=True)
+            result["rows"].append({"precision": prec, "batch": batch, "ms": ms, "steps_per_s": rate})
     # 2. the kernels of a few whole steps at the last setting
     from torch.profiler import ProfilerActivity, profile
 
