@@ -105,8 +105,8 @@ def main() -> None:
     p.add_argument("--trajectories", type=int, default=64, help="held-out trajectories (16 frames each)")
     p.add_argument("--edge", type=float, default=20.0, help="grey-level gradient threshold of an edge pixel")
     p.add_argument("--supersample", type=int, default=1,
-                   help="render at this many times the side and average down to 128 (antialiased GT: what the "
-                        "frames would be with SSAA; the autoencoders were trained on the aliased ones)")
+                   help="PoolConfig.supersample: rays a side per pixel, box-filtered (antialiased GT; the zoo "
+                        "autoencoder was trained on 1, aliased frames)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -116,12 +116,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     if a.supersample < 1:
         p.error(f"--supersample must be >= 1, got {a.supersample}")
-    pool = ClipPool(PoolConfig(trajectories=a.trajectories, steps=15, size=128 * a.supersample, workers=0,
-                               seed=HELDOUT_START), torch.device("cpu"), progress=True)
-    rgb = pool.rgb.flatten(0, 1)  # (N, 128 s, 128 s, 3) uint8
-    if a.supersample > 1:  # the box filter of SSAA: each output pixel the mean of its s x s samples
-        x = F.avg_pool2d(rgb.permute(0, 3, 1, 2).float(), a.supersample)  # (N, 3, 128, 128)
-        rgb = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # (N, 128, 128, 3)
+    pool = ClipPool(PoolConfig(trajectories=a.trajectories, steps=15, size=128, workers=0,
+                               supersample=a.supersample, seed=HELDOUT_START), torch.device("cpu"), progress=True)
+    rgb = pool.rgb.flatten(0, 1)  # (N, 128, 128, 3) uint8
     edges = edge_mask(rgb, a.edge)
     result = {"benchmark": "ae_error", "date": f"{date.today():%Y-%m-%d}", "hardware": hardware(dev),
               "platform": platform.platform(),

@@ -61,6 +61,8 @@ class AutoencoderTrainConfig:
     pool_trajectories: int = _f(512, "trajectories in the training pool (all ranks)")
     pool_steps: int = _f(15, "steps per pooled trajectory")
     pool_workers: int = _f(8, "CPU processes planning pooled trajectories")
+    pool_supersample: int = _f(1, "render pooled (and held-out) frames at this many rays a side per pixel and "
+                               "box-filter them down: antialiased frames (PoolConfig.supersample)")
     data_dir: str | None = _f(None, "train on the frames of this shard dataset (sana_world.data.generate "
                               "output) instead of a rendered pool; held-out scene seeds are left out")
     verify_data: bool = _f(True, "hash every shard of data_dir before training")
@@ -88,7 +90,8 @@ class AutoencoderTrainConfig:
     def __post_init__(self) -> None:
         if self.model not in AE_PRESETS:
             raise ValueError(f"unknown autoencoder preset {self.model!r}; choose one of {sorted(AE_PRESETS)}")
-        for name in ("pool_trajectories", "pool_steps", "resolution", "batch_size", "eval_trajectories"):
+        for name in ("pool_trajectories", "pool_steps", "pool_supersample", "resolution", "batch_size",
+                     "eval_trajectories"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pool_workers < 0:
@@ -237,7 +240,7 @@ class PoolSource:
 
     def __init__(self, config: AutoencoderTrainConfig, info: DistInfo) -> None:
         pool = PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps, size=config.resolution,
-                          workers=config.pool_workers, seed=config.run.seed)
+                          workers=config.pool_workers, supersample=config.pool_supersample, seed=config.run.seed)
         self.pool = ClipPool(pool, info.device, info.rank, info.world_size, progress=info.is_main)
         self.seed, self.batch, self.rank = config.run.seed, config.batch_size, info.rank
 
@@ -310,7 +313,8 @@ def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainCo
     write ``out/export`` + ``out/eval.json``."""
     ae = ae.eval()
     heldout = ClipPool(PoolConfig(trajectories=config.eval_trajectories, steps=config.pool_steps,
-                                  size=config.resolution, workers=config.pool_workers, seed=HELDOUT_SEED),
+                                  size=config.resolution, workers=config.pool_workers,
+                                  supersample=config.pool_supersample, seed=HELDOUT_SEED),
                        device, progress=False)
     frames = heldout.rgb.flatten(0, 1)  # (N, H, W, 3)
     psnr = reconstruction_psnr(ae, frames)
@@ -323,6 +327,7 @@ def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainCo
     export = out / "export"
     ae.save_pretrained(export, safe_serialization=True)
     report = {"preset": config.model, "heldout_psnr_db": psnr, "train_psnr_db": train_psnr,
+              "supersample": config.pool_supersample,
               "heldout_frames": int(frames.shape[0]), "scaling_factor": scale,
               "params": sum(p.numel() for p in ae.parameters())}
     if anchor is not None:

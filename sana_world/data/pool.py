@@ -30,7 +30,7 @@ from sana_world.camera import intrinsics_from_fov
 from sana_world.data.generate import TrajectoryConfig, TrajectoryPlan, make_policy, plan_trajectory
 from sana_world.worlds import WorldConfig
 
-__all__ = ["ClipPool", "PoolConfig", "plan_many"]
+__all__ = ["ClipPool", "PoolConfig", "box_downsample", "plan_many"]
 
 POOL_POLICIES = ("explore", "keys")
 
@@ -47,6 +47,8 @@ class PoolConfig:
     workers: CPU processes planning trajectories (0: plan in this process).
     render_batch: trajectories per packed render call.
     shadows: render shadows (the GT envs do).
+    supersample: render s·size pixels a side and average each s×s block (SSAA with a box filter: antialiased
+        frames, what a camera integrating over its pixels sees; 1: one ray a pixel, the GT envs' frames).
     seed: the pool's seed; trajectory k of policy p uses scene seed ``seed + offset(p) + k``.
     """
 
@@ -58,10 +60,11 @@ class PoolConfig:
     workers: int = 8
     render_batch: int = 32
     shadows: bool = True
+    supersample: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("trajectories", "steps", "size", "render_batch"):
+        for name in ("trajectories", "steps", "size", "render_batch", "supersample"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PoolConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.keys_fraction <= 1.0:
@@ -117,7 +120,8 @@ class ClipPool:
         # 3. render on the device, render_batch trajectories per packed call
         renderer = renderer or TorchRenderer(device=self.device, shadows=cfg.shadows)
         self.K = intrinsics_from_fov(cfg.size, cfg.size, cfg.fov_deg).to(self.device)  # (3, 3)
-        N, F, S = len(plans), cfg.steps + 1, cfg.size
+        N, F, S, ss = len(plans), cfg.steps + 1, cfg.size, cfg.supersample
+        K_render = intrinsics_from_fov(S * ss, S * ss, cfg.fov_deg).to(self.device)  # (3, 3)
         self.rgb = torch.empty(N, F, S, S, 3, dtype=torch.uint8, device=self.device)
         self.c2w = torch.stack([torch.from_numpy(p.c2w) for p in plans]).to(self.device)  # (N, F, 4, 4)
         bar = tqdm(total=N * F, desc=f"render pool (rank {rank})", unit="frame", disable=not progress)
@@ -125,8 +129,8 @@ class ClipPool:
             z = min(a + cfg.render_batch, N)
             packed = pack_scenes([p.spec for p in plans[a:z]], self.device)
             index = torch.arange(z - a, device=self.device).repeat_interleave(F)  # ((z - a) F,)
-            out = renderer.render_packed(packed, index, self.c2w[a:z].reshape(-1, 4, 4), self.K, S, S)
-            self.rgb[a:z] = out.rgb.view(z - a, F, S, S, 3)
+            out = renderer.render_packed(packed, index, self.c2w[a:z].reshape(-1, 4, 4), K_render, S * ss, S * ss)
+            self.rgb[a:z] = box_downsample(out.rgb, ss).view(z - a, F, S, S, 3)
             bar.update((z - a) * F)
         bar.close()
         self.captions = [p.caption for p in plans]
@@ -158,6 +162,14 @@ class ClipPool:
         """``count`` random single frames (B, H, W, 3) uint8 and their captions."""
         out = self.clips(1, count, generator)
         return out["rgb"][:, 0], out["captions"]
+
+
+def box_downsample(rgb: torch.Tensor, factor: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> (N, H / factor, W / factor, 3): each pixel the rounded mean of its block."""
+    if factor == 1:
+        return rgb
+    x = torch.nn.functional.avg_pool2d(rgb.permute(0, 3, 1, 2).float(), factor)  # (N, 3, H/f, W/f)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def pool_generator(seed: int, step: int, rank: int) -> torch.Generator:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
+from dataclasses import replace
+
+from sana_world.data.pool import ClipPool, PoolConfig, box_downsample, pool_generator
 
 CFG = PoolConfig(trajectories=6, steps=4, size=32, workers=0, keys_fraction=0.5, seed=3)
 
@@ -49,3 +51,18 @@ def test_bad_config_raises() -> None:
         PoolConfig(keys_fraction=1.5)
     with pytest.raises(ValueError, match="trajectories"):
         PoolConfig(trajectories=0)
+    with pytest.raises(ValueError, match="supersample"):
+        PoolConfig(supersample=0)
+
+
+def test_supersampled_frames_are_the_box_filtered_larger_render(pool: ClipPool) -> None:
+    """supersample 2: each pixel the rounded mean of a 2x2 block of the render at twice the side, the same
+    poses and the frames' own intrinsics (one field of view)."""
+    big = ClipPool(replace(CFG, size=64), progress=False)
+    ss = ClipPool(replace(CFG, supersample=2), progress=False)
+    assert ss.rgb.shape == pool.rgb.shape and torch.equal(ss.K, pool.K) and torch.equal(ss.c2w, pool.c2w)
+    assert torch.equal(ss.rgb, box_downsample(big.rgb.flatten(0, 1), 2).view_as(ss.rgb))
+    diff = (ss.rgb.float() - pool.rgb.float()).abs()
+    assert 0 < diff.mean() < 10  # the same scenes, smoothed where edges fall inside a pixel
+    x = torch.tensor([[0, 255], [255, 0]], dtype=torch.uint8)[None, :, :, None].expand(1, 2, 2, 3)
+    assert box_downsample(x, 2).flatten().tolist() == [128, 128, 128] and box_downsample(x, 1) is x
