@@ -117,8 +117,8 @@ def main() -> None:
     if a.supersample < 1:
         p.error(f"--supersample must be >= 1, got {a.supersample}")
     pool = ClipPool(PoolConfig(trajectories=a.trajectories, steps=15, size=128, workers=0,
-                               supersample=a.supersample, seed=HELDOUT_START), torch.device("cpu"), progress=True)
-    rgb = pool.rgb.flatten(0, 1)  # (N, 128, 128, 3) uint8
+                               supersample=a.supersample, seed=HELDOUT_START), dev, progress=True)
+    rgb = pool.rgb.flatten(0, 1).cpu()  # (N, 128, 128, 3) uint8, rendered on the device
     edges = edge_mask(rgb, a.edge)
     result = {"benchmark": "ae_error", "date": f"{date.today():%Y-%m-%d}", "hardware": hardware(dev),
               "platform": platform.platform(),
