@@ -134,13 +134,6 @@ def to_unit(rgb: torch.Tensor) -> torch.Tensor:
     return rgb.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def reconstruction_loss(ae: nn.Module, x: torch.Tensor, l1: float, mse: float) -> torch.Tensor:
-    """``l1 |x - x̂| + mse (x - x̂)^2`` averaged over pixels; x (B, 3, H, W) in [-1, 1]."""
-    out = ae(x).sample.float()  # (B, 3, H, W)
-    err = out - x
-    return l1 * err.abs().mean() + mse * err.square().mean()
-
-
 class ReconAndLatent(nn.Module):
     """``ae``'s reconstruction and raw latent in one forward (DDP wraps this, syncing both's gradients)."""
 
@@ -153,16 +146,20 @@ class ReconAndLatent(nn.Module):
         return self.ae.decode(z).sample, z
 
 
-def anchored_loss(net: nn.Module, anchor: nn.Module, x: torch.Tensor, config: AutoencoderTrainConfig,
-                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`reconstruction_loss` + ``anchor_weight * mean((s E(x) - s E0(x))^2)``; ``net`` a
-    :class:`ReconAndLatent` (or its DDP), ``anchor`` the frozen E0. Returns (loss, the unweighted anchor term)."""
+def training_loss(net: nn.Module, x: torch.Tensor, config: AutoencoderTrainConfig, anchor: nn.Module | None,
+                  scale: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``l1 |x - x̂| + mse (x - x̂)^2`` averaged over pixels (x (B, 3, H, W) in [-1, 1]), plus with ``anchor``
+    (the frozen E0) ``anchor_weight * mean((s E(x) - s E0(x))^2)``; ``net`` a :class:`ReconAndLatent` (or its
+    DDP). Returns (loss, the unweighted anchor term or None)."""
     out, z = net(x)  # (B, 3, H, W), (B, C, h, w)
+    err = out.float() - x
+    loss = config.l1_weight * err.abs().mean() + config.mse_weight * err.square().mean()
+    if anchor is None:
+        return loss, None
     with torch.no_grad():
         z0 = anchor(x).float()
-    err, term = out.float() - x, (scale * (z.float() - z0)).square().mean()
-    return config.l1_weight * err.abs().mean() + config.mse_weight * err.square().mean() + \
-        config.anchor_weight * term, term.detach()
+    term = (scale * (z.float() - z0)).square().mean()
+    return loss + config.anchor_weight * term, term.detach()
 
 
 @torch.no_grad()
@@ -206,7 +203,7 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
     # 2. the training frames: this rank's share of a rendered pool, or the shards
     data: ShardSource | PoolSource = (ShardSource(config, info) if config.data_dir
                                       else PoolSource(config, info))
-    ddp = wrap_ddp(state.model if anchor is None else ReconAndLatent(state.model), info)
+    ddp = wrap_ddp(ReconAndLatent(state.model), info)
     ddp.train()
     loop = train_run.RunLoop(run, state, resolved, info, desc="autoencoder", rate_name="frames_per_s")
     with loop:
@@ -216,17 +213,14 @@ def train(config: AutoencoderTrainConfig) -> TrainResult:
             x = data.batch_at(step)  # (B, 3, R, R) in [-1, 1]
             # 2. reconstruction loss
             with autocast(dev, optim.bf16):
-                if anchor is None:
-                    loss = reconstruction_loss(ddp, x, config.l1_weight, config.mse_weight)
-                else:
-                    loss, term = anchored_loss(ddp, anchor, x, config, scale)
+                loss, term = training_loss(ddp, x, config, anchor, scale)
             # 3. backward, clip, optimizer and LR step, EMA
             grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step
             state.data_state = {"source": data.name, "seed": run.seed, "next_step": step + 1}
             # 4. log, checkpoint
             loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=config.batch_size,
-                          extra=None if anchor is None else {"anchor_mse": float(term)})
+                          extra=None if term is None else {"anchor_mse": float(term)})
     export, psnr = (finish(state.ema.model if state.ema else state.model, data.sample(), config,
                            Path(run.out_dir), dev, anchor) if info.is_main else (None, None))
     return TrainResult(loop.losses, loop.checkpoint(), state.step, export, psnr)
