@@ -16,17 +16,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from sana_world.render.base import area_average
+
 __all__ = ["DownsampleRGB", "area_average"]
-
-
-def area_average(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 frames (..., H, W, 3) area-averaged to (..., size, size, 3) on their device, rounded half up;
-    ``size`` divides the square side H = W (the caller checks). What :class:`DownsampleRGB` shows an agent,
-    and what the SB3 adapter does to a whole batch at once."""
-    *lead, h, _, c = frames.shape
-    k = h // size
-    mean = frames.reshape(*lead, size, k, size, k, c).to(torch.float32).mean(dim=(-4, -2))  # (..., s, s, C)
-    return torch.floor(mean + 0.5).to(torch.uint8)
 
 
 class DownsampleRGB(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

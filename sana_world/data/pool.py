@@ -30,7 +30,7 @@ from sana_world.camera import intrinsics_from_fov
 from sana_world.data.generate import TrajectoryConfig, TrajectoryPlan, make_policy, plan_trajectory
 from sana_world.worlds import WorldConfig
 
-__all__ = ["ClipPool", "PoolConfig", "box_downsample", "plan_many"]
+__all__ = ["ClipPool", "PoolConfig", "plan_many"]
 
 POOL_POLICIES = ("explore", "keys")
 
@@ -99,6 +99,7 @@ class ClipPool:
 
     def __init__(self, config: PoolConfig, device: str | torch.device = "cpu", rank: int = 0,
                  world_size: int = 1, renderer: Any = None, progress: bool = True) -> None:
+        from sana_world.render.base import area_average
         from sana_world.render.torch_caster import TorchRenderer, pack_scenes
 
         if not 0 <= rank < world_size:
@@ -130,7 +131,8 @@ class ClipPool:
             packed = pack_scenes([p.spec for p in plans[a:z]], self.device)
             index = torch.arange(z - a, device=self.device).repeat_interleave(F)  # ((z - a) F,)
             out = renderer.render_packed(packed, index, self.c2w[a:z].reshape(-1, 4, 4), K_render, S * ss, S * ss)
-            self.rgb[a:z] = box_downsample(out.rgb, ss).view(z - a, F, S, S, 3)
+            rgb = out.rgb if ss == 1 else area_average(out.rgb, S)  # ((z - a) F, S, S, 3)
+            self.rgb[a:z] = rgb.view(z - a, F, S, S, 3)
             bar.update((z - a) * F)
         bar.close()
         self.captions = [p.caption for p in plans]
@@ -162,14 +164,6 @@ class ClipPool:
         """``count`` random single frames (B, H, W, 3) uint8 and their captions."""
         out = self.clips(1, count, generator)
         return out["rgb"][:, 0], out["captions"]
-
-
-def box_downsample(rgb: torch.Tensor, factor: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> (N, H / factor, W / factor, 3): each pixel the rounded mean of its block."""
-    if factor == 1:
-        return rgb
-    x = torch.nn.functional.avg_pool2d(rgb.permute(0, 3, 1, 2).float(), factor)  # (N, 3, H/f, W/f)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def pool_generator(seed: int, step: int, rank: int) -> torch.Generator:

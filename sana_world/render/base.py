@@ -43,3 +43,13 @@ class Renderer(Protocol):
 
     def render(self, scene: SceneSpec, c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) -> RenderOutput:
         ...
+
+
+def area_average(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 frames (..., H, W, 3) area-averaged to (..., size, size, 3) on their device, rounded half up;
+    ``size`` divides the square side H = W (the caller checks). A supersampled render's box filter
+    (``data.pool.PoolConfig.supersample``) and what ``envs.wrappers.DownsampleRGB`` shows an agent."""
+    *lead, h, _, c = frames.shape
+    k = h // size
+    mean = frames.reshape(*lead, size, k, size, k, c).to(torch.float32).mean(dim=(-4, -2))  # (..., s, s, C)
+    return torch.floor(mean + 0.5).to(torch.uint8)

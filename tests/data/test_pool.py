@@ -7,7 +7,8 @@ import torch
 
 from dataclasses import replace
 
-from sana_world.data.pool import ClipPool, PoolConfig, box_downsample, pool_generator
+from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
+from sana_world.render.base import area_average
 
 CFG = PoolConfig(trajectories=6, steps=4, size=32, workers=0, keys_fraction=0.5, seed=3)
 
@@ -61,8 +62,8 @@ def test_supersampled_frames_are_the_box_filtered_larger_render(pool: ClipPool) 
     big = ClipPool(replace(CFG, size=64), progress=False)
     ss = ClipPool(replace(CFG, supersample=2), progress=False)
     assert ss.rgb.shape == pool.rgb.shape and torch.equal(ss.K, pool.K) and torch.equal(ss.c2w, pool.c2w)
-    assert torch.equal(ss.rgb, box_downsample(big.rgb.flatten(0, 1), 2).view_as(ss.rgb))
+    assert torch.equal(ss.rgb, area_average(big.rgb.flatten(0, 1), 32).view_as(ss.rgb))
     diff = (ss.rgb.float() - pool.rgb.float()).abs()
     assert 0 < diff.mean() < 10  # the same scenes, smoothed where edges fall inside a pixel
     x = torch.tensor([[0, 255], [255, 0]], dtype=torch.uint8)[None, :, :, None].expand(1, 2, 2, 3)
-    assert box_downsample(x, 2).flatten().tolist() == [128, 128, 128] and box_downsample(x, 1) is x
+    assert area_average(x, 1).flatten().tolist() == [128, 128, 128]  # each pixel the block mean, half up
