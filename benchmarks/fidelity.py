@@ -39,6 +39,7 @@ from sana_world.generators import zoo
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
 from sana_world.metrics import psnr, ssim
 from sana_world.pose_estimation import estimate_relative_pose, motion_magnitude, pose_errors
+from sana_world.render.base import area_average
 from sana_world.render.torch_caster import TorchRenderer, pack_scenes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -47,27 +48,30 @@ from results_io import check_device, hardware  # noqa: E402
 HORIZONS = (1, 8, 32, 128)
 
 
-def render_paths(seeds: list[int], steps: int, size: int, device: torch.device, workers: int):
-    """Plans (explorer rollouts) of held-out scenes and their GT rgb (N, F, S, S, 3) and depth (N, F, S, S)."""
+def render_paths(seeds: list[int], steps: int, size: int, device: torch.device, workers: int, supersample: int = 1):
+    """Plans (explorer rollouts) of held-out scenes and their GT rgb (N, F, S, S, 3) and depth (N, F, S, S).
+    ``supersample`` s: rendered at s·S a side, rgb box-filtered down, depth of each block's ray (s // 2,
+    s // 2), as ``GTWorld.render`` does."""
     plans = plan_many(seeds, steps, "explore", workers)
     K = intrinsics_from_fov(size, size, 90.0).to(device)
+    R, o = size * supersample, supersample // 2
+    K_render = intrinsics_from_fov(R, R, 90.0).to(device)
     c2w = torch.stack([torch.from_numpy(p.c2w) for p in plans]).to(device)  # (N, F, 4, 4)
     rgbs, depths = [], []
     if device.type == "cpu":  # the CPU GT envs' default renderer (open3d + numba), several times faster here
         from sana_world.render.open3d_backend import Open3DRenderer
 
-        o3d = Open3DRenderer(shadows=True)
-        for i, p in enumerate(tqdm(plans, desc="render GT", unit="scene")):
-            out = o3d.render(p.spec, c2w[i], K, size, size)
-            rgbs.append(out.rgb)
-            depths.append(out.depth.float())
-        return plans, c2w, torch.stack(rgbs), torch.stack(depths), K
-    renderer = TorchRenderer(device=device, shadows=True)
-    for i, p in enumerate(tqdm(plans, desc="render GT", unit="scene")):  # 1. one scene per packed call
-        out = renderer.render_packed(pack_scenes([p.spec], device), torch.zeros(c2w.shape[1], dtype=torch.long,
-                                     device=device), c2w[i], K, size, size)  # fmt: skip
-        rgbs.append(out.rgb)
-        depths.append(out.depth.float())
+        renderer = Open3DRenderer(shadows=True)
+    else:
+        renderer = TorchRenderer(device=device, shadows=True)
+    for i, p in enumerate(tqdm(plans, desc="render GT", unit="scene")):  # 1. one scene at a time
+        if device.type == "cpu":
+            out = renderer.render(p.spec, c2w[i], K_render, R, R)
+        else:
+            out = renderer.render_packed(pack_scenes([p.spec], device), torch.zeros(c2w.shape[1], dtype=torch.long,
+                                         device=device), c2w[i], K_render, R, R)  # fmt: skip
+        rgbs.append(out.rgb if supersample == 1 else area_average(out.rgb, size))  # (F, S, S, 3)
+        depths.append(out.depth[:, o::supersample, o::supersample].float())  # (F, S, S)
     return plans, c2w, torch.stack(rgbs), torch.stack(depths), K
 
 
@@ -112,6 +116,8 @@ def main() -> None:
                    help="noise level of dreamed frames entering the state (default: the zoo entry's)")
     p.add_argument("--window-frames", type=int, default=None,
                    help="recent frames the softmax blocks see (default: the zoo entry's, else 10 as trained)")
+    p.add_argument("--supersample", type=int, default=None,
+                   help="GT frames' rays a side per pixel (default: the zoo entry's, the frames it trained on)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -124,9 +130,12 @@ def main() -> None:
     if args.window_frames is not None:
         overrides["window_frames"] = args.window_frames
     size = models.resolution
+    ss = models.entry.supersample if args.supersample is None else args.supersample
+    if ss < 1:
+        p.error(f"--supersample must be >= 1, got {ss}")
     seeds = [HELDOUT_START + i for i in range(args.scenes)]
     # 1. GT paths and frames
-    plans, c2w, gt, depth, K = render_paths(seeds, args.horizon, size, dev, args.workers)
+    plans, c2w, gt, depth, K = render_paths(seeds, args.horizon, size, dev, args.workers, ss)
     sections = {"load + render GT": time.perf_counter() - t0}  # seconds per part of this run
     mark = time.perf_counter()
     captions = [pl.caption for pl in plans]
@@ -149,7 +158,7 @@ def main() -> None:
     mark = time.perf_counter()
     result: dict = {"benchmark": "fidelity", "date": date.today().isoformat(), "hardware": hardware(dev),
                     "platform": platform.platform(), "torch": torch.__version__, "model": args.model,
-                    "scenes": args.scenes, "horizon": H, "heldout_seeds": [seeds[0], seeds[-1]],
+                    "scenes": args.scenes, "horizon": H, "supersample": ss, "heldout_seeds": [seeds[0], seeds[-1]],
                     "baselines": {"hold": {"psnr": hold_psnr, "ssim": hold_ssim},
                                   "autoencoder": {"psnr": ae_psnr, "ssim": ae_ssim}}, "dream": {}}
     # 3. the dream, per sampler setting
@@ -193,7 +202,7 @@ def main() -> None:
     # 4. stability over a long rollout
     if args.long:
         n = min(args.long_scenes, args.scenes)
-        lplans, lc2w, lgt, _, _ = render_paths(seeds[:n], args.long, size, dev, args.workers)
+        lplans, lc2w, lgt, _, _ = render_paths(seeds[:n], args.long, size, dev, args.workers, ss)
         dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=args.steps[0],
                                                          **overrides))
         frames = dream_paths(dreamer, lgt[:, 0], lc2w, K, [pl.caption for pl in lplans], n, 2, "long rollout")

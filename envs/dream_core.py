@@ -48,6 +48,9 @@ class DreamConfig:
         the zoo entry's default, the level its world model was trained for.
     window_frames: recent frames the softmax blocks attend to (``DreamerConfig``); None: the zoo entry's
         default (else the trained 10). Fewer: cheaper steps, less context.
+    supersample: rays a side per pixel of the GT frames (start frames, ``paired`` frames); None: the zoo
+        entry's (``ZooEntry.supersample``: the frames its models were trained on). Replaces
+        ``gt.supersample``.
     """
 
     model: str = "rooms-128"
@@ -60,6 +63,7 @@ class DreamConfig:
     compile: bool = False
     context_sigma: float | None = None
     window_frames: int | None = None
+    supersample: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("sampler_steps", "prompt_steps"):  # numpy integers count as ints
@@ -79,6 +83,9 @@ class DreamConfig:
         w = self.window_frames
         if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1):
             raise ValueError(f"window_frames must be None or an int >= 1, got {w!r}")
+        ss = self.supersample
+        if ss is not None and (isinstance(ss, bool) or not isinstance(ss, numbers.Integral) or not 1 <= ss <= 8):
+            raise ValueError(f"supersample must be None or an int in 1..8, got {ss!r}")
 
 
 def load_models(name: str, device: torch.device) -> Any:
@@ -122,10 +129,11 @@ class DreamCore:
     def __init__(self, config: DreamConfig, num_envs: int) -> None:
         from sana_world.generators.dreamer import Dreamer, DreamerConfig
 
-        self.config = config
-        self.world = GTWorld(config.gt, num_envs)
-        self.device = self.world.device
+        self.device = torch.device(config.gt.device)
         self.models = load_models(config.model, self.device)
+        ss = self.models.entry.supersample if config.supersample is None else int(config.supersample)
+        self.config = config = dataclasses.replace(config, gt=dataclasses.replace(config.gt, supersample=ss))
+        self.world = GTWorld(config.gt, num_envs)
         if (config.gt.width, config.gt.height) != (self.models.resolution,) * 2:
             raise ValueError(f"model {config.model!r} dreams {self.models.resolution}x{self.models.resolution} "
                              f"frames; the env asks for {config.gt.width}x{config.gt.height}")

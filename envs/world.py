@@ -22,7 +22,7 @@ from sana_world.envs.spaces import ACTION_MODES
 from sana_world.envs.tasks import BatchedTask, TaskConfig
 from sana_world.camera import (TwistLimits, euler_to_rotation, euler_to_rotation_np, intrinsics_from_fov,
                                sincos_np, step_pose)
-from sana_world.render.base import RenderOutput
+from sana_world.render.base import RenderOutput, area_average
 from sana_world.render.fast_shading import available as numba_available
 from sana_world.render.fast_shading import njit
 from sana_world.worlds.collision import PackedSDF, SceneSDF, free_positions
@@ -53,6 +53,9 @@ class GTConfig:
     shadows: bool = True
     renderer: str = "auto"  # "auto" | "torch" | "open3d" (CPU); auto: open3d (+numba) on CPU if importable
     compile_renderer: bool = False  # torch.compile the ray caster (CUDA: ~15x faster after a ~2 min warm-up)
+    # rays a side per pixel of the RGB frame, box-filtered down (antialiased, as a camera integrating over its
+    # pixels sees; s*s times the shading work). Depth, normals and ids stay one ray a pixel (see GTWorld.render)
+    supersample: int = 1
     device: str = "cpu"
     max_depth: float = 100.0  # depth observations are clipped here (inf on a miss becomes this)
     task_cfg: TaskConfig = field(default_factory=TaskConfig)
@@ -70,6 +73,9 @@ class GTConfig:
                 raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"image size must be at least 16x16, got {self.width}x{self.height}")
+        ss = self.supersample
+        if isinstance(ss, bool) or not isinstance(ss, (int, np.integer)) or not 1 <= ss <= 8:
+            raise ValueError(f"supersample must be an int in 1..8 (rays a side per pixel), got {ss!r}")
         if not 1.0 <= float(self.fov_deg) < 179.0:
             raise ValueError(f"fov_deg (horizontal field of view) must lie in [1, 179), got {self.fov_deg}")
         try:
@@ -246,6 +252,8 @@ class GTWorld:
         self.device = torch.device(cfg.device)
         self.numpy_steps = self.device.type == "cpu" and numba_available()  # bookkeeping: see the module doc
         self.K = intrinsics_from_fov(cfg.width, cfg.height, cfg.fov_deg).to(self.device)  # (3, 3)
+        ss = cfg.supersample  # the RGB render's camera: ss x ss rays per pixel of K's
+        self.K_rgb = intrinsics_from_fov(cfg.width * ss, cfg.height * ss, cfg.fov_deg).to(self.device)  # (3, 3)
         self.renderer = _make_renderer(cfg, num_envs)
         self.renderer_name = resolve_renderer(cfg)
         self.task = BatchedTask(cfg.task, num_envs, cfg.task_cfg, self.device)
@@ -384,18 +392,27 @@ class GTWorld:
         as it was): what an autoreset of a few envs needs. ``rgb=False``: the caller reads depth, normals
         and ids only, so the torch renderer casts no shadow rays (4x fewer rays at three lights) and the
         returned rgb is *not* the GT frame (unshadowed); the open3d renderer renders as usual. With
-        ``compile_renderer`` the shadowless frames compile a graph of their own (once)."""
+        ``compile_renderer`` the shadowless frames compile a graph of their own (once).
+        With ``supersample`` s > 1 (and ``rgb``) the frame is rendered at s x s rays a pixel: its rgb is the
+        box filter of the s x s block, depth, normal and ids are those of the block's ray (s // 2, s // 2)
+        (the pixel centre for odd s; for even s half a sub-pixel right of and below it)."""
         c2w = self.c2w32()
         rows = list(range(self.n)) if slots is None or onto is None else sorted(slots)
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        ss = self.cfg.supersample if rgb else 1
+        H, W, K = self.cfg.height * ss, self.cfg.width * ss, self.K_rgb if ss > 1 else self.K
         if self._packed is not None:
-            out = self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, self.K,
-                                              self.cfg.height, self.cfg.width, shadows=None if rgb else False)
+            out = self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, K, H, W,
+                                              shadows=None if rgb else False)
         else:
-            outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], self.K, self.cfg.height, self.cfg.width)
-                    for i in rows]
+            outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], K, H, W) for i in rows]
             out = outs[0] if len(outs) == 1 else RenderOutput(*(torch.cat([getattr(o, f) for o in outs])
                                                                  for f in ("rgb", "depth", "normal", "ids")))
+        if ss > 1:
+            h, w = self.cfg.height, self.cfg.width
+            o = ss // 2
+            out = RenderOutput(area_average(out.rgb, (h, w)), out.depth[:, o::ss, o::ss].contiguous(),
+                               out.normal[:, o::ss, o::ss].contiguous(), out.ids[:, o::ss, o::ss].contiguous())
         if len(rows) == self.n:
             return out
         return RenderOutput(*(getattr(onto, f).index_copy(0, idx.to(getattr(onto, f).device), getattr(out, f))

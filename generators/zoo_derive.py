@@ -159,6 +159,7 @@ class _Plan:
     description: str
     dream: dict[str, Any]
     derived_from: dict[str, Any]
+    frames: dict[str, Any]  # the manifest's "frames" (ZooEntry.supersample)
 
 
 def _dream_from_training(t: dict[str, Any], base: dict[str, Any],
@@ -179,9 +180,11 @@ def _dream_from_training(t: dict[str, Any], base: dict[str, Any],
     return dream, source
 
 
-def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchanged: str) -> _Plan:
+def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchanged: str,
+          supersample: int | None = None) -> _Plan:
     """Check ``src`` with ``exports`` replacing components and ``drop`` removing them (module doc) and read
-    every export; ZooError listing every problem, ending with ``unchanged``."""
+    every export; ZooError listing every problem, ending with ``unchanged``. ``supersample``: the GT frames'
+    rays a side per pixel the new entry's models were trained on (None: the base's)."""
     drop = set(drop)
     unknown = sorted(set(exports) - set(_CLASSES))
     if unknown:
@@ -237,12 +240,26 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
                 problems.append(f"{_LABELS[c]} {where[c]} was trained on the latents of autoencoder {path}, "
                                 f"not on those of the entry's autoencoder {where['autoencoder']} ({why})")
         provenance[c] = {"trained_on_autoencoder": rec, "autoencoder_checked": checked}
+    # 6. the GT frames: the entry's, unless given; an autoencoder export's eval.json (beside it, written by the
+    # trainer) must have been scored on such frames
+    frames = dict(src.manifest.get("frames") or {})
+    if supersample is not None:
+        if isinstance(supersample, bool) or not isinstance(supersample, int) or supersample < 1:
+            raise ValueError(f"supersample must be an int >= 1, got {supersample!r}")
+        frames["supersample"] = supersample
+    if "autoencoder" in exports:
+        report = Path(exports["autoencoder"]).parent / "eval.json"
+        trained = _read_json(report).get("supersample", 1) if report.is_file() else None
+        if trained is not None and trained != frames.get("supersample", 1):
+            problems.append(f"autoencoder {exports['autoencoder']} was trained on GT frames of supersample "
+                            f"{trained} ({report}), the entry's frames have {frames.get('supersample', 1)}: "
+                            f"pass --supersample {trained}")
     if problems:
         given = ", ".join(f"{c}={e}" for c, e in exports.items())
         dropped = " and dropping " + ", ".join(sorted(drop)) if drop else ""
         raise ZooError(f"cannot build an entry from {src.name!r} with {given}{dropped}: "
                        + "; ".join(problems) + f"; {unchanged}")
-    # 6. the new manifest: resolution, dream defaults and description from the exports, and their origin
+    # 7. the new manifest: resolution, dream defaults and description from the exports, and their origin
     base_dream = dict(src.manifest.get("dream") or {})
     if "world_model" in exports and "shift" in wm_t:
         dream, dream_note = _dream_from_training(wm_t, base_dream, src.name)
@@ -279,7 +296,7 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
     description = (f"{resolution}x{resolution} procedural rooms, derived from zoo entry {src.name!r}: "
                    + "; ".join(parts))
     comps = {c: {"folder": manifest_comps.get(c, {}).get("folder", c), "class": _CLASSES[c]} for c in final}
-    return _Plan(comps, {c: read[c][1] for c in exports}, resolution, description, dream, derived)
+    return _Plan(comps, {c: read[c][1] for c in exports}, resolution, description, dream, derived, frames)
 
 
 def _write_plan(folder: Path, name: str, plan: _Plan, exports: dict[str, Path]) -> None:
@@ -296,11 +313,11 @@ def _write_plan(folder: Path, name: str, plan: _Plan, exports: dict[str, Path]) 
         except ValueError as e:
             raise ZooError(f"the written autoencoder does not load: {e}") from e
     write_manifest(folder, name, plan.resolution, plan.components, plan.description, plan.dream,
-                   plan.derived_from)
+                   plan.derived_from, plan.frames)
 
 
 def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Path],
-                 drop: Iterable[str] = ()) -> Path:
+                 drop: Iterable[str] = (), supersample: int | None = None) -> Path:
     """A copy of zoo entry ``base`` at folder ``dest`` (which must not exist) whose components ``exports``
     (component -> a trainer's ``export/`` folder) are replaced and ``drop`` (only "image") removed, manifest
     rewritten from the exports (module doc); returns ``dest``.
@@ -313,7 +330,7 @@ def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Pa
     if dest.exists():
         raise FileExistsError(f"{dest} exists; derive_entry writes a new folder")
     drop = tuple(drop)
-    plan = _plan(src, exports, drop, f"nothing was written to {dest}")  # 1. every export checked first
+    plan = _plan(src, exports, drop, f"nothing was written to {dest}", supersample)  # 1. every export checked first
     try:  # 2. copy, 3. replace / drop components, 4. manifest
         shutil.copytree(src.root, dest)
         for c in drop:
@@ -328,7 +345,7 @@ def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Pa
 
 
 def replace_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT,
-                      overwrite: bool = False) -> Path:
+                      overwrite: bool = False, supersample: int | None = None) -> Path:
     """Replace one component of the existing zoo entry ``root/name`` by a trainer's ``export/`` folder and
     rewrite the entry's manifest (sizes and sha256, and resolution, dream defaults and description from the
     export as in :func:`derive_entry`), so the entry verifies again; returns the entry folder. An entry that
@@ -341,9 +358,20 @@ def replace_component(name: str, component: str, export: Path, root: Path = ZOO_
         raise FileExistsError(f"zoo entry {old.name!r} at {old.root}{where} already has a {component}; "
                               "`add` would overwrite it in place, with no backup: write a candidate to a new "
                               "folder with `derive`, or pass --overwrite (overwrite=True); " + unchanged)
-    plan = _plan(old, {component: Path(export)}, (), unchanged)
+    plan = _plan(old, {component: Path(export)}, (), unchanged, supersample)
     _write_plan(old.root, old.root.name, plan, {component: Path(export)})
     return old.root
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+SUPERSAMPLE_HELP = ("rays a side per pixel of the GT frames the entry's models were trained on (the manifest's "
+                    "frames.supersample, GTConfig.supersample; default: the base entry's)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -355,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("export", type=Path)
     a.add_argument("--overwrite", action="store_true",
                    help="replace a component the entry already has (no backup is kept)")
+    a.add_argument("--supersample", type=_positive_int, default=None, help=SUPERSAMPLE_HELP)
     d = sub.add_parser("derive", help="copy an entry to a new folder with components replaced by exports")
     d.add_argument("base")
     d.add_argument("dest", type=Path)
@@ -363,14 +392,15 @@ def main(argv: list[str] | None = None) -> None:
     for component in _DROPPABLE:
         d.add_argument(f"--drop-{component.replace('_', '-')}", action="store_true",
                        help=f"leave the {_LABELS[component]} out of the new entry")
+    d.add_argument("--supersample", type=_positive_int, default=None, help=SUPERSAMPLE_HELP)
     args = p.parse_args(argv)
     try:
         if args.cmd == "add":
             print(replace_component(args.name, args.component, args.export, root=ZOO_ROOT,
-                                    overwrite=args.overwrite))
+                                    overwrite=args.overwrite, supersample=args.supersample))
         else:
             exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
             drop = [c for c in _DROPPABLE if getattr(args, f"drop_{c}")]
-            print(derive_entry(args.base, args.dest, exports, drop))
+            print(derive_entry(args.base, args.dest, exports, drop, args.supersample))
     except (ZooError, FileNotFoundError, FileExistsError) as e:  # bad input; bugs keep their tracebacks
         p.exit(1, f"{p.prog}: error: {e}\n")

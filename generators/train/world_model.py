@@ -77,6 +77,8 @@ class WorldModelTrainConfig:
     pool_trajectories: int = _f(1024, 'trajectories in the pool (data="pool"; all ranks together)')
     pool_steps: int = _f(40, 'steps per pooled trajectory (data="pool"; clips are random windows)')
     pool_workers: int = _f(8, 'CPU processes planning pooled trajectories (data="pool")')
+    pool_supersample: int = _f(1, 'rays a side per pixel of pooled frames, box-filtered down (data="pool"; '
+                               'antialiased frames, PoolConfig.supersample)')
     data_dir: str | None = _f(None, "shard directory (sana_world.data.generate output)")
     verify_data: bool = _f(True, "hash every shard before training")
     clip_frames: int = _f(17, "raw frames per clip, temporal_stride * k + 1; latent frames are raw frames "
@@ -383,7 +385,8 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
         from sana_world.data.pool import PoolConfig
 
         data = wm_data.PoolClips(PoolConfig(trajectories=config.pool_trajectories, steps=config.pool_steps,
-                                            size=config.resolution, workers=config.pool_workers, seed=run.seed),
+                                            size=config.resolution, workers=config.pool_workers,
+                                            supersample=config.pool_supersample, seed=run.seed),
                                  config.clip_frames, run.seed, config.batch_size, info)
     if isinstance(data, wm_data.PoolClips):  # encode the pool once instead of every step's clips
         data.cache_latents(codec, config.resolution, optim.bf16)

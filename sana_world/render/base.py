@@ -45,11 +45,12 @@ class Renderer(Protocol):
         ...
 
 
-def area_average(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 frames (..., H, W, 3) area-averaged to (..., size, size, 3) on their device, rounded half up;
-    ``size`` divides the square side H = W (the caller checks). A supersampled render's box filter
-    (``data.pool.PoolConfig.supersample``) and what ``envs.wrappers.DownsampleRGB`` shows an agent."""
-    *lead, h, _, c = frames.shape
-    k = h // size
-    mean = frames.reshape(*lead, size, k, size, k, c).to(torch.float32).mean(dim=(-4, -2))  # (..., s, s, C)
+def area_average(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """uint8 frames (..., H, W, 3) area-averaged to (..., h, w, 3) on their device, rounded half up; ``size``
+    is ``(h, w)`` or one side of a square frame, and divides H and W (the caller checks). A supersampled
+    render's box filter (``PoolConfig.supersample``, ``GTConfig.supersample``) and what
+    ``envs.wrappers.DownsampleRGB`` shows an agent."""
+    *lead, H, W, c = frames.shape
+    h, w = (size, size) if isinstance(size, int) else size
+    mean = frames.reshape(*lead, h, H // h, w, W // w, c).to(torch.float32).mean(dim=(-4, -2))  # (..., h, w, C)
     return torch.floor(mean + 0.5).to(torch.uint8)

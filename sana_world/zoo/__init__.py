@@ -7,6 +7,7 @@ A zoo entry is a folder ``sana_world/zoo/<name>/`` with a ``manifest.json``::
                                      "files": {"config.json": {"bytes": 1102, "sha256": "..."}, ...}},
                     "world_model": {...}, "image": {...}},
      "dream": {...sampler defaults...},
+     "frames": {"supersample": 2},   # optional: the GT frames its models were trained on (GTConfig.supersample)
      "derived_from": {...}}   # only in entries built by `zoo derive` / `zoo add`: the base and the exports
 
 This module (core) only locates and verifies files; building the models is
@@ -59,6 +60,15 @@ class ZooEntry:
     @property
     def dream_defaults(self) -> dict[str, Any]:
         return dict(self.manifest.get("dream", {}))
+
+    @property
+    def supersample(self) -> int:
+        """Rays a side per pixel of the GT frames the entry's models were trained on (box-filtered down:
+        ``GTConfig.supersample``); 1 (one ray a pixel) when the manifest does not say."""
+        value = self.manifest.get("frames", {}).get("supersample", 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ZooError(f"zoo entry {self.name!r}: frames.supersample must be an int >= 1, got {value!r}")
+        return value
 
 
 def available(root: Path = ZOO_ROOT) -> list[str]:
@@ -114,10 +124,11 @@ def entry(name: str | os.PathLike[str], root: Path = ZOO_ROOT, verify: bool = Tr
 
 def write_manifest(folder: Path, name: str, resolution: int, components: dict[str, dict[str, str]],
                    description: str = "", dream: dict[str, Any] | None = None,
-                   derived_from: dict[str, Any] | None = None) -> Path:
+                   derived_from: dict[str, Any] | None = None, frames: dict[str, Any] | None = None) -> Path:
     """(Re)write ``folder/manifest.json`` listing every file of each component folder with its size and
     sha256. ``components`` maps a component to ``{"folder": ..., "class": ...}``; ``derived_from`` (the base
-    entry and the exports an entry was built from) is kept as given."""
+    entry and the exports an entry was built from) and ``frames`` (how its GT frames are rendered) are kept
+    as given."""
     comps: dict[str, Any] = {}
     for comp, spec in components.items():
         sub = folder / spec["folder"]
@@ -130,6 +141,8 @@ def write_manifest(folder: Path, name: str, resolution: int, components: dict[st
            "dream": dream or {}}
     if derived_from is not None:
         out["derived_from"] = derived_from
+    if frames:
+        out["frames"] = frames
     path = folder / MANIFEST
     path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path

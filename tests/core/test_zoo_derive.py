@@ -171,3 +171,29 @@ def test_add_refuses_to_overwrite_a_component_without_overwrite(tmp_path: Path, 
     m = entry("rooms-128", root).manifest  # verifies
     assert m["dream"]["shift"] == 2.5 and m["derived_from"]["components"]["world_model"]["from"] == "export"
     assert entry("rooms-128").manifest["dream"]["shift"] == 2.0  # the package's entry is untouched
+
+
+def test_derive_records_the_gt_frames_and_checks_the_autoencoders(tmp_path: Path) -> None:
+    """--supersample writes the manifest's frames (ZooEntry.supersample; the base's kept otherwise); an
+    autoencoder export whose trainer's eval.json (beside export/) scored other frames is refused."""
+    assert entry(BASE, verify=False).supersample == entry("rooms-128", verify=False).manifest.get(
+        "frames", {}).get("supersample", 1)
+    run = tmp_path / "run"
+    dec = ae_export(run / "export", encoder=False)  # a decoder-only fine-tune: the latent space is kept
+    (run / "eval.json").write_text(json.dumps({"heldout_psnr_db": 30.0, "supersample": 2}))
+    base_ss = entry(BASE, verify=False).supersample
+    if base_ss != 2:
+        with pytest.raises(ZooError, match="pass --supersample 2"):
+            zoo.derive_entry(BASE, tmp_path / "refused", {"autoencoder": dec})
+        assert not (tmp_path / "refused").exists()
+    cand = zoo.derive_entry(BASE, tmp_path / "cand", {"autoencoder": dec}, supersample=2)
+    assert entry(cand).supersample == 2 and entry(cand).manifest["frames"] == {"supersample": 2}
+    again = zoo.derive_entry(cand, tmp_path / "again", {"world_model": wm_export(tmp_path / "wm")})
+    assert entry(again).supersample == 2  # kept from the base
+    with pytest.raises(ZooError, match="supersample 2"):
+        zoo.derive_entry(cand, tmp_path / "back", {"autoencoder": dec}, supersample=1)
+    with pytest.raises(SystemExit):
+        zoo_derive.main(["derive", str(BASE), str(tmp_path / "bad"), "--supersample", "0"])
+    bad = dict(entry(cand).manifest, frames={"supersample": 0})
+    with pytest.raises(ZooError, match="frames.supersample"):
+        _ = dataclasses.replace(entry(cand), manifest=bad).supersample

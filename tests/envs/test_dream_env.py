@@ -257,3 +257,32 @@ def test_dream_options_reach_the_dreamer() -> None:
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(env.action_space.sample())
     assert obs.shape == (128, 128, 3)
+
+
+def test_gt_frames_are_rendered_as_the_entrys_models_saw_them(tmp_path) -> None:
+    """The GT frames (start, paired) take the zoo entry's frames.supersample unless the env is given one, and
+    a start frame is the GT twin's frame at that supersampling."""
+    import json
+    import shutil
+
+    from sana_world.envs.dream import DreamEnv
+    from sana_world.zoo import ZOO_ROOT, entry
+
+    shipped = entry("rooms-128", verify=False).supersample
+    assert DreamEnv().unwrapped.core.world.cfg.supersample == shipped
+    folder = tmp_path / "ss3"
+    shutil.copytree(ZOO_ROOT / "rooms-128", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "frames": {"supersample": 3}}))
+    assert DreamEnv(model=str(folder)).unwrapped.core.world.cfg.supersample == 3
+    env = DreamEnv(model=str(folder), supersample=2, paired=True)
+    assert env.unwrapped.core.world.cfg.supersample == 2
+    twin = gym.make("SanaWorld/Rooms-v0", split="heldout", supersample=2)
+    obs, _ = env.reset(seed=3)
+    assert np.array_equal(obs, twin.reset(seed=3)[0])
+    act = np.zeros(6, dtype=np.float32)
+    act[0] = 0.5
+    *_, info = env.step(act)
+    assert np.array_equal(info["gt_rgb"], twin.step(act)[0])
+    with pytest.raises(ValueError, match="supersample"):
+        DreamEnv(supersample=0)

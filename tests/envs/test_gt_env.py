@@ -6,6 +6,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import sana_world  # noqa: F401  (registers the ids)
 from sana_world.envs.registration import GT_ENVS
+from sana_world.render.base import area_average
 
 IDS = list(GT_ENVS)
 SMALL = dict(width=48, height=48)
@@ -215,3 +216,32 @@ def test_torch_and_open3d_renderers_give_the_same_episode():
         d1, d2 = i1["depth"], i2["depth"]
         assert (np.abs(d1 - d2) <= 0.01 * d1).mean() >= 0.99
         assert np.abs(o1["rgb"].astype(int) - o2["rgb"].astype(int)).mean() < 3.0
+
+
+@pytest.mark.parametrize("renderer", ["torch", "open3d"])
+def test_supersampled_frames_are_the_box_filter_of_a_larger_render(renderer):
+    """supersample=2: rgb is the 2x2 box filter of the same view rendered at twice the size (non-square too),
+    depth and ids that render's ray (1, 1) of each block; the camera's path does not change."""
+    if renderer == "open3d":
+        pytest.importorskip("open3d")
+    w, h = 40, 24
+    actions = np.random.default_rng(5).uniform(-1, 1, (3, 6)).astype(np.float32)
+    ss = gym.make("SanaWorld/Rooms-v0", width=w, height=h, supersample=2, depth=True, renderer=renderer)
+    big = gym.make("SanaWorld/Rooms-v0", width=2 * w, height=2 * h, depth=True, renderer=renderer)
+    (o1, i1), (o2, i2) = ss.reset(seed=6), big.reset(seed=6)
+    first = o1["rgb"]
+    for step in range(len(actions) + 1):
+        box = area_average(torch.from_numpy(o2["rgb"]), (h, w)).numpy()
+        assert o1["rgb"].shape == (h, w, 3) and np.array_equal(o1["rgb"], box)
+        np.testing.assert_array_equal(o1["depth"], o2["depth"][1::2, 1::2])
+        np.testing.assert_allclose(i1["c2w"], i2["c2w"], atol=1e-6)
+        if step < len(actions):
+            (o1, _, _, _, i1), (o2, _, _, _, i2) = ss.step(actions[step]), big.step(actions[step])
+    plain = gym.make("SanaWorld/Rooms-v0", width=w, height=h, renderer=renderer).reset(seed=6)[0]  # (h, w, 3)
+    assert 0 < np.abs(plain.astype(int) - first.astype(int)).mean() < 12  # antialiased, the same view
+
+
+@pytest.mark.parametrize("bad", [0, 9, 1.5, True])
+def test_bad_supersample_raises(bad):
+    with pytest.raises(ValueError, match="supersample"):
+        gym.make("SanaWorld/Rooms-v0", supersample=bad)
