@@ -73,30 +73,36 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="DreamerConfig.compile (blocks and decode compiled)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--suffix", default="", help="appended to the result file's name")
+    p.add_argument("--cudnn-benchmark", nargs="+", default=["off"], choices=["off", "on"],
+                   help="torch.backends.cudnn.benchmark per row (on: cuDNN times its kernels per shape and keeps "
+                        "the fastest); several values: one row each, same process")
     a = p.parse_args()
     dev = check_device(p, "cuda", "this profile")
     models = load_models("rooms-128", dev)
     result = {"benchmark": "profile_dream_gpu", "date": f"{date.today():%Y%m%d}", "hardware": hardware(),
               "torch": torch.__version__, "model": "rooms-128", "compile": a.compile, "rows": []}
-    print(f"{'precision':<9} {'batch':>6} " + " ".join(f"{k:>16}" for k in
+    print(f"{'precision':<9} {'cudnn':>5} {'batch':>6} " + " ".join(f"{k:>16}" for k in
                                                       ("camera inputs", "model pass", "decode",
                                                        "Dreamer.step")) + "   steps/s")
     last = None
-    for prec in a.precision:  # 1. parts per precision and batch
+    settings = [(prec, bench) for prec in a.precision for bench in a.cudnn_benchmark]
+    for prec, bench in settings:  # 1. parts per precision, cuDNN setting and batch
+        torch.backends.cudnn.benchmark = bench == "on"
         dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, bf16=prec == "bf16",
                                                          compile=a.compile))
         for batch in a.batches:
+            row = {"precision": prec, "cudnn_benchmark": bench == "on", "batch": batch}
             try:
                 ms, last = parts(dreamer, batch, a.iters)
             except torch.OutOfMemoryError:  # a measured limit: recorded, the kernel table uses the last fit
-                print(f"{prec:<9} {batch:>6}   out of GPU memory", flush=True)
-                result["rows"].append({"precision": prec, "batch": batch, "out_of_memory": True})
+                print(f"{prec:<9} {bench:>5} {batch:>6}   out of GPU memory", flush=True)
+                result["rows"].append({**row, "out_of_memory": True})
                 torch.cuda.empty_cache()
                 continue
             rate = batch * 1e3 / ms["Dreamer.step"]
-            print(f"{prec:<9} {batch:>6} " + " ".join(f"{v:>16.2f}" for v in ms.values()) + f"   {rate:,.0f}",
-                  flush=True)
-            result["rows"].append({"precision": prec, "batch": batch, "ms": ms, "steps_per_s": rate})
+            print(f"{prec:<9} {bench:>5} {batch:>6} " + " ".join(f"{v:>16.2f}" for v in ms.values())
+                  + f"   {rate:,.0f}", flush=True)
+            result["rows"].append({**row, "ms": ms, "steps_per_s": rate})
     # 2. the kernels of a few whole steps at the last setting
     from torch.profiler import ProfilerActivity, profile
 
