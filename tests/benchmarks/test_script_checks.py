@@ -56,7 +56,8 @@ def test_a_missing_device_is_a_usage_error(name: str, reason: str, capsys: pytes
 NEEDS_CUDA = [["sdpa_window.py"], ["dream_env.py", "--device", "cuda"], ["dream_resets.py", "--device", "cuda"],
               ["step_flops.py", "--device", "cuda"], ["fidelity.py", "--device", "cuda"],
               ["teacher_forced.py", "--device", "cuda"], ["decoder_ab.py", "--b", "x", "--device", "cuda"],
-              ["profile_dream_gpu.py"], ["render.py", "--only", "cuda"], ["env_speed.py", "--no-cpu"]]
+              ["profile_dream_gpu.py"], ["render.py", "--only", "cuda"], ["env_speed.py", "--no-cpu"],
+              ["vector_env_gpu.py"]]
 
 
 @pytest.mark.skipif(CUDA, reason="checks a machine without CUDA")
