@@ -223,12 +223,16 @@ class DreamCore:
     # 2. Steps.
     def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, RenderOutput]:
         """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is the GT
-        frame only if ``paired``: otherwise it is rendered without shadows, see ``GTWorld.render``)."""
+        frame only if ``paired``: otherwise it is rendered without shadows, see ``GTWorld.render``; an unpaired
+        PointNav step renders nothing and returns the last render)."""
         if self.state is None:
             raise RuntimeError("reset first")
         collided = self.world.move(twist, keys_mode=keys_mode)
-        # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full)
-        self.gt = self.world.render(rgb=self.config.paired)
+        # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full);
+        # PointNav's reward and success come from positions alone, so its unpaired steps render nothing (self.gt
+        # keeps the last render's depth and ids, which nothing reads)
+        if self.config.paired or self.world.cfg.task != "pointnav":
+            self.gt = self.world.render(rgb=self.config.paired)
         s = self.dreamer.config.context_sigma  # only 0 < s < 1 re-noises a frame with noise of its own
         noise, context_noise = self._noise(0), (self._noise(1) if 0.0 < s < 1.0 else None)
         rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), noise=noise,

@@ -180,28 +180,43 @@ def test_dream_same_step_autoreset_matches_next_step() -> None:
     assert not np.array_equal(info["final_info"]["scene_id"], info["scene_id"])
 
 
-def test_unpaired_steps_skip_gt_colours_and_change_nothing_an_agent_sees() -> None:
+def _same(a, b) -> bool:
+    """Equal observations: arrays, or dicts of arrays (PointNav's rgb + goal)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("task", ["explore", "pointnav"])
+def test_unpaired_steps_skip_gt_colours_and_change_nothing_an_agent_sees(task: str) -> None:
     """An unpaired Dream env renders its steps' GT frames without shadow rays (only depth and ids feed the
-    task); observations, rewards and successes equal a paired env's, and resets still anchor on the full GT
-    frame, also a partial one."""
+    task), an unpaired PointNav env none at all (its task reads positions only); observations, rewards and
+    successes equal a paired env's, and resets still anchor on the full GT frame, also a partial one."""
     from sana_world.envs.dream import DreamVectorEnv
 
-    envs = [DreamVectorEnv(num_envs=2, task="explore", renderer="torch", max_episode_steps=3, paired=p)
+    envs = [DreamVectorEnv(num_envs=2, task=task, renderer="torch", max_episode_steps=3, paired=p)
             for p in (False, True)]
+    renders = []
+    world = envs[0].core.world
+    original = world.render
+    world.render = lambda *args, **kw: renders.append(kw.get("rgb", True)) or original(*args, **kw)
     outs = [e.reset(seed=4)[0] for e in envs]
-    assert np.array_equal(outs[0], outs[1])
+    assert _same(outs[0], outs[1])
     acts = np.random.default_rng(0).uniform(-1, 1, (5, 2, 6)).astype(np.float32)  # through an autoreset
     for t, a in enumerate(acts):
         (o0, r0, d0, tr0, _), (o1, r1, d1, tr1, info) = envs[0].step(a), envs[1].step(a)
-        assert np.array_equal(o0, o1) and np.array_equal(r0, r1), t
+        assert _same(o0, o1) and np.array_equal(r0, r1), t
         assert np.array_equal(d0, d1) and np.array_equal(tr0, tr1), t
-    assert not np.array_equal(envs[0].core.gt.rgb.numpy(), info["gt_rgb"])  # unshadowed, unread
+    # the reset and the autoreset render in full, each step unshadowed (rgb=False); PointNav steps render none
+    assert renders.count(False) == (len(acts) if task == "explore" else 0) and renders.count(True) == 2
+    if task == "explore":
+        assert not np.array_equal(envs[0].core.gt.rgb.numpy(), info["gt_rgb"])  # unshadowed, unread
     for e in envs:  # a partial reset renders its env's anchor in full onto the other (unshadowed) rows
         e.core.reset([1], [np.random.default_rng(7)], [{}])
     assert np.array_equal(envs[0].core.rgb[1].numpy(), envs[1].core.rgb[1].numpy())
     assert np.array_equal(envs[0].core.gt.rgb[1].numpy(), envs[1].core.gt.rgb[1].numpy())
     (o0, r0, *_), (o1, r1, *_) = envs[0].step(acts[0]), envs[1].step(acts[0])
-    assert np.array_equal(o0, o1) and np.array_equal(r0, r1)
+    assert _same(o0, o1) and np.array_equal(r0, r1)
 
 
 def test_dream_vector_env_i_dreams_what_a_single_env_of_seed_s_plus_i_dreams() -> None:
