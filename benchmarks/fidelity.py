@@ -39,7 +39,7 @@ from sana_world.generators import zoo
 from sana_world.generators.dreamer import Dreamer, DreamerConfig
 from sana_world.metrics import psnr, ssim
 from sana_world.pose_estimation import estimate_relative_pose, motion_magnitude, pose_errors
-from sana_world.render.base import area_average
+from sana_world.render.base import downsample_supersampled
 from sana_world.render.torch_caster import TorchRenderer, pack_scenes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,11 +50,11 @@ HORIZONS = (1, 8, 32, 128)
 
 def render_paths(seeds: list[int], steps: int, size: int, device: torch.device, workers: int, supersample: int = 1):
     """Plans (explorer rollouts) of held-out scenes and their GT rgb (N, F, S, S, 3) and depth (N, F, S, S).
-    ``supersample`` s: rendered at s·S a side, rgb box-filtered down, depth of each block's ray (s // 2,
-    s // 2), as ``GTWorld.render`` does."""
+    ``supersample`` s: rendered at s·S a side and brought down as ``GTWorld.render`` does
+    (``render.base.downsample_supersampled``)."""
     plans = plan_many(seeds, steps, "explore", workers)
     K = intrinsics_from_fov(size, size, 90.0).to(device)
-    R, o = size * supersample, supersample // 2
+    R = size * supersample
     K_render = intrinsics_from_fov(R, R, 90.0).to(device)
     c2w = torch.stack([torch.from_numpy(p.c2w) for p in plans]).to(device)  # (N, F, 4, 4)
     rgbs, depths = [], []
@@ -70,8 +70,9 @@ def render_paths(seeds: list[int], steps: int, size: int, device: torch.device, 
         else:
             out = renderer.render_packed(pack_scenes([p.spec], device), torch.zeros(c2w.shape[1], dtype=torch.long,
                                          device=device), c2w[i], K_render, R, R)  # fmt: skip
-        rgbs.append(out.rgb if supersample == 1 else area_average(out.rgb, size))  # (F, S, S, 3)
-        depths.append(out.depth[:, o::supersample, o::supersample].float())  # (F, S, S)
+        out = downsample_supersampled(out, supersample)
+        rgbs.append(out.rgb)  # (F, S, S, 3)
+        depths.append(out.depth.float())  # (F, S, S)
     return plans, c2w, torch.stack(rgbs), torch.stack(depths), K
 
 

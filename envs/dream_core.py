@@ -83,9 +83,8 @@ class DreamConfig:
         w = self.window_frames
         if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1):
             raise ValueError(f"window_frames must be None or an int >= 1, got {w!r}")
-        ss = self.supersample
-        if ss is not None and (isinstance(ss, bool) or not isinstance(ss, numbers.Integral) or not 1 <= ss <= 8):
-            raise ValueError(f"supersample must be None or an int in 1..8, got {ss!r}")
+        if self.supersample is not None:  # checked as the GT twin checks it (GTConfig)
+            dataclasses.replace(self.gt, supersample=self.supersample)
 
 
 def load_models(name: str, device: torch.device) -> Any:
@@ -224,14 +223,13 @@ class DreamCore:
     def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, RenderOutput]:
         """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is the GT
         frame only if ``paired``: otherwise it is rendered without shadows, see ``GTWorld.render``; an unpaired
-        PointNav step renders nothing and returns the last render)."""
+        step of a task that reads no frame, PointNav's, renders nothing and returns the last render)."""
         if self.state is None:
             raise RuntimeError("reset first")
         collided = self.world.move(twist, keys_mode=keys_mode)
         # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full);
-        # PointNav's reward and success come from positions alone, so its unpaired steps render nothing (self.gt
-        # keeps the last render's depth and ids, which nothing reads)
-        if self.config.paired or self.world.cfg.task != "pointnav":
+        # a task that reads no frame (BatchedTask.reads_frames) gets none: self.gt keeps the last render's
+        if self.config.paired or self.world.task.reads_frames:
             self.gt = self.world.render(rgb=self.config.paired)
         s = self.dreamer.config.context_sigma  # only 0 < s < 1 re-noises a frame with noise of its own
         noise, context_noise = self._noise(0), (self._noise(1) if 0.0 < s < 1.0 else None)

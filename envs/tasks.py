@@ -98,6 +98,12 @@ class BatchedTask:
         self.obj_category = torch.full((num_envs, 1), -1, dtype=torch.long, device=device)  # (N, Omax)
         self.best_fill = torch.zeros(num_envs, dtype=torch.float32, device=device)
 
+    @property
+    def reads_frames(self) -> bool:
+        """Whether :meth:`score` and :meth:`observe_start` read the frame's depth and ids (pointnav's reward and
+        success come from positions alone)."""
+        return self.task != "pointnav"
+
     # ---------------------------------------------------------------------------------------------------
     def reset_slot(self, i: int, spec: SceneSpec, position: np.ndarray, rng: np.random.Generator) -> None:
         """Start a new episode in slot ``i`` of scene ``spec`` with the camera at ``position``."""

@@ -22,7 +22,7 @@ from sana_world.envs.spaces import ACTION_MODES
 from sana_world.envs.tasks import BatchedTask, TaskConfig
 from sana_world.camera import (TwistLimits, euler_to_rotation, euler_to_rotation_np, intrinsics_from_fov,
                                sincos_np, step_pose)
-from sana_world.render.base import RenderOutput, area_average
+from sana_world.render.base import RenderOutput, downsample_supersampled
 from sana_world.render.fast_shading import available as numba_available
 from sana_world.render.fast_shading import njit
 from sana_world.worlds.collision import PackedSDF, SceneSDF, free_positions
@@ -253,7 +253,8 @@ class GTWorld:
         self.numpy_steps = self.device.type == "cpu" and numba_available()  # bookkeeping: see the module doc
         self.K = intrinsics_from_fov(cfg.width, cfg.height, cfg.fov_deg).to(self.device)  # (3, 3)
         ss = cfg.supersample  # the RGB render's camera: ss x ss rays per pixel of K's
-        self.K_rgb = intrinsics_from_fov(cfg.width * ss, cfg.height * ss, cfg.fov_deg).to(self.device)  # (3, 3)
+        self.K_rgb = self.K if ss == 1 else intrinsics_from_fov(cfg.width * ss, cfg.height * ss,
+                                                                 cfg.fov_deg).to(self.device)  # (3, 3)
         self.renderer = _make_renderer(cfg, num_envs)
         self.renderer_name = resolve_renderer(cfg)
         self.task = BatchedTask(cfg.task, num_envs, cfg.task_cfg, self.device)
@@ -393,14 +394,13 @@ class GTWorld:
         and ids only, so the torch renderer casts no shadow rays (4x fewer rays at three lights) and the
         returned rgb is *not* the GT frame (unshadowed); the open3d renderer renders as usual. With
         ``compile_renderer`` the shadowless frames compile a graph of their own (once).
-        With ``supersample`` s > 1 (and ``rgb``) the frame is rendered at s x s rays a pixel: its rgb is the
-        box filter of the s x s block, depth, normal and ids are those of the block's ray (s // 2, s // 2)
-        (the pixel centre for odd s; for even s half a sub-pixel right of and below it)."""
+        With ``supersample`` s > 1 (and ``rgb``) the frame is rendered at s x s rays a pixel and brought down
+        by :func:`~sana_world.render.base.downsample_supersampled`."""
         c2w = self.c2w32()
         rows = list(range(self.n)) if slots is None or onto is None else sorted(slots)
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         ss = self.cfg.supersample if rgb else 1
-        H, W, K = self.cfg.height * ss, self.cfg.width * ss, self.K_rgb if ss > 1 else self.K
+        H, W, K = self.cfg.height * ss, self.cfg.width * ss, self.K_rgb if rgb else self.K
         if self._packed is not None:
             out = self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, K, H, W,
                                               shadows=None if rgb else False)
@@ -408,11 +408,7 @@ class GTWorld:
             outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], K, H, W) for i in rows]
             out = outs[0] if len(outs) == 1 else RenderOutput(*(torch.cat([getattr(o, f) for o in outs])
                                                                  for f in ("rgb", "depth", "normal", "ids")))
-        if ss > 1:
-            h, w = self.cfg.height, self.cfg.width
-            o = ss // 2
-            out = RenderOutput(area_average(out.rgb, (h, w)), out.depth[:, o::ss, o::ss].contiguous(),
-                               out.normal[:, o::ss, o::ss].contiguous(), out.ids[:, o::ss, o::ss].contiguous())
+        out = downsample_supersampled(out, ss)
         if len(rows) == self.n:
             return out
         return RenderOutput(*(getattr(onto, f).index_copy(0, idx.to(getattr(onto, f).device), getattr(out, f))

@@ -54,3 +54,15 @@ def area_average(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Ten
     h, w = (size, size) if isinstance(size, int) else size
     mean = frames.reshape(*lead, h, H // h, w, W // w, c).to(torch.float32).mean(dim=(-4, -2))  # (..., h, w, C)
     return torch.floor(mean + 0.5).to(torch.uint8)
+
+
+def downsample_supersampled(out: RenderOutput, s: int) -> RenderOutput:
+    """A render of s x s rays a pixel as frames of 1/s its side (``GTConfig.supersample``): rgb the box filter
+    of each s x s block (:func:`area_average`), depth, normal and ids those of the block's ray (s // 2, s // 2),
+    the pixel centre for odd s (for even s half a sub-pixel right of and below it). ``s`` = 1: ``out``."""
+    if s == 1:
+        return out
+    h, w = out.rgb.shape[-3] // s, out.rgb.shape[-2] // s
+    o = s // 2
+    return RenderOutput(area_average(out.rgb, (h, w)), out.depth[:, o::s, o::s].contiguous(),
+                        out.normal[:, o::s, o::s].contiguous(), out.ids[:, o::s, o::s].contiguous())
