@@ -144,10 +144,7 @@ class DreamEnv(gym.Env):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         twist = validate_actions(action, self.cfg.action_mode, None)[None].to(self.core.device)  # (1, 6)
-        collided, gt = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
-        world = self.core.world
-        points = world.hit_points(gt.depth) if self.cfg.task == "explore" else None
-        reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
+        collided, reward, success = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
         self._success = bool(success[0])
         return self._obs(), float(reward[0]), self._success, False, self._info(collided=bool(collided[0]))
 
@@ -229,10 +226,8 @@ class DreamVectorEnv(VectorEnv):
             self.core.reset(slots, [self._rngs[i] for i in slots], [{}] * len(slots))
             twist = torch.where(restart[:, None], torch.zeros_like(twist), twist)
         # 2. move, dream, score on the GT world
-        collided, gt = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
+        collided, reward, success = self.core.step(twist, keys_mode=self.cfg.action_mode == "keys")
         world = self.core.world
-        points = world.hit_points(gt.depth) if self.cfg.task == "explore" else None
-        reward, success = world.task.score(world.position, gt.depth, gt.ids, points, collided)
         self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)
         obs = self._out(build_obs(world, self.core.frame(), self.cfg))

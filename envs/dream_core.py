@@ -220,23 +220,31 @@ class DreamCore:
         return pipe([prompt], size, size, generator=gen)[0].to(self.device)
 
     # 2. Steps.
-    def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, RenderOutput]:
-        """Move every camera by ``twist`` (N, 6); returns collisions (N,) and the GT render (its rgb is the GT
-        frame only if ``paired``: otherwise it is rendered without shadows, see ``GTWorld.render``; an unpaired
-        step of a task that reads no frame, PointNav's, renders nothing and returns the last render)."""
+    def step(self, twist: torch.Tensor, keys_mode: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Move every camera by ``twist`` (N, 6), dream every env's next frame and score the step on the GT world;
+        returns collisions, rewards and successes (N,).
+
+        A paired step renders the GT frames (``self.gt``). An unpaired one renders only the pixels its task's
+        score reads (``BatchedTask.view``: explore every 4th pixel's hit, objectnav the centre window, pointnav
+        none), shadowless; ``self.gt`` then keeps the last full render's (a reset's or a paired step's)."""
         if self.state is None:
             raise RuntimeError("reset first")
-        collided = self.world.move(twist, keys_mode=keys_mode)
-        # only a paired env reads the GT colours of a step (the task reads depth and ids; resets render in full);
-        # a task that reads no frame (BatchedTask.reads_frames) gets none: self.gt keeps the last render's
-        if self.config.paired or self.world.task.reads_frames:
-            self.gt = self.world.render(rgb=self.config.paired)
+        world = self.world
+        collided = world.move(twist, keys_mode=keys_mode)
+        view = world.task.view(self.config.gt.height, self.config.gt.width)
+        if self.config.paired:
+            self.gt = world.render()
+            reward, success = world.score(self.gt, collided)
+        elif view is not None:
+            reward, success = world.score(world.render_view(view), collided, viewed=True)
+        else:  # the task reads positions only: self.gt is not read
+            reward, success = world.score(self.gt, collided)
         s = self.dreamer.config.context_sigma  # only 0 < s < 1 re-noises a frame with noise of its own
         noise, context_noise = self._noise(0), (self._noise(1) if 0.0 < s < 1.0 else None)
-        rgb, self.state = self.dreamer.step(self.state, self.world.c2w32(), noise=noise,
+        rgb, self.state = self.dreamer.step(self.state, world.c2w32(), noise=noise,
                                             context_noise=context_noise)  # one pass, every env
         self.rgb.copy_(rgb)
-        return collided, self.gt
+        return collided, reward, success
 
     def _noise(self, stream: int) -> torch.Tensor:
         """This step's standard normal latents (N, C, 1, h, w) of ``stream`` (0: the sampler's start, 1: the
@@ -248,8 +256,8 @@ class DreamCore:
         return z.view(self.num_envs, C, 1, h, w)
 
     def frame(self) -> RenderOutput:
-        """The GT render with (a copy of) the dreamed RGB in place of the rendered one: observations handed
-        out never change when later steps write the frame buffer."""
+        """The last full GT render (see :meth:`step`) with (a copy of) the dreamed RGB in place of the rendered
+        one: observations handed out never change when later steps write the frame buffer."""
         if self.gt is None:
             raise RuntimeError("reset first")
         return dataclasses.replace(self.gt, rgb=self.rgb.clone())

@@ -104,9 +104,7 @@ class GTEnv(gym.Env):
         twist = self._twist(action)  # (1, 6) float64; raises before any change
         collided = self.world.move(twist.to(self.world.device), keys_mode=self.cfg.action_mode == "keys")
         self._frame = self.world.render()
-        points = self.world.hit_points(self._frame.depth) if self.cfg.task == "explore" else None
-        reward, success = self.world.task.score(self.world.position, self._frame.depth, self._frame.ids, points,
-                                                collided)
+        reward, success = self.world.score(self._frame, collided)
         self._success = bool(success[0])
         info = self._info(collided=bool(collided[0]))
         return self._obs(), float(reward[0]), self._success, False, info

@@ -20,6 +20,36 @@ from sana_world.worlds.palette import CATEGORIES
 from sana_world.worlds.spec import SceneSpec
 
 TASKS = ("explore", "pointnav", "objectnav")
+POINT_STRIDE = 4  # explore: the hit of every POINT_STRIDE-th pixel (of rows and of columns) marks coverage
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """The pixels of a frame that a task's score reads: rows ``y0:y1`` and columns ``x0:x1``, every ``stride``-th
+    of each. ``stride`` is a power of two, so a camera of these pixels alone casts bit for bit the rays the full
+    frame's camera casts through them (:meth:`sana_world.envs.world.GTWorld.render_view`)."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        s = self.stride
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1 or s & (s - 1):
+            raise ValueError(f"FrameView.stride must be a power of two, got {s!r}")
+        if not (0 <= self.y0 < self.y1 and 0 <= self.x0 < self.x1):
+            raise ValueError(f"FrameView needs 0 <= y0 < y1 and 0 <= x0 < x1, got {self}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(h, w) of the view: ceil((y1 - y0) / stride), ceil((x1 - x0) / stride)."""
+        return -(-(self.y1 - self.y0) // self.stride), -(-(self.x1 - self.x0) // self.stride)
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """The view's pixels of full frames ``x`` (N, H, W, ...) -> (N, h, w, ...)."""
+        return x[:, self.y0:self.y1:self.stride, self.x0:self.x1:self.stride]
 
 
 @dataclass(frozen=True)
@@ -98,11 +128,21 @@ class BatchedTask:
         self.obj_category = torch.full((num_envs, 1), -1, dtype=torch.long, device=device)  # (N, Omax)
         self.best_fill = torch.zeros(num_envs, dtype=torch.float32, device=device)
 
-    @property
-    def reads_frames(self) -> bool:
-        """Whether :meth:`score` and :meth:`observe_start` read the frame's depth and ids (pointnav's reward and
-        success come from positions alone)."""
-        return self.task != "pointnav"
+    def view(self, height: int, width: int) -> FrameView | None:
+        """The pixels of a (height, width) frame that :meth:`score` reads, or None for none (pointnav's reward and
+        success come from positions alone): explore the hits of every :data:`POINT_STRIDE`-th pixel, objectnav
+        the centre window. :meth:`observe_start` reads full frames."""
+        if self.task == "explore":
+            return FrameView(0, height, 0, width, POINT_STRIDE)
+        if self.task == "objectnav":
+            return FrameView(*self._centre_box(height, width))
+        return None
+
+    def _centre_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) of the centre window of a (height, width) frame."""
+        ch, cw = max(1, int(height * self.cfg.centre_window)), max(1, int(width * self.cfg.centre_window))
+        y0, x0 = (height - ch) // 2, (width - cw) // 2
+        return y0, y0 + ch, x0, x0 + cw
 
     # ---------------------------------------------------------------------------------------------------
     def reset_slot(self, i: int, spec: SceneSpec, position: np.ndarray, rng: np.random.Generator) -> None:
@@ -164,10 +204,11 @@ class BatchedTask:
         return None
 
     def score(self, position: torch.Tensor, depth: torch.Tensor, ids: torch.Tensor, points: torch.Tensor | None,
-              collided: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+              collided: torch.Tensor, viewed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Reward (N,) float32 and success (N,) bool for one step.
 
-        ``depth`` (N, H, W), ``ids`` (N, H, W), ``points`` (N, M, 3) world hit points (subsampled).
+        ``depth`` (N, H, W), ``ids`` (N, H, W), ``points`` (N, M, 3) world hit points (subsampled). ``viewed``:
+        ``depth`` and ``ids`` hold only the pixels of :meth:`view` (N, h, w).
         """
         cfg = self.cfg
         if self.numpy_steps and self.task == "explore" and points is not None:
@@ -185,7 +226,7 @@ class BatchedTask:
             self.prev_dist = dist
             success = dist < cfg.goal_radius
         else:
-            fill, near = self._centre_fill(depth, ids)
+            fill, near = self._centre_fill(depth, ids, viewed)
             reward = reward + 0.5 * (fill - self.best_fill).clamp_min(0)
             self.best_fill = torch.maximum(self.best_fill, fill)
             success = (fill >= cfg.fill_fraction) & near
@@ -214,13 +255,15 @@ class BatchedTask:
                         f32(cfg.area_reward), f32(cfg.success_reward), reward)
         return reward
 
-    def _centre_fill(self, depth: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Share of the centre window covered by the target category, and whether it is close."""
-        h, w = ids.shape[-2:]
-        ch, cw = max(1, int(h * self.cfg.centre_window)), max(1, int(w * self.cfg.centre_window))
-        y0, x0 = (h - ch) // 2, (w - cw) // 2
-        win = ids[:, y0:y0 + ch, x0:x0 + cw].long().flatten(1)  # (N, P)
-        dwin = depth[:, y0:y0 + ch, x0:x0 + cw].flatten(1)
+    def _centre_fill(self, depth: torch.Tensor, ids: torch.Tensor,
+                     cropped: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Share of the centre window covered by the target category, and whether it is close. ``cropped``:
+        ``depth`` and ``ids`` (N, h, w) hold the window only."""
+        if not cropped:
+            y0, y1, x0, x1 = self._centre_box(*ids.shape[-2:])
+            depth, ids = depth[:, y0:y1, x0:x1], ids[:, y0:y1, x0:x1]
+        win = ids.long().flatten(1)  # (N, P)
+        dwin = depth.flatten(1)
         cat = torch.where(win >= 0, torch.gather(self.obj_category, 1, win.clamp_min(0).clamp_max(
             self.obj_category.shape[1] - 1)), torch.full_like(win, -1))
         mask = cat == self.target[:, None]

@@ -71,9 +71,7 @@ class GTVectorEnv(VectorEnv):
         # 2. move, render, score
         collided = self.world.move(twist, keys_mode=self.cfg.action_mode == "keys")
         self._frame = self.world.render()
-        points = self.world.hit_points(self._frame.depth) if self.cfg.task == "explore" else None
-        reward, success = self.world.task.score(self.world.position, self._frame.depth, self._frame.ids, points,
-                                                collided)
+        reward, success = self.world.score(self._frame, collided)
         self._steps = torch.where(restart, 0, self._steps + 1)  # a restart step is no step of the new episode
         # 3. restarted envs report a reset transition
         reward, terminated, truncated = step_outcome(restart, reward, success, self._steps, self.max_episode_steps)

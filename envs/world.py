@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sana_world.envs.spaces import ACTION_MODES
-from sana_world.envs.tasks import BatchedTask, TaskConfig
+from sana_world.envs.tasks import POINT_STRIDE, BatchedTask, FrameView, TaskConfig
 from sana_world.camera import (TwistLimits, euler_to_rotation, euler_to_rotation_np, intrinsics_from_fov,
                                sincos_np, step_pose)
 from sana_world.render.base import RenderOutput, downsample_supersampled
@@ -396,23 +396,54 @@ class GTWorld:
         ``compile_renderer`` the shadowless frames compile a graph of their own (once).
         With ``supersample`` s > 1 (and ``rgb``) the frame is rendered at s x s rays a pixel and brought down
         by :func:`~sana_world.render.base.downsample_supersampled`."""
-        c2w = self.c2w32()
         rows = list(range(self.n)) if slots is None or onto is None else sorted(slots)
-        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         ss = self.cfg.supersample if rgb else 1
         H, W, K = self.cfg.height * ss, self.cfg.width * ss, self.K_rgb if rgb else self.K
-        if self._packed is not None:
-            out = self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, K, H, W,
-                                              shadows=None if rgb else False)
-        else:
-            outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], K, H, W) for i in rows]
-            out = outs[0] if len(outs) == 1 else RenderOutput(*(torch.cat([getattr(o, f) for o in outs])
-                                                                 for f in ("rgb", "depth", "normal", "ids")))
+        out = self._cast(rows, K, H, W, shadows=None if rgb else False)
         out = downsample_supersampled(out, ss)
         if len(rows) == self.n:
             return out
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         return RenderOutput(*(getattr(onto, f).index_copy(0, idx.to(getattr(onto, f).device), getattr(out, f))
                               for f in ("rgb", "depth", "normal", "ids")))
+
+    def render_view(self, view: FrameView) -> RenderOutput:
+        """Depth, normals and ids (N, h, w) of the pixels of ``view`` only, for every env: the camera of those
+        pixels casts, bit for bit, the rays the full frame's camera casts through them (its stride is a power of
+        two and K's centre a multiple of 1/2), so they equal ``view.crop`` of :meth:`render`'s. The rgb is not
+        the GT frame (rendered as ``render(rgb=False)`` renders it)."""
+        s = view.stride
+        Kv = self.K.to(torch.float64).clone()  # (3, 3); every operation below is exact
+        Kv[0, 2] = (Kv[0, 2] - view.x0 + (s - 1) / 2) / s
+        Kv[1, 2] = (Kv[1, 2] - view.y0 + (s - 1) / 2) / s
+        Kv[:2, :2] /= s
+        h, w = view.shape
+        return self._cast(list(range(self.n)), Kv.to(self.K.dtype), h, w, shadows=False)
+
+    def _cast(self, rows: list[int], K: torch.Tensor, H: int, W: int, shadows: bool | None) -> RenderOutput:
+        """Frames (len(rows), H, W) of envs ``rows`` through camera ``K``; ``shadows`` as in
+        :meth:`TorchRenderer.render_packed` (the open3d renderer renders as usual)."""
+        c2w = self.c2w32()
+        if self._packed is not None:
+            idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+            return self.renderer.render_packed(self._packed, idx, c2w[idx] if len(rows) < self.n else c2w, K, H, W,
+                                               shadows=shadows)
+        outs = [self.renderer.render(self.specs[i], c2w[i:i + 1], K, H, W) for i in rows]
+        return outs[0] if len(outs) == 1 else RenderOutput(*(torch.cat([getattr(o, f) for o in outs])
+                                                             for f in ("rgb", "depth", "normal", "ids")))
+
+    def score(self, frame: RenderOutput, collided: torch.Tensor,
+              viewed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's reward (N,) and success (N,) for this step from ``frame``: a full :meth:`render`, or with
+        ``viewed`` a :meth:`render_view` of ``self.task.view(height, width)``."""
+        if viewed:
+            view = self.task.view(self.cfg.height, self.cfg.width)
+            if view is None or tuple(frame.depth.shape[1:]) != view.shape:
+                raise ValueError(f"a viewed frame must be render_view({view}), got depth {tuple(frame.depth.shape)}")
+        points = None
+        if self.cfg.task == "explore":
+            points = self.hit_points(frame.depth, strided=viewed)
+        return self.task.score(self.position, frame.depth, frame.ids, points, collided, viewed=viewed)
 
     def observe_start(self, slots: list[int], frame: RenderOutput) -> None:
         """The task counts the reset view ``frame`` (every env's render) of ``slots`` as found, unrewarded
@@ -420,8 +451,13 @@ class GTWorld:
         points = self.hit_points(frame.depth) if self.cfg.task == "explore" else None
         self.task.observe_start(slots, frame.depth, frame.ids, points)
 
-    def hit_points(self, depth: torch.Tensor, stride: int = 4) -> torch.Tensor:
-        """World points (N, M, 3) of every ``stride``-th pixel's hit (non-finite where none)."""
+    def hit_points(self, depth: torch.Tensor, stride: int = POINT_STRIDE, strided: bool = False) -> torch.Tensor:
+        """World points (N, M, 3) of every ``stride``-th pixel's hit (non-finite where none). ``strided``:
+        ``depth`` (N, ceil(H / stride), ceil(W / stride)) already holds those pixels only."""
+        if strided:
+            want = (self.n, -(-self.cfg.height // stride), -(-self.cfg.width // stride))
+            if tuple(depth.shape) != want:
+                raise ValueError(f"strided depth must have shape {want}, got {tuple(depth.shape)}")
         if self._dirs_cam is None or self._dirs_cam[0] != stride:
             from sana_world.camera import camera_rays
 
@@ -432,6 +468,7 @@ class GTWorld:
         c2w = self.c2w32()
         if self.numpy_steps:
             out = np.empty((self.n, dirs.shape[0], 3), dtype=np.float32)
-            return torch.from_numpy(_hit_points_kernel(depth.numpy(), dirs.numpy(), c2w.numpy(), stride, out))
-        d = depth[:, ::stride, ::stride].reshape(self.n, -1, 1)  # (N, M, 1)
+            step = 1 if strided else stride
+            return torch.from_numpy(_hit_points_kernel(depth.numpy(), dirs.numpy(), c2w.numpy(), step, out))
+        d = (depth if strided else depth[:, ::stride, ::stride]).reshape(self.n, -1, 1)  # (N, M, 1)
         return torch.baddbmm(c2w[:, None, :3, 3], dirs[None] * d, c2w[:, :3, :3].transpose(1, 2))  # (N, M, 3)
