@@ -36,7 +36,7 @@ from sana_world.generators.train.run import config_field as _f
 _SAMPLE_TAG = 7  # seed word of the (fixed) sampling noise, apart from any step number's
 # fields that may change between a run and its resume without breaking exactness
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "sample_every", "num_samples", "sample_steps",
-               "sample_guidance")
+               "sample_guidance", "init_weights")  # a resume loads the checkpoint's weights, whatever the init was
 INPUTS = ("autoencoder", "text_encoder", "data_dir")  # compared by content on a resume (train.resume)
 
 
@@ -56,6 +56,11 @@ class FlowMatchingConfig:
                    '"pool" (trajectories rendered on the device once, see data.pool)')
     pool_trajectories: int = _f(1024, 'trajectories in the pool (data="pool"; all ranks together)')
     pool_workers: int = _f(8, 'CPU processes planning pooled trajectories (data="pool")')
+    pool_supersample: int = _f(1, 'rays a side per pixel of pooled frames, box-filtered down (data="pool"; '
+                               'antialiased frames, PoolConfig.supersample)')
+    init_weights: str | None = _f(None, "start from these weights (a folder of .safetensors shards, e.g. a zoo "
+                                  "image folder or a run's export/) instead of a fresh init: a fine-tune, e.g. "
+                                  "on a new autoencoder's latents")
     data_dir: str | None = _f(None, "shard directory (sana_world.data.generate output)")
     verify_data: bool = _f(True, "hash every shard before training")
     stream_steps: int = _f(7, "trajectory length of the stream (frames per trajectory - 1)")
@@ -89,6 +94,9 @@ class FlowMatchingConfig:
             raise ValueError(f"shift and logit_std must be > 0, got {self.shift}, {self.logit_std}")
         if self.sample_every < 0:
             raise ValueError(f"sample_every must be >= 0, got {self.sample_every}")
+        if isinstance(self.pool_supersample, bool) or not isinstance(self.pool_supersample, int) \
+                or self.pool_supersample < 1:
+            raise ValueError(f"pool_supersample must be an int >= 1, got {self.pool_supersample!r}")
 
     @classmethod
     def from_flat(cls, **kwargs: Any) -> FlowMatchingConfig:
@@ -262,7 +270,8 @@ class PoolFrames:
         from sana_world.data.pool import ClipPool, PoolConfig
 
         cfg = PoolConfig(trajectories=config.pool_trajectories, steps=config.stream_steps,
-                         size=config.resolution, workers=config.pool_workers, seed=config.run.seed)
+                         size=config.resolution, workers=config.pool_workers,
+                         supersample=config.pool_supersample, seed=config.run.seed)
         self.pool = ClipPool(cfg, info.device, info.rank, info.world_size, progress=info.is_main)
         self.seed, self.batch, self.info = config.run.seed, config.batch_size, info
 
@@ -328,7 +337,15 @@ def train(config: FlowMatchingConfig) -> TrainResult:
     if side % model_cfg.patch_size:
         raise usage_error(ValueError, f"latent side {side} (<resolution={config.resolution}> / codec factor "
                           f"{codec.downsample_factor}) is not divisible by patch_size {model_cfg.patch_size}")
-    state = train_run.init_train_state(lambda: SanaDiT(model_cfg), optim, run.seed, info)
+    def build() -> SanaDiT:
+        model = SanaDiT(model_cfg)
+        if config.init_weights:
+            from sana_world.generators.zoo import load_state_dict
+
+            model.load_state_dict(load_state_dict(Path(config.init_weights)))
+        return model
+
+    state = train_run.init_train_state(build, optim, run.seed, info)
     model, ema = state.model, state.ema
     resolved = resolved_config(config, model_cfg)
     # 1. resume, or refuse to mix a fresh run into an old one

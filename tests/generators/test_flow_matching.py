@@ -260,3 +260,49 @@ def test_cli_parses_into_config(tmp_path) -> None:
     assert cfg.optim.warmup_steps == 2000 and cfg.run.out_dir == "runs/flow_matching"  # trainer defaults
     with pytest.raises(ValueError, match="needs data_dir"):
         FlowMatchingConfig()
+
+
+def test_init_weights_start_the_run_from_a_folder(dataset, tmp_path) -> None:
+    """init_weights: step 1 starts from the folder's weights (a fine-tune), not a fresh init; weights of
+    another model raise before training."""
+    from safetensors.torch import save_file
+
+    from sana_world.generators.image.dit import SanaDiT
+
+    cfg = _config(dataset, tmp_path / "fresh", steps=1, lr=1e-9, warmup_steps=1, ema_decay=0.0)
+    torch.manual_seed(123)
+    init = {k: v.contiguous() for k, v in SanaDiT(cfg.model).state_dict().items()}
+    (tmp_path / "init").mkdir()
+    save_file(init, str(tmp_path / "init" / "model.safetensors"))
+    fresh = _weights(train(cfg).checkpoint, "model.safetensors")
+    tuned = _weights(train(_config(dataset, tmp_path / "tuned", steps=1, lr=1e-9, warmup_steps=1, ema_decay=0.0,
+                                   init_weights=str(tmp_path / "init"))).checkpoint, "model.safetensors")
+    assert tuned.keys() == init.keys()
+    assert all(torch.allclose(tuned[k], init[k], atol=1e-6) for k in init)  # one step at lr 1e-9
+    assert max((fresh[k] - init[k]).abs().max() for k in init) > 0.01  # a fresh init is another model
+    wrong = dict(init)
+    wrong.pop(next(iter(wrong)))
+    (tmp_path / "wrong").mkdir()
+    save_file(wrong, str(tmp_path / "wrong" / "model.safetensors"))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        train(_config(dataset, tmp_path / "bad", steps=1, init_weights=str(tmp_path / "wrong")))
+
+
+def test_supersampled_pool_trains_on_antialiased_frames(dataset, tmp_path, monkeypatch) -> None:
+    """pool_supersample reaches the device pool (PoolConfig.supersample); bad values raise."""
+    from sana_world.data import pool as pool_module
+
+    seen = []
+    real = pool_module.ClipPool
+
+    def spy(cfg, *args, **kwargs):
+        seen.append(cfg.supersample)
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "ClipPool", spy)
+    train(_config(None, tmp_path / "run", data="pool", data_dir=None, pool_trajectories=2, pool_workers=0,
+                  stream_steps=3, batch_size=2, steps=1, pool_supersample=2))
+    assert seen == [2]
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="pool_supersample"):
+            _config(dataset, tmp_path / "x", pool_supersample=bad)
