@@ -1,5 +1,5 @@
 """Env steps/s of the native vector envs on one GPU, the GT world included: the Dream vector env (compiled
-bf16 dream; GT render for the task's depth and ids, eager or compiled) and the GT vector env (compiled
+bf16 dream; the GT render of the pixels the task reads, eager or compiled) and the GT vector env (compiled
 renderer, shadowed rgb frames), one row each, every env moving forward and turning.
 
     python benchmarks/vector_env_gpu.py --batch 1024 --rows dream-eager-render gt-compiled-render

@@ -337,14 +337,7 @@ def train(config: FlowMatchingConfig) -> TrainResult:
     if side % model_cfg.patch_size:
         raise usage_error(ValueError, f"latent side {side} (<resolution={config.resolution}> / codec factor "
                           f"{codec.downsample_factor}) is not divisible by patch_size {model_cfg.patch_size}")
-    def build() -> SanaDiT:
-        model = SanaDiT(model_cfg)
-        if config.init_weights:
-            from sana_world.generators.zoo import load_state_dict
-
-            model.load_state_dict(load_state_dict(Path(config.init_weights)))
-        return model
-
+    build = train_run.initialised(lambda: SanaDiT(model_cfg), config.init_weights)
     state = train_run.init_train_state(build, optim, run.seed, info)
     model, ema = state.model, state.ema
     resolved = resolved_config(config, model_cfg)

@@ -262,6 +262,22 @@ def resolved_config(config: Any, model_cfg: Any, class_name: str, trainer: str, 
 # --- Train state, resume, the optimizer step -------------------------------------------------------------
 
 
+def initialised(build_model: Callable[[], nn.Module], init_weights: str | None) -> Callable[[], nn.Module]:
+    """``build_model`` followed, with ``init_weights``, by a strict load of that folder's ``.safetensors``
+    shards (a zoo component folder or a run's ``export/``): a fine-tune instead of a fresh init."""
+    if not init_weights:
+        return build_model
+
+    def build() -> nn.Module:
+        from sana_world.generators.zoo import load_state_dict
+
+        model = build_model()
+        model.load_state_dict(load_state_dict(Path(init_weights)))
+        return model
+
+    return build
+
+
 def init_train_state(build_model: Callable[[], nn.Module], optim: OptimConfig, seed: int,
                      info: DistInfo) -> TrainState:
     """The model (same init on every rank), gradient checkpointing, per-rank seeds, EMA, AdamW and the

@@ -357,14 +357,7 @@ def train(config: WorldModelTrainConfig) -> TrainResult:
     if info.is_main:
         log.info("world model: %s", cost.summary())
     check_clip_cost(cost, config.allow_large_attention)
-    def build() -> SanaWM:
-        model = SanaWM(model_cfg)
-        if config.init_weights:
-            from sana_world.generators.zoo import load_state_dict
-
-            model.load_state_dict(load_state_dict(Path(config.init_weights)))
-        return model
-
+    build = train_run.initialised(lambda: SanaWM(model_cfg), config.init_weights)
     state = train_run.init_train_state(build, optim, run.seed, info)
     model, ema = state.model, state.ema
     chunk_kw = chunk_kwargs(model, config.chunk_size)

@@ -49,12 +49,17 @@ def test_a_view_render_equals_those_pixels_of_the_full_render(renderer):
                                               err_msg=f"{field} of {view}")
 
 
+@pytest.mark.parametrize("numpy_steps", [True, False])
 @pytest.mark.parametrize("task", ["explore", "objectnav", "pointnav"])
-def test_viewed_scores_equal_full_frame_scores(task):
+def test_viewed_scores_equal_full_frame_scores(task, numpy_steps):
     """Two twin worlds along one path: one scored on full renders, one on its task's view; rewards and successes
     are equal at every step and are not all the step penalty (objectnav: each env's target is set to the category
-    most seen in its centre window, so its fill and reward move)."""
+    most seen in its centre window, so its fill and reward move). Both the CPU's numba bookkeeping and the torch
+    operations every other device runs (numpy_steps False)."""
     worlds = [_world(task, "torch", seed=5), _world(task, "torch", seed=5)]
+    if not numpy_steps:
+        for w in worlds:
+            w.numpy_steps = w.task.numpy_steps = False
     view = worlds[0].task.view(H, W)
     assert (view is None) == (task == "pointnav")
     if task == "objectnav":
