@@ -231,12 +231,11 @@ class DreamCore:
             raise RuntimeError("reset first")
         world = self.world
         collided = world.move(twist, keys_mode=keys_mode)
-        view = world.task.view(self.config.gt.height, self.config.gt.width)
         if self.config.paired:
             self.gt = world.render()
             reward, success = world.score(self.gt, collided)
-        elif view is not None:
-            reward, success = world.score(world.render_view(view), collided, viewed=True)
+        elif world.view is not None:
+            reward, success = world.score(world.render_view(world.view), collided, viewed=True)
         else:  # the task reads positions only: self.gt is not read
             reward, success = world.score(self.gt, collided)
         s = self.dreamer.config.context_sigma  # only 0 < s < 1 re-noises a frame with noise of its own

@@ -258,6 +258,7 @@ class GTWorld:
         self.renderer = _make_renderer(cfg, num_envs)
         self.renderer_name = resolve_renderer(cfg)
         self.task = BatchedTask(cfg.task, num_envs, cfg.task_cfg, self.device)
+        self.view = self.task.view(cfg.height, cfg.width)  # the pixels the task's score reads (None: none)
         f64 = dict(dtype=torch.float64, device=self.device)
         self.position = torch.zeros(num_envs, 3, **f64)  # (N, 3) world
         self.angles = torch.zeros(num_envs, 3, **f64)  # (N, 3) yaw, pitch, roll
@@ -435,11 +436,9 @@ class GTWorld:
     def score(self, frame: RenderOutput, collided: torch.Tensor,
               viewed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The task's reward (N,) and success (N,) for this step from ``frame``: a full :meth:`render`, or with
-        ``viewed`` a :meth:`render_view` of ``self.task.view(height, width)``."""
-        if viewed:
-            view = self.task.view(self.cfg.height, self.cfg.width)
-            if view is None or tuple(frame.depth.shape[1:]) != view.shape:
-                raise ValueError(f"a viewed frame must be render_view({view}), got depth {tuple(frame.depth.shape)}")
+        ``viewed`` a :meth:`render_view` of ``self.view`` (the task's view of this world's frames)."""
+        if viewed and (self.view is None or tuple(frame.depth.shape[1:]) != self.view.shape):
+            raise ValueError(f"a viewed frame must be render_view({self.view}), got depth {tuple(frame.depth.shape)}")
         points = None
         if self.cfg.task == "explore":
             points = self.hit_points(frame.depth, strided=viewed)

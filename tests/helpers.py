@@ -43,3 +43,16 @@ def tiny_train_step(state) -> torch.Tensor:
     state.ema.update(state.model)
     state.step += 1
     return loss.detach()
+
+
+def spy_pool_supersample(monkeypatch, module) -> list[int]:
+    """Record the ``supersample`` of every ``ClipPool`` that ``module`` builds (the pools still render)."""
+    seen: list[int] = []
+    real = module.ClipPool
+
+    def spy(cfg, *args, **kwargs):
+        seen.append(cfg.supersample)
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(module, "ClipPool", spy)
+    return seen

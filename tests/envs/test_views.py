@@ -60,8 +60,8 @@ def test_viewed_scores_equal_full_frame_scores(task, numpy_steps):
     if not numpy_steps:
         for w in worlds:
             w.numpy_steps = w.task.numpy_steps = False
-    view = worlds[0].task.view(H, W)
-    assert (view is None) == (task == "pointnav")
+    view = worlds[0].view
+    assert view == worlds[0].task.view(H, W) and (view is None) == (task == "pointnav")
     if task == "objectnav":
         ids = worlds[0].render(rgb=False).ids
         for i in range(worlds[0].n):

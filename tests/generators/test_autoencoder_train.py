@@ -41,16 +41,10 @@ def test_time_limit_stops_early_with_a_checkpoint(tmp_path: Path) -> None:
 
 def test_supersampled_pool_trains_on_antialiased_frames(tmp_path: Path, monkeypatch) -> None:
     """pool_supersample reaches the training pool and the held-out pool (PoolConfig.supersample)."""
+    from helpers import spy_pool_supersample
     from sana_world.generators.train import autoencoder as trainer
 
-    seen = []
-    real = trainer.ClipPool
-
-    def spy(cfg, *args, **kwargs):
-        seen.append(cfg.supersample)
-        return real(cfg, *args, **kwargs)
-
-    monkeypatch.setattr(trainer, "ClipPool", spy)
+    seen = spy_pool_supersample(monkeypatch, trainer)
     train(config(tmp_path / "ae", steps=2, pool_supersample=2))
     assert seen == [2, 2]  # the training pool, then the held-out frames of the score
     assert json.loads((tmp_path / "ae" / "eval.json").read_text())["supersample"] == 2

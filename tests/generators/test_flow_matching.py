@@ -290,16 +290,10 @@ def test_init_weights_start_the_run_from_a_folder(dataset, tmp_path) -> None:
 
 def test_supersampled_pool_trains_on_antialiased_frames(dataset, tmp_path, monkeypatch) -> None:
     """pool_supersample reaches the device pool (PoolConfig.supersample); bad values raise."""
+    from helpers import spy_pool_supersample
     from sana_world.data import pool as pool_module
 
-    seen = []
-    real = pool_module.ClipPool
-
-    def spy(cfg, *args, **kwargs):
-        seen.append(cfg.supersample)
-        return real(cfg, *args, **kwargs)
-
-    monkeypatch.setattr(pool_module, "ClipPool", spy)
+    seen = spy_pool_supersample(monkeypatch, pool_module)
     train(_config(None, tmp_path / "run", data="pool", data_dir=None, pool_trajectories=2, pool_workers=0,
                   stream_steps=3, batch_size=2, steps=1, pool_supersample=2))
     assert seen == [2]
