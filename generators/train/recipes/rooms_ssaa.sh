@@ -9,20 +9,27 @@
 # Each trains for SECONDS after its pool render. Each autoencoder's eval.json scores it on the 1,024 held-out
 # SSAA frames that ae_error.py --supersample 2 scores (shipped: 28.40 dB). The exports come back packed (bf16):
 # OUT/ae_*.tar and OUT/wm.tar.part-*.
-# Usage (device machine, repo root, .whl/ carried): bash THIS OUT SECONDS
+# RUNS (default all three) names the runs to make, e.g. "ae_free ae_anchored": fewer runs share the GPU less.
+# Usage (device machine, repo root, .whl/ carried): bash THIS OUT SECONDS [RUNS]
 set -uo pipefail
-out=${1:?usage: rooms_ssaa.sh OUT SECONDS}
+out=${1:?usage: rooms_ssaa.sh OUT SECONDS [RUNS]}
 secs=${2:?seconds of training}
+runs=${3:-ae_free ae_anchored wm}
+for run in $runs; do
+  case $run in ae_free|ae_anchored|wm) ;; *) echo "rooms_ssaa.sh: unknown run $run (ae_free, ae_anchored, wm)"; exit 2;; esac
+done
+wants() { [[ " $runs " == *" $1 "* ]]; }
 source generators/train/recipes/setup_gpu.sh
 zoo=sana_world/zoo/rooms-128
 ae=(--init-weights $zoo/autoencoder --pool-supersample 2 --pool-trajectories 1024 --pool-steps 15 --pool-workers 4
-    --batch-size 128 --bf16 --ema-decay 0.995 --lr 3e-4 --warmup-steps 100 --decay-steps 2500 --min-lr-ratio 0.05
+    --batch-size 128 --bf16 --ema-decay 0.995 --lr 3e-4 --warmup-steps 100 --decay-steps 2000 --min-lr-ratio 0.05
     --steps 1000000 --time-limit-s "$secs" --log-every 200 --ckpt-every 1000000 --no-progress
     --eval-trajectories 64)
-python3 -m sana_world.generators.train.autoencoder "${ae[@]}" --out-dir runs/ae_free > "$out/ae_free.log" 2>&1 &
-python3 -m sana_world.generators.train.autoencoder "${ae[@]}" --anchor-weight 1 --out-dir runs/ae_anchored \
-  > "$out/ae_anchored.log" 2>&1 &
-python3 -m sana_world.generators.train.world_model --preset rooms_p1 --init-weights $zoo/world_model \
+wants ae_free && python3 -m sana_world.generators.train.autoencoder "${ae[@]}" --out-dir runs/ae_free \
+  > "$out/ae_free.log" 2>&1 &
+wants ae_anchored && python3 -m sana_world.generators.train.autoencoder "${ae[@]}" --anchor-weight 1 \
+  --out-dir runs/ae_anchored > "$out/ae_anchored.log" 2>&1 &
+wants wm && python3 -m sana_world.generators.train.world_model --preset rooms_p1 --init-weights $zoo/world_model \
   --autoencoder $zoo/autoencoder --data pool --pool-supersample 2 --pool-workers 6 --pool-trajectories 1024 \
   --pool-steps 40 --resolution 128 --bf16 --clip-frames 33 --temporal-stride 1 --chunk-size 1 --batch-size 16 \
   --lr 1e-4 --warmup-steps 20 --decay-steps 500 --min-lr-ratio 0.05 --ema-decay 0.995 --grad-clip 1.0 \
@@ -30,9 +37,11 @@ python3 -m sana_world.generators.train.world_model --preset rooms_p1 --init-weig
   --cuda-graph --time-limit-s "$secs" --out-dir runs/wm_ssaa > "$out/wm.log" 2>&1 &
 wait
 for name in free anchored; do
+  wants ae_$name || continue
   echo "== ae_$name"; tail -n 1 "$out/ae_$name.log"; cat runs/ae_$name/eval.json
   python3 -m sana_world.generators.train.export_folder runs/ae_$name "$out/ae_$name.tar" > /dev/null
 done
+wants wm || { ls -la "$out"; exit 0; }
 echo "== wm"
 grep -v "render pool\|Warn\|warn\|grad.sizes\|bucket_view\|return Variable\|return func" "$out/wm.log" | tail -n 4
 python3 -m sana_world.generators.train.export_folder runs/wm_ssaa /tmp/wm.tar > /dev/null \
