@@ -414,3 +414,21 @@ def fit_scaling_factor(ae: nn.Module, images: torch.Tensor, batch_size: int = 16
     if rms == 0:
         raise ValueError("all latents are zero; cannot fit a scaling factor")
     return 1.0 / rms
+
+
+@torch.no_grad()
+def latent_drift(encode: Callable[[torch.Tensor], torch.Tensor], encode0: Callable[[torch.Tensor], torch.Tensor],
+                 rgb: torch.Tensor, batch_size: int = 64) -> float:
+    """How far one encoder's latents lie from another's: ``RMS(encode(x) - encode0(x)) / RMS(encode0(x))``
+    over uint8 frames ``rgb`` (N, H, W, 3), each encoder taking float [-1, 1] (b, 3, H, W) (an anchored
+    autoencoder fine-tune's drift from its init; a new autoencoder's from an entry's, scaled latents)."""
+    if rgb.dtype != torch.uint8 or rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.shape[0] == 0:
+        raise ValueError(f"rgb must be uint8 (N, H, W, 3) with N >= 1, got {rgb.dtype} {tuple(rgb.shape)}")
+    sums = torch.zeros(2, dtype=torch.float64, device=rgb.device)
+    for chunk in rgb.split(batch_size):
+        x = chunk.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (b, 3, H, W)
+        z, z0 = encode(x).double(), encode0(x).double()  # (b, C, h, w)
+        sums += torch.stack([(z - z0).square().sum(), z0.square().sum()])
+    if sums[1] == 0:
+        raise ValueError("the reference encoder's latents are all zero: no drift can be measured against them")
+    return float(sums[0] / sums[1]) ** 0.5

@@ -34,8 +34,11 @@ raise :class:`ZooError` listing every problem:
 * an autoencoder export loads strictly (:func:`~sana_world.generators.autoencoder.load_autoencoder`);
 * an autoencoder that changes the latent space (other encoder weights or scaling factor; a decoder-only
   fine-tune keeps it) needs every component trained on latents to come with it: a world model, and an
-  image model or ``--drop-image``; a world or image model trained on an autoencoder folder that still
-  exists must have been trained on the entry's latents.
+  image model or ``--drop-image``, unless ``--max-latent-drift D`` is given and the new encoder's scaled
+  latents lie within D (relative RMS) of the old one's on held-out GT frames, measured then (an anchored
+  fine-tune, ``--anchor-weight``): the kept models then read latents that far from the ones they learnt;
+  a world or image model trained on an autoencoder folder that still exists must have been trained on the
+  entry's latents.
 
 The manifest's resolution, dream defaults and description are rewritten from the exports' training configs
 (the world model's training resolution and ``shift``, and its context level if it trained at one; the

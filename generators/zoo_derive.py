@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from sana_world.generators.autoencoder import autoencoder_folder, load_autoencoder
+from sana_world.generators.autoencoder import LatentCodec, autoencoder_folder, latent_drift, load_autoencoder
 from sana_world.generators.zoo import (
     _AE_ENCODER_KEYS, _CLASSES, _DROPPABLE, _LABELS, _LATENT_USERS, MAX_SHARD_BYTES, _fit_problem, _build,
     _read_json, compatibility_problems, load_state_dict,
@@ -98,6 +98,24 @@ def _latents_differ(a: Path, b: Path) -> str | None:
                 wa[k].to(torch.bfloat16), wb[k].to(torch.bfloat16)):
             return f"encoder weights differ ({k})"
     return None
+
+
+DRIFT_TRAJECTORIES = 8  # held-out trajectories (16 frames each) that --max-latent-drift measures on
+
+
+def measure_latent_drift(new: Path, old: Path, resolution: int, supersample: int,
+                         trajectories: int = DRIFT_TRAJECTORIES) -> tuple[float, int]:
+    """How far autoencoder ``new``'s scaled latents lie from ``old``'s (:func:`latent_drift`, fp32 on the
+    CPU) on GT frames of held-out scenes rendered at ``resolution`` with ``supersample``; returns (drift,
+    frames)."""
+    from sana_world.data.pool import ClipPool, PoolConfig
+    from sana_world.worlds.sampler import HELDOUT_START
+
+    pool = ClipPool(PoolConfig(trajectories=trajectories, steps=15, size=resolution, workers=0,
+                               supersample=supersample, seed=HELDOUT_START), "cpu", progress=False)
+    rgb = pool.rgb.flatten(0, 1)  # (N, H, W, 3) uint8
+    a, b = LatentCodec(load_autoencoder(new).eval()), LatentCodec(load_autoencoder(old).eval())
+    return latent_drift(a.encode, b.encode, rgb), int(rgb.shape[0])
 
 
 # --- Writing components and manifests --------------------------------------------------------------------
@@ -181,10 +199,12 @@ def _dream_from_training(t: dict[str, Any], base: dict[str, Any],
 
 
 def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchanged: str,
-          supersample: int | None = None) -> _Plan:
+          supersample: int | None = None, max_latent_drift: float | None = None) -> _Plan:
     """Check ``src`` with ``exports`` replacing components and ``drop`` removing them (module doc) and read
     every export; ZooError listing every problem, ending with ``unchanged``. ``supersample``: the GT frames'
-    rays a side per pixel the new entry's models were trained on (None: the base's)."""
+    rays a side per pixel the new entry's models were trained on (None: the base's). ``max_latent_drift``:
+    a new latent space may keep the base's world and image models if the new encoder's latents lie within
+    this relative RMS of the old one's (measured here)."""
     drop = set(drop)
     unknown = sorted(set(exports) - set(_CLASSES))
     if unknown:
@@ -192,6 +212,13 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
     if drop - set(_DROPPABLE) or drop & set(exports):
         raise ValueError(f"only {list(_DROPPABLE)} may be dropped, and not replaced at once; got "
                          f"drop={sorted(drop)}")
+    if max_latent_drift is not None and not 0 <= max_latent_drift < 1:
+        raise ValueError(f"max_latent_drift must lie in [0, 1) (a relative RMS), got {max_latent_drift}")
+    frames = dict(src.manifest.get("frames") or {})  # the GT frames: the entry's, unless given
+    if supersample is not None:
+        if isinstance(supersample, bool) or not isinstance(supersample, int) or supersample < 1:
+            raise ValueError(f"supersample must be an int >= 1, got {supersample!r}")
+        frames["supersample"] = supersample
     # 1. every export read and checked on its own
     read = {c: _read_export(Path(e), c, torch.bfloat16, unchanged) for c, e in exports.items()}
     manifest_comps = src.manifest["components"]
@@ -203,15 +230,25 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
     problems: list[str] = []
     # 2. an autoencoder with another latent space takes every latent-space component with it
     new_latents = _latents_differ(ae_folder, src.folder("autoencoder")) if "autoencoder" in exports else None
+    kept_users = [d for d in _LATENT_USERS if d in final and d not in exports]
+    drift: dict[str, Any] | None = None
+    if new_latents and kept_users and max_latent_drift is not None:  # 2a. near enough to keep them?
+        value, n = measure_latent_drift(ae_folder, src.folder("autoencoder"), src.resolution,
+                                        frames.get("supersample", 1), DRIFT_TRAJECTORIES)
+        drift = {"rms_relative": value, "max": max_latent_drift, "heldout_frames": n,
+                 "supersample": frames.get("supersample", 1)}
     flagged = set()
-    if new_latents:
-        for dep in _LATENT_USERS:
-            if dep in final and dep not in exports:
-                flagged.add(dep)
-                alt = f" or --drop-{dep.replace('_', '-')}" if dep in _DROPPABLE else ""
-                problems.append(f"the new autoencoder changes the latent space ({new_latents}), but the "
-                                f"{_LABELS[dep]} kept from {src.name!r} was trained on the old one: pass "
-                                f"--{dep.replace('_', '-')} EXPORT trained on the new autoencoder{alt}")
+    if new_latents and (drift is None or drift["rms_relative"] > max_latent_drift):
+        how_far = "" if drift is None else \
+            (f"; its latents lie {100 * drift['rms_relative']:.2f} % from the old one's on "
+             f"{drift['heldout_frames']} held-out frames, above --max-latent-drift "
+             f"{100 * max_latent_drift:.2f} %")  # fmt: skip
+        for dep in kept_users:
+            flagged.add(dep)
+            alt = f" or --drop-{dep.replace('_', '-')}" if dep in _DROPPABLE else ""
+            problems.append(f"the new autoencoder changes the latent space ({new_latents}{how_far}), but "
+                            f"the {_LABELS[dep]} kept from {src.name!r} was trained on the old one: pass "
+                            f"--{dep.replace('_', '-')} EXPORT trained on the new autoencoder{alt}")
     # 3. one resolution: the world model's training resolution
     wm_t = configs["world_model"].get("training") or {} if "world_model" in configs else {}
     resolution = src.resolution
@@ -240,13 +277,8 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
                 problems.append(f"{_LABELS[c]} {where[c]} was trained on the latents of autoencoder {path}, "
                                 f"not on those of the entry's autoencoder {where['autoencoder']} ({why})")
         provenance[c] = {"trained_on_autoencoder": rec, "autoencoder_checked": checked}
-    # 6. the GT frames: the entry's, unless given; an autoencoder export's eval.json (beside it, written by the
-    # trainer) must have been scored on such frames
-    frames = dict(src.manifest.get("frames") or {})
-    if supersample is not None:
-        if isinstance(supersample, bool) or not isinstance(supersample, int) or supersample < 1:
-            raise ValueError(f"supersample must be an int >= 1, got {supersample!r}")
-        frames["supersample"] = supersample
+    # 6. an autoencoder export's eval.json (beside it, written by the trainer) must have scored the entry's
+    # GT frames
     if "autoencoder" in exports:
         report = Path(exports["autoencoder"]).parent / "eval.json"
         trained = _read_json(report).get("supersample", 1) if report.is_file() else None
@@ -275,6 +307,10 @@ def _plan(src: ZooEntry, exports: dict[str, Path], drop: Iterable[str], unchange
                 info["scaling_factor"] = cfg.get("scaling_factor")
                 info["same_latents_as_base"] = new_latents is None
                 what = f"scaling_factor {float(cfg.get('scaling_factor', 1.0)):.4g}"
+                if new_latents and drift is not None:
+                    info["latent_drift"] = drift
+                    what += (f"; latents {100 * drift['rms_relative']:.2f} % from the base's, "
+                             f"{' and '.join(_LABELS[d] for d in kept_users)} kept")
             else:
                 info.update({"step": cfg.get("step"), "preset": t.get("preset"), "ema": cfg.get("ema"),
                              "training_resolution": t.get("resolution"), "shift": t.get("shift"),
@@ -317,7 +353,8 @@ def _write_plan(folder: Path, name: str, plan: _Plan, exports: dict[str, Path]) 
 
 
 def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Path],
-                 drop: Iterable[str] = (), supersample: int | None = None) -> Path:
+                 drop: Iterable[str] = (), supersample: int | None = None,
+                 max_latent_drift: float | None = None) -> Path:
     """A copy of zoo entry ``base`` at folder ``dest`` (which must not exist) whose components ``exports``
     (component -> a trainer's ``export/`` folder) are replaced and ``drop`` (only "image") removed, manifest
     rewritten from the exports (module doc); returns ``dest``.
@@ -330,7 +367,8 @@ def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Pa
     if dest.exists():
         raise FileExistsError(f"{dest} exists; derive_entry writes a new folder")
     drop = tuple(drop)
-    plan = _plan(src, exports, drop, f"nothing was written to {dest}", supersample)  # 1. every export checked first
+    plan = _plan(src, exports, drop, f"nothing was written to {dest}", supersample,  # 1. every export checked
+                 max_latent_drift)
     try:  # 2. copy, 3. replace / drop components, 4. manifest
         shutil.copytree(src.root, dest)
         for c in drop:
@@ -345,7 +383,8 @@ def derive_entry(base: str | os.PathLike[str], dest: Path, exports: dict[str, Pa
 
 
 def replace_component(name: str, component: str, export: Path, root: Path = ZOO_ROOT,
-                      overwrite: bool = False, supersample: int | None = None) -> Path:
+                      overwrite: bool = False, supersample: int | None = None,
+                      max_latent_drift: float | None = None) -> Path:
     """Replace one component of the existing zoo entry ``root/name`` by a trainer's ``export/`` folder and
     rewrite the entry's manifest (sizes and sha256, and resolution, dream defaults and description from the
     export as in :func:`derive_entry`), so the entry verifies again; returns the entry folder. An entry that
@@ -358,7 +397,7 @@ def replace_component(name: str, component: str, export: Path, root: Path = ZOO_
         raise FileExistsError(f"zoo entry {old.name!r} at {old.root}{where} already has a {component}; "
                               "`add` would overwrite it in place, with no backup: write a candidate to a new "
                               "folder with `derive`, or pass --overwrite (overwrite=True); " + unchanged)
-    plan = _plan(old, {component: Path(export)}, (), unchanged, supersample)
+    plan = _plan(old, {component: Path(export)}, (), unchanged, supersample, max_latent_drift)
     _write_plan(old.root, old.root.name, plan, {component: Path(export)})
     return old.root
 
@@ -370,6 +409,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1) (0.03 is 3 %), got {value}")
+    return value
+
+
+DRIFT_HELP = ("an autoencoder with new latents may keep the entry's world and image models if its scaled latents "
+              "lie within this relative RMS of the old encoder's on held-out GT frames (measured: about 20 s on "
+              "a CPU), e.g. 0.03 for an --anchor-weight fine-tune")
 SUPERSAMPLE_HELP = ("rays a side per pixel of the GT frames the entry's models were trained on (the manifest's "
                     "frames.supersample, GTConfig.supersample; default: the base entry's)")
 
@@ -384,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--overwrite", action="store_true",
                    help="replace a component the entry already has (no backup is kept)")
     a.add_argument("--supersample", type=_positive_int, default=None, help=SUPERSAMPLE_HELP)
+    a.add_argument("--max-latent-drift", type=_fraction, default=None, help=DRIFT_HELP)
     d = sub.add_parser("derive", help="copy an entry to a new folder with components replaced by exports")
     d.add_argument("base")
     d.add_argument("dest", type=Path)
@@ -393,14 +443,16 @@ def main(argv: list[str] | None = None) -> None:
         d.add_argument(f"--drop-{component.replace('_', '-')}", action="store_true",
                        help=f"leave the {_LABELS[component]} out of the new entry")
     d.add_argument("--supersample", type=_positive_int, default=None, help=SUPERSAMPLE_HELP)
+    d.add_argument("--max-latent-drift", type=_fraction, default=None, help=DRIFT_HELP)
     args = p.parse_args(argv)
     try:
         if args.cmd == "add":
             print(replace_component(args.name, args.component, args.export, root=ZOO_ROOT,
-                                    overwrite=args.overwrite, supersample=args.supersample))
+                                    overwrite=args.overwrite, supersample=args.supersample,
+                                    max_latent_drift=args.max_latent_drift))
         else:
             exports = {c: getattr(args, c) for c in _CLASSES if getattr(args, c) is not None}
             drop = [c for c in _DROPPABLE if getattr(args, f"drop_{c}")]
-            print(derive_entry(args.base, args.dest, exports, drop, args.supersample))
+            print(derive_entry(args.base, args.dest, exports, drop, args.supersample, args.max_latent_drift))
     except (ZooError, FileNotFoundError, FileExistsError) as e:  # bad input; bugs keep their tracebacks
         p.exit(1, f"{p.prog}: error: {e}\n")

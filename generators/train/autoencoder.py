@@ -38,7 +38,9 @@ from torch import nn
 
 from sana_world.data.pool import ClipPool, PoolConfig, pool_generator
 from sana_world.worlds.sampler import HELDOUT_START
-from sana_world.generators.autoencoder import AE_PRESETS, AutoencoderSpec, build_autoencoder, fit_scaling_factor
+from sana_world.generators.autoencoder import (
+    AE_PRESETS, AutoencoderSpec, build_autoencoder, fit_scaling_factor, latent_drift,
+)
 from sana_world.generators.train import run as train_run
 from sana_world.generators.train.common import DistInfo, autocast, setup_distributed, wrap_ddp
 from sana_world.generators.train.flow_matching import ShardFrames, to_model_images
@@ -160,16 +162,6 @@ def training_loss(net: nn.Module, x: torch.Tensor, config: AutoencoderTrainConfi
         z0 = anchor(x).float()
     term = (scale * (z.float() - z0)).square().mean()
     return loss + config.anchor_weight * term, term.detach()
-
-
-@torch.no_grad()
-def latent_drift(ae: nn.Module, anchor: nn.Module, rgb: torch.Tensor) -> float:
-    """RMS(E(x) - E0(x)) / RMS(E0(x)) over uint8 frames (N, H, W, 3), E0 the encoder ``anchor`` (float32)."""
-    sums = torch.zeros(2, dtype=torch.float64, device=rgb.device)
-    for x in map(to_unit, rgb.split(64)):  # (b, 3, H, W)
-        z, z0 = ae.encode(x).latent.double(), anchor(x).double()
-        sums += torch.stack([(z - z0).square().sum(), z0.square().sum()])
-    return float(sums[0] / sums[1]) ** 0.5
 
 
 @torch.no_grad()
@@ -325,7 +317,8 @@ def finish(ae: nn.Module, train_frames: torch.Tensor, config: AutoencoderTrainCo
               "heldout_frames": int(frames.shape[0]), "scaling_factor": scale,
               "params": sum(p.numel() for p in ae.parameters())}
     if anchor is not None:
-        report.update(anchor_weight=config.anchor_weight, anchor_drift=latent_drift(ae, anchor, frames))
+        drift = latent_drift(lambda x: ae.encode(x).latent, anchor, frames)
+        report.update(anchor_weight=config.anchor_weight, anchor_drift=drift)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     log.info("autoencoder %s: held-out PSNR %.2f dB (train %.2f), scale %.4f", config.model, psnr, train_psnr,
              scale)

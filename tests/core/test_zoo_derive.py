@@ -197,3 +197,50 @@ def test_derive_records_the_gt_frames_and_checks_the_autoencoders(tmp_path: Path
     bad = dict(entry(cand).manifest, frames={"supersample": 0})
     with pytest.raises(ZooError, match="frames.supersample"):
         _ = dataclasses.replace(entry(cand), manifest=bad).supersample
+
+
+def moved_encoder(folder: Path, rel: float, seed: int = 0) -> Path:
+    """The shipped autoencoder as a trainer export, every encoder tensor moved by ``rel`` times its own RMS
+    of Gaussian noise (an anchored fine-tune's small drift, or a free one's large)."""
+    shutil.copytree(BASE / "autoencoder", folder)
+    (folder / "eval.json").unlink(missing_ok=True)
+    f = folder / "diffusion_pytorch_model.safetensors"
+    g = torch.Generator().manual_seed(seed)
+    w = {k: v.float() for k, v in load_file(str(f)).items()}
+    for k in sorted(w):
+        if k.startswith("encoder.") and w[k].is_floating_point():
+            w[k] = w[k] + rel * w[k].square().mean().sqrt() * torch.randn(w[k].shape, generator=g)
+    save_file(w, str(f))
+    return folder
+
+
+def test_max_latent_drift_keeps_the_models_only_for_latents_that_near(tmp_path: Path, monkeypatch) -> None:
+    """An encoder that moved a little (an anchored fine-tune) may keep the entry's world and image models
+    with --max-latent-drift: derive measures the drift on held-out GT frames and records it; one that moved
+    more than the bar is refused with the measured value, and without the flag any new encoder is."""
+    monkeypatch.setattr(zoo_derive, "DRIFT_TRAJECTORIES", 2)  # 32 frames: the test's speed
+    near, far = moved_encoder(tmp_path / "near", 0.002), moved_encoder(tmp_path / "far", 0.2)
+    with pytest.raises(ZooError, match=r"latent space.*world model kept"):
+        zoo.derive_entry("rooms-128", tmp_path / "plain", {"autoencoder": near})
+    with pytest.raises(ZooError, match=r"above --max-latent-drift 3.00 %.*world model kept") as e:
+        zoo.derive_entry("rooms-128", tmp_path / "far_c", {"autoencoder": far}, max_latent_drift=0.03)
+    assert "image model kept" in str(e.value) and not (tmp_path / "far_c").exists()
+    far_pct = float(str(e.value).split("its latents lie ")[1].split(" %")[0])
+    dest = zoo.derive_entry("rooms-128", tmp_path / "near_c", {"autoencoder": near}, max_latent_drift=0.03)
+    m = entry(str(dest)).manifest
+    info = m["derived_from"]["components"]["autoencoder"]
+    drift = info["latent_drift"]
+    assert info["same_latents_as_base"] is False and drift["heldout_frames"] == 32 and drift["max"] == 0.03
+    assert 0 < drift["rms_relative"] < 0.03 and 100 * drift["rms_relative"] < far_pct
+    assert set(m["components"]) == {"autoencoder", "world_model", "image"} and "kept" in m["description"]
+    models = zoo.load(str(dest))
+    enc = load_file(str(dest / "autoencoder" / "diffusion_pytorch_model.safetensors"))
+    key = sorted(k for k in enc if k.startswith("encoder."))[0]
+    assert torch.equal(models.codec.ae.state_dict()[key], enc[key].float())  # the new encoder is in use
+    with pytest.raises(SystemExit) as exit_:  # a drift bar is a fraction
+        zoo_derive.main(["derive", "rooms-128", str(tmp_path / "bad"), "--autoencoder", str(near),
+                         "--max-latent-drift", "3"])
+    assert exit_.value.code == 2 and not (tmp_path / "bad").exists()
+    zoo_derive.main(["derive", "rooms-128", str(tmp_path / "cli"), "--autoencoder", str(near),
+                     "--max-latent-drift", "0.03"])
+    assert entry(str(tmp_path / "cli")).manifest["derived_from"]["components"]["autoencoder"]["latent_drift"]

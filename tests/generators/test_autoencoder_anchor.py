@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sana_world.generators.autoencoder import latent_drift
 from sana_world.generators.train import run as train_run
-from sana_world.generators.train.autoencoder import AutoencoderTrainConfig, latent_drift, train
+from sana_world.generators.train.autoencoder import AutoencoderTrainConfig, train
 
 
 def config(out: Path, **kw) -> AutoencoderTrainConfig:
@@ -68,7 +69,8 @@ def test_anchor_holds_the_latents_near_the_init(tmp_path: Path, init: Path, monk
     for w in (0.0, 1e4):
         res = train(config(tmp_path / f"w{w}", steps=6, lr=1e-2, warmup_steps=0, init_weights=str(init),
                            anchor_weight=w))
-        drift[w] = latent_drift(load_autoencoder(res.export), e0.encoder, frames)
+        tuned = load_autoencoder(res.export)
+        drift[w] = latent_drift(lambda x, ae=tuned: ae.encode(x).latent, e0.encoder, frames)
     plain, anchored = extras[:6], extras[6:]
     assert plain == [None] * 6 and len(anchored) == 6
     assert anchored[0] == {"anchor_mse": 0.0} and all(e["anchor_mse"] > 0 for e in anchored[1:])
@@ -90,3 +92,16 @@ def test_resume_anchors_to_the_init_not_the_checkpoint(tmp_path: Path, init: Pat
     resumed = train(config(tmp_path / "split", steps=3, init_weights=str(init), anchor_weight=1.0, resume=True))
     assert resumed.step == 3 and resumed.losses == whole.losses[2:]
     assert extras[-1] == extras[2] and extras[2]["anchor_mse"] > 0
+
+
+def test_latent_drift_is_the_relative_rms_of_the_latent_change() -> None:
+    """Equal encoders drift 0; an encoder that doubles the latents drifts exactly 1; bad frames raise."""
+    rgb = torch.randint(0, 256, (5, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    conv = torch.nn.Conv2d(3, 4, 2, stride=2)
+    assert latent_drift(conv, conv, rgb, batch_size=2) == 0.0
+    assert latent_drift(lambda x: 2 * conv(x), conv, rgb, batch_size=2) == pytest.approx(1.0, rel=1e-12)
+    assert latent_drift(lambda x: conv(x) + 0.1 * conv(x).square().mean().sqrt(), conv, rgb) > 0.05
+    with pytest.raises(ValueError, match="uint8"):
+        latent_drift(conv, conv, rgb.float())
+    with pytest.raises(ValueError, match="all zero"):
+        latent_drift(conv, lambda x: 0 * conv(x), rgb)
