@@ -50,7 +50,8 @@ class ImagePipeline:
     """``pipe(prompts, generator=g) -> uint8 images (B, H, W, 3)``.
 
     ``model`` is a :class:`~sana_world.generators.image.SanaDiT` (timestep = 1000·σ for flow models, the
-    flow time σ itself for Sprint students), ``text_encoder`` anything with ``encode`` / ``null_embedding``
+    flow time σ itself for Sprint students, each times the model's ``timestep_scale``: 1 for SANA and
+    SANA-Sprint checkpoints, 1000 for students of :mod:`sana_world.generators.train.sprint`), ``text_encoder`` anything with ``encode`` / ``null_embedding``
     (:mod:`sana_world.generators.text_encoders`), ``codec`` a latent codec with ``decode`` and
     ``latent_channels`` / ``downsample_factor`` (:class:`~sana_world.generators.autoencoder.LatentCodec`).
     """
@@ -77,14 +78,15 @@ class ImagePipeline:
         """The sampler's denoiser for ``prompts``: CFG over (null, prompt) for flow models."""
         c = self.config
         cond = self.text_encoder.encode(prompts).to(device)
+        t_scale = float(getattr(getattr(self.model, "cfg", None), "timestep_scale", 1.0))  # as SanaPipeline
         if c.sampler == "trigflow":
             scale = self.model.cfg.guidance_embeds_scale
             guidance = torch.full((len(prompts),), c.guidance_scale * scale, device=device)
-            return flow_to_trigflow(lambda x, s: self._model(x, s, cond, guidance))
+            return flow_to_trigflow(lambda x, s: self._model(x, t_scale * s, cond, guidance))
         null = self.text_encoder.null_embedding().to(device).expand(len(prompts))
 
         def branch(emb: Any):
-            return lambda x, s: self._model(x, 1000.0 * s, emb)
+            return lambda x, s: self._model(x, 1000.0 * t_scale * s, emb)
 
         return cfg_denoiser((branch(null), branch(cond)), c.guidance_scale)
 

@@ -252,7 +252,7 @@ def resolved_config(config: Any, model_cfg: Any, class_name: str, trainer: str, 
     folders, datasets; :func:`~.resume.input_paths`; their fingerprints are added when a resume or a
     checkpoint needs them) and ``extra``; JSON types, as :func:`load_config` gives them back."""
     d = flat_dict(config)
-    d["preset"] = config.model if isinstance(config.model, str) else None
+    d["preset"] = config.model if isinstance(getattr(config, "model", None), str) else None
     d["model"] = dataclasses.asdict(model_cfg)
     d["inputs"] = input_paths(d, inputs)
     d.update(extra)
