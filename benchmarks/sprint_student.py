@@ -43,6 +43,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="rooms-128", help="zoo entry: the teacher (image), codec, text encoder")
     p.add_argument("--student", required=True, help="the Sprint student's export folder")
+    p.add_argument("--teacher", default=None, help="the teacher's folder (default: the entry's image model), "
+                   "e.g. a --dense-time re-fit the student was distilled from")
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--guidance", type=float, default=3.0, help="CFG scale (the Dream envs' prompt_guidance)")
@@ -66,7 +68,11 @@ def main() -> None:
     student = student.to(dev).float().eval()
     if not student.cfg.guidance_embeds:
         p.error(f"--student {a.student} is no Sprint student (guidance_embeds=False)")
-    teacher_meta = json.loads((models.entry.folder("image") / "config.json").read_text())
+    teacher_dir = Path(a.teacher) if a.teacher else models.entry.folder("image")
+    teacher_meta = json.loads((teacher_dir / "config.json").read_text())
+    teacher = _build("image", teacher_meta)
+    teacher.load_state_dict(load_state_dict(teacher_dir), strict=True)
+    teacher = teacher.to(dev).float().eval()
     shift = float(teacher_meta.get("training", {}).get("shift", 2.0))
     prompts = heldout_prompts(a.prompts)
     side, f = models.resolution, models.codec.downsample_factor
@@ -84,9 +90,9 @@ def main() -> None:
         return torch.cat(out), 1000 * (time.perf_counter() - t0) / a.prompts
 
     # 2. the reference, then every row against it
-    ref, ref_ms = images(models.image, ImagePipelineConfig("euler", a.ref_steps, shift, a.guidance))
+    ref, ref_ms = images(teacher, ImagePipelineConfig("euler", a.ref_steps, shift, a.guidance))
     rows = [{"model": "teacher", "sampler": "euler", "steps": a.ref_steps, "psnr_db": None, "ms": ref_ms}]
-    runs = [("teacher", models.image, ImagePipelineConfig("euler", n, shift, a.guidance)) for n in a.teacher_steps]
+    runs = [("teacher", teacher, ImagePipelineConfig("euler", n, shift, a.guidance)) for n in a.teacher_steps]
     runs += [("student", student, ImagePipelineConfig("trigflow", n, shift, a.guidance)) for n in a.student_steps]
     print(f"{'model':<8} {'sampler':<8} {'steps':>5} {'PSNR dB':>8} {'p10':>6} {'ms/img':>8}")
     print(f"{'teacher':<8} {'euler':<8} {a.ref_steps:>5} {'ref':>8} {'':>6} {ref_ms:>8.1f}")
@@ -102,7 +108,7 @@ def main() -> None:
     hw = hardware(dev)
     res = {"benchmark": "sprint_student", "date": date.today().isoformat(), "hardware": hw,
            "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "model": a.model, "student": str(a.student), "student_step": meta.get("step"),
+           "model": a.model, "teacher": str(teacher_dir), "student": str(a.student), "student_step": meta.get("step"),
            "prompts": a.prompts, "guidance": a.guidance, "shift": shift, "reference": f"teacher euler {a.ref_steps}",
            "rows": rows}
     path = write_result(a.out, "sprint_student", hw, res, a.suffix)

@@ -38,6 +38,7 @@ _SAMPLE_TAG = 7  # seed word of the (fixed) sampling noise, apart from any step 
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS, "sample_every", "num_samples", "sample_steps",
                "sample_guidance", "init_weights")  # a resume loads the checkpoint's weights, whatever the init was
 INPUTS = ("autoencoder", "text_encoder", "data_dir")  # compared by content on a resume (train.resume)
+DENSE_TIMESTEP_SCALE = 1e-3  # dense_time: the model's timestep is sigma itself
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class FlowMatchingConfig:
     logit_std: float = _f(1.0, "std of the logit-normal sigma distribution")
     shift: float = _f(3.0, "flow shift s: sigma' = s sigma / (1 + (s - 1) sigma)")
     cfg_dropout: float = _f(0.1, "probability of replacing a caption by the null caption")
+    dense_time: bool = _f(False, "feed the model sigma itself, fractional, instead of 1000 sigma (timestep_scale "
+                          "0.001): SANA-Sprint's dense time embedding, a teacher for stable sCM distillation "
+                          "(generators.train.sprint)")
     optim: OptimConfig = nested_field(OptimConfig, "optimizer, LR schedule, EMA, numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/flow_matching"),
                                   "length, seed, output, logging, checkpoints")
@@ -127,12 +131,13 @@ def sample_sigmas(n: int, mean: float, std: float, shift: float, generator: torc
 
 
 def flow_matching_loss(model: nn.Module, x0: torch.Tensor, eps: torch.Tensor, sigma: torch.Tensor,
-                       hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Unweighted MSE between the network's velocity at ``x_sigma`` and ``v = eps - x0``."""
+                       hidden: torch.Tensor, mask: torch.Tensor, timestep_scale: float = 1.0) -> torch.Tensor:
+    """Unweighted MSE between the network's velocity at ``x_sigma`` (timestep ``1000 timestep_scale
+    sigma``) and ``v = eps - x0``."""
     s = sigma.view(-1, *([1] * (x0.ndim - 1)))  # (B, 1, 1, 1)
     x_t = (1.0 - s) * x0 + s * eps  # (B, C, h, w)
     target = eps - x0  # (B, C, h, w)
-    pred = model(x_t, 1000.0 * sigma, hidden, mask)  # (B, C, h, w)
+    pred = model(x_t, 1000.0 * timestep_scale * sigma, hidden, mask)  # (B, C, h, w)
     return F.mse_loss(pred.float(), target.float())
 
 
@@ -334,6 +339,8 @@ def train(config: FlowMatchingConfig) -> TrainResult:
     codec, text, side = build_components(config, dev)
     latent_shape = (codec.latent_channels, side, side)
     model_cfg = resolve_model_config(config.model, codec.latent_channels, text.dim, side)
+    if config.dense_time:
+        model_cfg = dataclasses.replace(model_cfg, timestep_scale=DENSE_TIMESTEP_SCALE, truncate_timesteps=False)
     if side % model_cfg.patch_size:
         raise usage_error(ValueError, f"latent side {side} (<resolution={config.resolution}> / codec factor "
                           f"{codec.downsample_factor}) is not divisible by patch_size {model_cfg.patch_size}")
@@ -371,7 +378,7 @@ def train(config: FlowMatchingConfig) -> TrainResult:
             eps = torch.randn(x0.shape, generator=gen, device=dev)  # (B, C, h, w)
             # 5. loss
             with autocast(dev, optim.bf16):
-                loss = flow_matching_loss(ddp, x0, eps, sigma, emb.hidden, emb.mask)
+                loss = flow_matching_loss(ddp, x0, eps, sigma, emb.hidden, emb.mask, model_cfg.timestep_scale)
             # 6. backward, clip, optimizer and LR step, EMA
             grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step

@@ -14,10 +14,15 @@ total derivative along the ODE (one forward-mode JVP with tangents ``(du/dt, 1)`
     loss = mean (F_theta(u, t) - (F- + g))^2                    (r: tangent warm-up, 0 -> 1)
 
 The student starts as the teacher: the same weights, a guidance embedding whose last layer is zero (the
-Sprint variant, fed ``guidance * guidance_embeds_scale``), fractional timesteps and ``timestep_scale`` =
-1000, so at flow time ``sigma`` it sees the timestep ``1000 sigma`` the teacher learnt
+Sprint variant, fed ``guidance * guidance_embeds_scale``), fractional timesteps and ``timestep_scale``
+1000 times the teacher's, so at flow time ``sigma`` it sees the timestep the teacher learnt
 (:class:`~sana_world.generators.image.pipeline.ImagePipeline` applies ``timestep_scale``). Sample it with
 ``ImagePipelineConfig(sampler="trigflow", num_steps=1 or 2, guidance_scale=guidance)``.
+
+A teacher that sees ``1000 sigma`` (SANA's convention) makes the student's time derivative large and the
+distillation unstable (sCM's finding; measured here: the CPU run of session 19 lost 1.7 dB): re-fit the teacher
+first with the flow-matching trainer's ``--dense-time`` (it then sees ``sigma``, SANA-Sprint's dense time
+embedding), and its student gets ``timestep_scale`` 1, the diffusers Sprint convention.
 
 Left out: sCM's learnt adaptive loss weighting (a uniform weight here), and Sprint's LADD adversarial term.
 
@@ -52,7 +57,6 @@ from sana_world.samplers import flow_to_trigflow
 
 _RUN_FIELDS = (*train_run.RESUMABLE_FIELDS,)
 INPUTS = ("teacher", "autoencoder", "text_encoder", "data_dir")  # compared by content on a resume
-STUDENT_TIMESTEP_SCALE = 1000.0  # the student sees 1000 sigma, the teacher's timestep
 
 
 @dataclass(frozen=True)
@@ -132,13 +136,14 @@ def load_teacher(folder: str | Path, device: torch.device) -> SanaDiT:
 
 
 def student_config(teacher_cfg: SanaDiTConfig) -> SanaDiTConfig:
-    """The teacher's config with a guidance embedding, fractional timesteps and timestep_scale 1000."""
+    """The teacher's config with a guidance embedding, fractional timesteps and 1000 times its timestep_scale
+    (a flow model sees ``1000 scale sigma``, a Sprint student ``scale sigma``: the same timestep)."""
     return dataclasses.replace(teacher_cfg, guidance_embeds=True, truncate_timesteps=False,
-                               timestep_scale=STUDENT_TIMESTEP_SCALE)
+                               timestep_scale=1000.0 * teacher_cfg.timestep_scale)
 
 
 def student_from_teacher(teacher: SanaDiT) -> SanaDiT:
-    """A student that computes what the teacher computes at every (x, 1000 sigma) whatever the guidance: the
+    """A student that computes what the teacher computes at every (x, sigma) whatever the guidance: the
     teacher's weights and a guidance embedding whose output layer is zero."""
     student = SanaDiT(student_config(teacher.cfg))
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)

@@ -300,3 +300,24 @@ def test_supersampled_pool_trains_on_antialiased_frames(dataset, tmp_path, monke
     for bad in (0, True, 1.5):
         with pytest.raises(ValueError, match="pool_supersample"):
             _config(dataset, tmp_path / "x", pool_supersample=bad)
+
+
+def test_dense_time_feeds_the_model_sigma(dataset, tmp_path) -> None:
+    """dense_time: the run's model has timestep_scale 0.001 and fractional timesteps, and its loss calls the
+    model at sigma itself (SANA-Sprint's dense time embedding); without it, 1000 sigma."""
+    from sana_world.generators.image.dit import SanaDiT
+    from sana_world.generators.train.flow_matching import flow_matching_loss
+
+    result = train(_config(dataset, tmp_path / "dense", steps=1, dense_time=True))
+    model = json.loads((result.checkpoint / "config.json").read_text())["model"]
+    assert model["timestep_scale"] == 1e-3 and model["truncate_timesteps"] is False
+    cfg = dataclasses.replace(_config(dataset, tmp_path / "x").model, truncate_timesteps=False)
+    net = SanaDiT(cfg)
+    seen = []
+    net.register_forward_pre_hook(lambda m, args: seen.append(args[1].clone()))
+    x0, eps = torch.zeros(2, 3, RES, RES), torch.zeros(2, 3, RES, RES)
+    emb = torch.zeros(2, 4, 256), torch.ones(2, 4, dtype=torch.bool)
+    sigma = torch.tensor([0.25, 0.5])
+    flow_matching_loss(net, x0, eps, sigma, *emb, timestep_scale=1e-3)
+    flow_matching_loss(net, x0, eps, sigma, *emb)
+    assert torch.allclose(seen[0], sigma) and torch.allclose(seen[1], 1000 * sigma)

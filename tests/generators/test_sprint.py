@@ -22,10 +22,10 @@ from sana_world.generators.train.sprint import (
 RES = 16
 
 
-def teacher_folder(root: Path, seed: int = 0, truncate: bool = True) -> Path:
+def teacher_folder(root: Path, seed: int = 0, truncate: bool = True, timestep_scale: float = 1.0) -> Path:
     """A tiny flow-matching SanaDiT on pixel latents (3 ch) and procedural captions, as an export folder."""
     cfg = dataclasses.replace(PRESETS["tiny"](), in_channels=3, caption_channels=256, patch_size=2,
-                              sample_size=RES, truncate_timesteps=truncate)
+                              sample_size=RES, truncate_timesteps=truncate, timestep_scale=timestep_scale)
     torch.manual_seed(seed)
     model = SanaDiT(cfg)
     for p in model.parameters():  # a teacher whose every layer acts (the init zeroes output layers)
@@ -120,18 +120,20 @@ def test_the_student_starts_as_the_teacher_through_the_pipeline(tmp_path) -> Non
             assert torch.allclose(v, v_teacher, atol=1e-6), w
         assert not torch.allclose(student(x, sigma, cond.hidden, cond.mask, guidance=torch.zeros(2)),
                                   v_teacher, atol=1e-3)  # the timestep convention matters
-    teacher = load_teacher(teacher_folder(tmp_path / "f", truncate=False), cpu)
-    student = student_from_teacher(teacher).eval()
-    noise = torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(1))
-    pipe = ImagePipeline(student, text, PixelCodec(),
-                         ImagePipelineConfig(sampler="trigflow", num_steps=1, guidance_scale=4.5))
-    images = pipe(["a red room with a lamp"] * 2, RES, RES, noise=noise, output="float",
-                  generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        ref = TrigFlowSampler(num_steps=1).sample(
-            flow_to_trigflow(lambda xf, s: teacher(xf, 1000 * s, cond.hidden, cond.mask)), noise,
-            generator=torch.Generator().manual_seed(2))
-    assert torch.allclose(images, ref.clamp(-1, 1), atol=1e-5)
+    for name, t_scale, student_scale in (("f", 1.0, 1000.0), ("dense", 1e-3, 1.0)):  # SANA's and dense time
+        teacher = load_teacher(teacher_folder(tmp_path / name, truncate=False, timestep_scale=t_scale), cpu)
+        student = student_from_teacher(teacher).eval()
+        assert student.cfg.timestep_scale == pytest.approx(student_scale)
+        noise = torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(1))
+        pipe = ImagePipeline(student, text, PixelCodec(),
+                             ImagePipelineConfig(sampler="trigflow", num_steps=1, guidance_scale=4.5))
+        images = pipe(["a red room with a lamp"] * 2, RES, RES, noise=noise, output="float",
+                      generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            ref = TrigFlowSampler(num_steps=1).sample(
+                flow_to_trigflow(lambda xf, s, tm=teacher: tm(xf, 1000 * t_scale * s, cond.hidden, cond.mask)),
+                noise, generator=torch.Generator().manual_seed(2))
+        assert torch.allclose(images, ref.clamp(-1, 1), atol=1e-5), name
 
 
 def _config(teacher: Path, dataset: Path, out: Path, **kw) -> SprintConfig:
