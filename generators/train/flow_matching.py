@@ -286,6 +286,13 @@ class PoolFrames:
         return self.pool.frames(self.batch, pool_generator(self.seed, step, self.info.rank))
 
 
+def frame_source(config: Any, info: DistInfo) -> ShardFrames | StreamFrames | PoolFrames:
+    """The frames ``config.data`` names (a flow-matching or Sprint config: data, data_dir, batch_size, ...)."""
+    if config.data == "shards":
+        return ShardFrames(str(config.data_dir), config.run.seed, config.batch_size, info, config.verify_data)
+    return StreamFrames(config, info) if config.data == "stream" else PoolFrames(config, info)
+
+
 def to_model_images(rgb: torch.Tensor, resolution: int) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, R, R) in [-1, 1]: centre square crop, area/bilinear resize."""
     x = rgb.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
@@ -351,10 +358,7 @@ def train(config: FlowMatchingConfig) -> TrainResult:
     # 1. resume, or refuse to mix a fresh run into an old one
     train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS,
                               train_run.field_defaults(FlowMatchingConfig))
-    data: ShardFrames | StreamFrames | PoolFrames = (
-        ShardFrames(str(config.data_dir), run.seed, config.batch_size, info, config.verify_data)
-        if config.data == "shards" else StreamFrames(config, info) if config.data == "stream"
-        else PoolFrames(config, info))
+    data = frame_source(config, info)
     null = text.null_embedding().to(dev)  # (1, L, D)
     fixed_captions = data.batch_at(1)[1][: config.num_samples] if config.sample_every else []
     ddp = wrap_ddp(model, info)
@@ -400,12 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
-    parser = build_parser()
-    config = train_run.cli_config(parser, FlowMatchingConfig, argv)
-    result, main_rank = train_run.run_cli(train, config, parser.prog)
-    if main_rank:
-        print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
-    return result
+    return train_run.cli_main(build_parser(), FlowMatchingConfig, train, argv)
 
 
 if __name__ == "__main__":

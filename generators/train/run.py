@@ -240,6 +240,15 @@ def run_cli(train: Callable[[C], R], config: C, prog: str = "train") -> tuple[R,
         cleanup_distributed()
 
 
+def cli_main(parser: argparse.ArgumentParser, cls: type[C], train: Callable[[C], R], argv: list[str] | None) -> R:
+    """A trainer's ``main``: its config from the command line, :func:`run_cli`, and one closing line (step and
+    checkpoint) from the main process."""
+    result, main_rank = run_cli(train, cli_config(parser, cls, argv), parser.prog)
+    if main_rank:
+        print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
+    return result
+
+
 def _say(line: str) -> None:
     if is_main_process():
         print(line, file=sys.stderr, flush=True)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,11 +45,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sana_world.generators.image.dit import SanaDiT, SanaDiTConfig
 from sana_world.generators.train import run as train_run
-from sana_world.generators.train.common import DistInfo, autocast, rank_seed, setup_distributed, wrap_ddp
+from sana_world.generators.train.common import autocast, rank_seed, setup_distributed, wrap_ddp
 from sana_world.generators.train.errors import usage_error
-from sana_world.generators.train.flow_matching import (
-    PoolFrames, ShardFrames, StreamFrames, build_components, to_model_images,
-)
+from sana_world.generators.train.flow_matching import build_components, frame_source, to_model_images
 from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
 from sana_world.generators.train.run import config_field as _f
 from sana_world.samplers import flow_to_trigflow
@@ -231,12 +228,6 @@ def resolved_config(config: SprintConfig, model_cfg: SanaDiTConfig) -> dict[str,
                                      inputs=INPUTS)
 
 
-def _frames(config: SprintConfig, info: DistInfo):
-    if config.data == "shards":
-        return ShardFrames(str(config.data_dir), config.run.seed, config.batch_size, info, config.verify_data)
-    return StreamFrames(config, info) if config.data == "stream" else PoolFrames(config, info)
-
-
 def train(config: SprintConfig) -> TrainResult:
     """Distil (or, with ``config.run.resume``, continue distilling) a Sprint student; see the module doc."""
     run, optim = config.run, config.optim
@@ -253,7 +244,7 @@ def train(config: SprintConfig) -> TrainResult:
     resolved = resolved_config(config, state.model.cfg)
     # 1. resume, or refuse to mix a fresh run into an old one
     train_run.resume_or_start(state, run, resolved, info, _RUN_FIELDS, train_run.field_defaults(SprintConfig))
-    data = _frames(config, info)
+    data = frame_source(config, info)
     null = text.null_embedding().to(dev)  # (1, L, D)
     ddp = wrap_ddp(state.model, info)
     ddp.train()
@@ -300,12 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
-    parser = build_parser()
-    config = train_run.cli_config(parser, SprintConfig, argv)
-    result, main_rank = train_run.run_cli(train, config, parser.prog)
-    if main_rank:
-        print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
-    return result
+    return train_run.cli_main(build_parser(), SprintConfig, train, argv)
 
 
 if __name__ == "__main__":
