@@ -19,15 +19,21 @@ Sprint variant, fed ``guidance * guidance_embeds_scale``), fractional timesteps 
 (:class:`~sana_world.generators.image.pipeline.ImagePipeline` applies ``timestep_scale``). Sample it with
 ``ImagePipelineConfig(sampler="trigflow", num_steps=1 or 2, guidance_scale=guidance)``.
 
-A teacher that sees ``1000 sigma`` (SANA's convention) makes the student's time derivative large and the
-distillation unstable (sCM's finding; measured here: the CPU run of session 19 lost 1.7 dB): re-fit the teacher
-first with the flow-matching trainer's ``--dense-time`` (it then sees ``sigma``, SANA-Sprint's dense time
-embedding), and its student gets ``timestep_scale`` 1, the diffusers Sprint convention.
+A teacher that sees ``1000 sigma`` (SANA's convention) made the distillation diverge here, as sCM reports
+of large time scales: a 2,008-step CPU run from the shipped teacher fell from 16.97 to 15.92 dB (one step
+against the teacher's 20), while one from its dense re-fit rose from 17.46 to 18.80 dB
+(``benchmarks/results/training_rooms-128_sprint_cpu2_20261208.json``). So re-fit the teacher first with the
+flow-matching trainer's ``--dense-time`` (it then sees ``sigma``, SANA-Sprint's dense time embedding); its
+student gets ``timestep_scale`` 1, the diffusers Sprint convention.
 
 Left out: sCM's learnt adaptive loss weighting (a uniform weight here), and Sprint's LADD adversarial term.
 
-    python -m sana_world.generators.train.sprint --teacher sana_world/zoo/rooms-128/image \\
-        --autoencoder sana_world/zoo/rooms-128/autoencoder --data pool --steps 2000 --out-dir runs/sprint
+    python -m sana_world.generators.train.flow_matching --preset rooms --dense-time \\
+        --init-weights sana_world/zoo/rooms-128/image --autoencoder sana_world/zoo/rooms-128/autoencoder \\
+        --data pool --shift 2.0 --lr 1e-4 --out-dir runs/dense_teacher ...
+    python -m sana_world.generators.train.export_folder runs/dense_teacher runs/dense_teacher.tar
+    python -m sana_world.generators.train.sprint --teacher runs/dense_teacher/export \\
+        --autoencoder sana_world/zoo/rooms-128/autoencoder --data pool --guidance 3.0 --out-dir runs/sprint
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ class SprintConfig:
     stream_steps: int = _f(7, "trajectory length of the stream or pool (frames per trajectory - 1)")
     resolution: int = _f(128, "training image side")
     batch_size: int = _f(16, "images per rank per step")
-    guidance: float = _f(4.5, "the teacher's classifier-free guidance scale the student learns")
+    guidance: float = _f(3.0, "the teacher's classifier-free guidance scale the student learns (the Dream envs' "
+                         "prompt_guidance)")
     sigma_data: float = _f(0.5, "TrigFlow data scale sigma_d of the angle proposal (Sprint's 0.5)")
     p_mean: float = _f(-1.0, "mean of tau, t = arctan(exp(tau) / sigma_d) (sCM's -1.0)")
     p_std: float = _f(1.4, "std of tau (sCM's 1.4)")
