@@ -21,7 +21,7 @@ Sprint variant, fed ``guidance * guidance_embeds_scale``), fractional timesteps 
 
 A teacher that sees ``1000 sigma`` (SANA's convention) made the distillation diverge here, as sCM reports
 of large time scales: a 2,008-step CPU run from the shipped teacher fell from 16.97 to 15.92 dB (one step
-against the teacher's 20), while one from its dense re-fit rose from 17.46 to 18.80 dB
+against the teacher's 20), while one from its dense re-fit rose from 17.46 to 19.09 dB in 2,692 steps
 (``benchmarks/results/training_rooms-128_sprint_cpu2_20261208.json``). So re-fit the teacher first with the
 flow-matching trainer's ``--dense-time`` (it then sees ``sigma``, SANA-Sprint's dense time embedding); its
 student gets ``timestep_scale`` 1, the diffusers Sprint convention.
