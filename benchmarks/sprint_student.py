@@ -58,21 +58,17 @@ def main() -> None:
     dev = check_device(p, a.device)
     from sana_world.generators import zoo
     from sana_world.generators.image.pipeline import ImagePipeline, ImagePipelineConfig
-    from sana_world.generators.zoo import _build, load_state_dict
+    from sana_world.generators.zoo import load_component
 
     # 1. models: the entry's teacher, codec and text encoder; the student from its export
     models = zoo.load(a.model, device=dev)
+    student = load_component(a.student, "image", dev)
     meta = json.loads((Path(a.student) / "config.json").read_text())
-    student = _build("image", meta)
-    student.load_state_dict(load_state_dict(Path(a.student)), strict=True)
-    student = student.to(dev).float().eval()
     if not student.cfg.guidance_embeds:
         p.error(f"--student {a.student} is no Sprint student (guidance_embeds=False)")
     teacher_dir = Path(a.teacher) if a.teacher else models.entry.folder("image")
     teacher_meta = json.loads((teacher_dir / "config.json").read_text())
-    teacher = _build("image", teacher_meta)
-    teacher.load_state_dict(load_state_dict(teacher_dir), strict=True)
-    teacher = teacher.to(dev).float().eval()
+    teacher = load_component(teacher_dir, "image", dev)
     shift = float(teacher_meta.get("training", {}).get("shift", 2.0))
     prompts = heldout_prompts(a.prompts)
     side, f = models.resolution, models.codec.downsample_factor

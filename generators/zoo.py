@@ -140,7 +140,14 @@ def _fit_problem(model: nn.Module, weights: dict[str, torch.Tensor]) -> str | No
             f"other shapes {len(shapes)} {shapes[:3]}")
 
 
-def _module(folder: Path, kind: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
+def load_component(folder: str | os.PathLike[str], kind: str, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The frozen ``kind`` ("world_model" or "image") of one component or export folder (config.json +
+    .safetensors shards), strictly loaded, on ``device`` in ``dtype``, eval; ZooError if it is another class
+    or its weights do not fit its config."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ZooError(f"{folder} has no config.json: pass a zoo component folder or a trainer's export/ folder")
     meta = _read_json(folder / "config.json")
     if meta.get("_class_name") != _CLASSES[kind]:
         raise ZooError(f"{folder}/config.json describes {meta.get('_class_name')!r}, expected "
@@ -277,8 +284,8 @@ def load(name: str | os.PathLike[str] = "rooms-128", device: str | torch.device 
     except ValueError as err:
         raise ZooError(f"zoo entry {e.name!r}: {err}") from err
     codec = LatentCodec(ae.requires_grad_(False)).eval()
-    wm = _module(e.folder("world_model"), "world_model", dev, dtype)
-    image = _module(e.folder("image"), "image", dev, dtype) if e.has("image") else None
+    wm = load_component(e.folder("world_model"), "world_model", dev, dtype)
+    image = load_component(e.folder("image"), "image", dev, dtype) if e.has("image") else None
     text = ProceduralTextEncoder().to(dev).eval()
     return ZooModels(entry=e, codec=codec, world_model=wm, text=text, image=image)
 

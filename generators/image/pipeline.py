@@ -51,7 +51,7 @@ class ImagePipeline:
 
     ``model`` is a :class:`~sana_world.generators.image.SanaDiT` (timestep = 1000·σ for flow models, the
     flow time σ itself for Sprint students, each times the model's ``timestep_scale``: 1 for SANA and
-    SANA-Sprint checkpoints, 1000 for students of :mod:`sana_world.generators.train.sprint`), ``text_encoder`` anything with ``encode`` / ``null_embedding``
+    SANA-Sprint checkpoints), ``text_encoder`` anything with ``encode`` / ``null_embedding``
     (:mod:`sana_world.generators.text_encoders`), ``codec`` a latent codec with ``decode`` and
     ``latent_channels`` / ``downsample_factor`` (:class:`~sana_world.generators.autoencoder.LatentCodec`).
     """

@@ -309,6 +309,19 @@ def to_model_images(rgb: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def latent_batch(data: Any, step: int, codec: nn.Module, text: Any, resolution: int,
+                 bf16: bool) -> tuple[torch.Tensor, Any]:
+    """Step ``step``'s frames of ``data`` as latents (B, C, h, w) float32 and their captions encoded (a
+    flow-matching or Sprint batch)."""
+    rgb, captions = data.batch_at(step)  # (B, H, W, 3) uint8
+    dev = rgb.device
+    with autocast(dev, bf16):
+        x0 = codec.encode(to_model_images(rgb, resolution)).float()  # (B, C, h, w)
+        emb = text.encode(captions).to(dev)
+    return x0, emb
+
+
+@torch.no_grad()
 def sample_images(model: nn.Module, codec: nn.Module, text: Any, captions: list[str],
                   config: FlowMatchingConfig, latent_shape: tuple[int, int, int],
                   device: torch.device) -> torch.Tensor:
@@ -368,26 +381,22 @@ def train(config: FlowMatchingConfig) -> TrainResult:
         while state.step < run.steps and not loop.stopped:
             step = state.step + 1
             gen = torch.Generator(dev).manual_seed(rank_seed(run.seed, step, info.rank))
-            # 1. batch: frames of GT trajectories and their captions
-            rgb, captions = data.batch_at(step)  # (B, H, W, 3) uint8
-            images = to_model_images(rgb, config.resolution)  # (B, 3, R, R)
-            with torch.no_grad(), autocast(dev, optim.bf16):
-                # 2. latents
-                x0 = codec.encode(images).float()  # (B, C, h, w)
-                # 3. captions, each replaced by the null caption with probability cfg_dropout
-                emb = caption_dropout(text.encode(captions).to(dev), null, config.cfg_dropout, gen)
-            # 4. sigma ~ logit-normal, shifted; noise
+            # 1. batch: latents of GT frames and their encoded captions
+            x0, emb = latent_batch(data, step, codec, text, config.resolution, optim.bf16)  # x0 (B, C, h, w)
+            # 2. captions, each replaced by the null caption with probability cfg_dropout
+            emb = caption_dropout(emb, null, config.cfg_dropout, gen)
+            # 3. sigma ~ logit-normal, shifted; noise
             B = x0.shape[0]
             sigma = sample_sigmas(B, config.logit_mean, config.logit_std, config.shift, gen, dev)  # (B,)
             eps = torch.randn(x0.shape, generator=gen, device=dev)  # (B, C, h, w)
-            # 5. loss
+            # 4. loss
             with autocast(dev, optim.bf16):
                 loss = flow_matching_loss(ddp, x0, eps, sigma, emb.hidden, emb.mask, model_cfg.timestep_scale)
-            # 6. backward, clip, optimizer and LR step, EMA
+            # 5. backward, clip, optimizer and LR step, EMA
             grad_norm, lr = train_run.optimizer_step(state, loss, optim.grad_clip)
             state.step = step
             state.data_state = {"source": config.data, "seed": run.seed, "next_step": step + 1}
-            # 7. log, checkpoint, sample
+            # 6. log, checkpoint, sample
             loop.end_step(step, loss, lr=lr, grad_norm=grad_norm, items=B)
             if config.sample_every and step % config.sample_every == 0 and info.is_main:
                 loop.tb.images("samples/ema", sample_images(ema.model, codec, text, fixed_captions, config,

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from sana_world.generators.image.dit import SanaDiT, SanaDiTConfig
 from sana_world.generators.train import run as train_run
 from sana_world.generators.train.common import autocast, rank_seed, setup_distributed, wrap_ddp
 from sana_world.generators.train.errors import usage_error
-from sana_world.generators.train.flow_matching import build_components, frame_source, to_model_images
+from sana_world.generators.train.flow_matching import build_components, frame_source, latent_batch
 from sana_world.generators.train.run import OptimConfig, RunConfig, nested_field
 from sana_world.generators.train.run import config_field as _f
 from sana_world.samplers import flow_to_trigflow
@@ -121,22 +120,18 @@ class TrainResult:
 
 
 def load_teacher(folder: str | Path, device: torch.device) -> SanaDiT:
-    """The frozen flow-matching SanaDiT of ``folder`` (config.json + .safetensors), fp32, eval."""
-    from sana_world.generators.zoo import _build, load_state_dict
+    """The frozen flow-matching SanaDiT of ``folder`` (a zoo image folder or a run's export/), fp32, eval."""
+    from sana_world.generators.zoo import load_component
+    from sana_world.zoo import ZooError
 
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise usage_error(FileNotFoundError, f"<teacher={folder}> has no config.json: pass a zoo image folder "
-                          "or a flow-matching run's export/ folder")
-    meta = json.loads((folder / "config.json").read_text())
-    if meta.get("_class_name") != "SanaDiT" or not isinstance(meta.get("config"), dict):
-        raise usage_error(ValueError, f"<teacher={folder}> holds a {meta.get('_class_name')!r}, not a SanaDiT")
-    teacher = _build("image", meta)
+    try:
+        teacher = load_component(folder, "image", device)
+    except ZooError as e:
+        raise usage_error(ValueError, f"<teacher={folder}>: {e}") from e
     if teacher.cfg.guidance_embeds:
         raise usage_error(ValueError, f"<teacher={folder}> is already a Sprint student (guidance_embeds=True); "
                           "distil from a flow-matching model")
-    teacher.load_state_dict(load_state_dict(folder), strict=True)
-    return teacher.to(device).float().eval().requires_grad_(False)
+    return teacher
 
 
 def student_config(teacher_cfg: SanaDiTConfig) -> SanaDiTConfig:
@@ -260,11 +255,8 @@ def train(config: SprintConfig) -> TrainResult:
         while state.step < run.steps and not loop.stopped:
             step = state.step + 1
             gen = torch.Generator(dev).manual_seed(rank_seed(run.seed, step, info.rank))
-            # 1. batch: GT frames, their latents (flow space) and captions
-            rgb, captions = data.batch_at(step)  # (B, H, W, 3) uint8
-            with torch.no_grad(), autocast(dev, optim.bf16):
-                a = codec.encode(to_model_images(rgb, config.resolution)).float()  # (B, C, h, w)
-                cond = text.encode(captions).to(dev)
+            # 1. batch: latents of GT frames (flow space) and their encoded captions
+            a, cond = latent_batch(data, step, codec, text, config.resolution, optim.bf16)  # a (B, C, h, w)
             B = a.shape[0]
             nulls = null.expand(B)
             # 2. angles and the noisy input u_t = cos t a + sin t eps
