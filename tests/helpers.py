@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -56,3 +59,23 @@ def spy_pool_supersample(monkeypatch, module) -> list[int]:
 
     monkeypatch.setattr(module, "ClipPool", spy)
     return seen
+
+
+def tiny_dit_folder(root: Path, res: int, seed: int = 0, truncate: bool = True,
+                    timestep_scale: float = 1.0) -> Path:
+    """A tiny flow-matching SanaDiT on pixel latents (3 ch, ``res`` a side) and procedural captions, as an
+    export folder (every parameter moved off its init, so every layer acts: the init zeroes output layers)."""
+    from safetensors.torch import save_file
+
+    from sana_world.generators.image.dit import PRESETS, SanaDiT
+
+    cfg = dataclasses.replace(PRESETS["tiny"](), in_channels=3, caption_channels=256, patch_size=2,
+                              sample_size=res, truncate_timesteps=truncate, timestep_scale=timestep_scale)
+    torch.manual_seed(seed)
+    model = SanaDiT(cfg)
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    root.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
+    (root / "config.json").write_text(json.dumps({"_class_name": "SanaDiT", "config": dataclasses.asdict(cfg)}))
+    return root

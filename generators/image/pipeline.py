@@ -91,6 +91,14 @@ class ImagePipeline:
         return cfg_denoiser((branch(null), branch(cond)), c.guidance_scale)
 
     @torch.no_grad()
+    def latents(self, prompts: list[str], noise: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """The sampler's clean latents (B, C, h, w) for ``prompts`` from ``noise`` (B, C, h, w), undecoded
+        (``generator``: the TrigFlow sampler's re-noising). Checked inputs: use :meth:`__call__`."""
+        kwargs = {"generator": generator} if self.config.sampler == "trigflow" else {}
+        return self._sampler().sample(self.denoiser(prompts, noise.device), noise, **kwargs)
+
+    @torch.no_grad()
     def __call__(self, prompts: list[str] | str, height: int, width: int, generator: torch.Generator | None = None,
                  noise: torch.Tensor | None = None, output: str = "uint8") -> torch.Tensor:
         """Images for ``prompts``: uint8 (B, H, W, 3), or float (B, 3, H, W) in [-1, 1] with ``output="float"``."""
@@ -117,9 +125,7 @@ class ImagePipeline:
             noise = torch.randn(shape, generator=generator, device=device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-        sampler = self._sampler()
-        kwargs = {"generator": generator} if self.config.sampler == "trigflow" else {}
-        z = sampler.sample(self.denoiser(prompts, device), noise, **kwargs)  # (B, C, h, w)
+        z = self.latents(prompts, noise, generator)  # (B, C, h, w)
         images = self.codec.decode(z).float().clamp(-1, 1)  # (B, 3, H, W)
         if output == "float":
             return images

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from sana_world.generators.image.dit import PRESETS, SanaDiT
+from helpers import tiny_dit_folder
+
 from sana_world.generators.train.sprint import (
     SprintConfig, consistency_tangent, load_teacher, scm_target, student_from_teacher, student_trigflow,
     teacher_trigflow, train,
@@ -23,17 +23,8 @@ RES = 16
 
 
 def teacher_folder(root: Path, seed: int = 0, truncate: bool = True, timestep_scale: float = 1.0) -> Path:
-    """A tiny flow-matching SanaDiT on pixel latents (3 ch) and procedural captions, as an export folder."""
-    cfg = dataclasses.replace(PRESETS["tiny"](), in_channels=3, caption_channels=256, patch_size=2,
-                              sample_size=RES, truncate_timesteps=truncate, timestep_scale=timestep_scale)
-    torch.manual_seed(seed)
-    model = SanaDiT(cfg)
-    for p in model.parameters():  # a teacher whose every layer acts (the init zeroes output layers)
-        p.data.add_(0.02 * torch.randn_like(p))
-    root.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
-    (root / "config.json").write_text(json.dumps({"_class_name": "SanaDiT", "config": dataclasses.asdict(cfg)}))
-    return root
+    """A tiny flow-matching SanaDiT teacher on pixel latents and procedural captions, as an export folder."""
+    return tiny_dit_folder(root, RES, seed, truncate, timestep_scale)
 
 
 def captions(n: int):
