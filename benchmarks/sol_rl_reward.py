@@ -6,12 +6,15 @@ trajectory's GT frames as views. Reward: :class:`~sana_world.generators.rewards.
 colour-histogram intersection, 1 = a view's exact colours). Every model samples the same noise.
 
 1. Reward table: each model (the zoo entry's image model, then each ``--policy`` export) at each
-   ``--guidance``, ``--steps`` Flow-Euler steps, ``--seeds`` samples a prompt: mean reward, its standard
-   error over prompts, and the share of samples above the base model's median.
+   ``--guidance``, ``--steps`` Flow-Euler steps, ``--seeds`` samples a prompt: mean reward and its standard
+   error over prompts, the paired difference from the base (same prompts, same noise) and its standard
+   error, and the share of samples above the base model's median.
 2. Ranking table (the zoo model): ``--candidates`` samples a prompt in each preview precision at
    ``--preview-steps`` steps against the full-precision ``--sample-steps`` reference: Spearman rank
    correlation per prompt, the share of the reference's top-``--keep`` found in the preview's top-``--keep``,
    and ms per image on this machine (CPU FP8 is an emulation: slower, not faster, than fp32).
+3. A guard against reward hacking: each policy's flow-matching loss on the held-out GT frames (the same
+   noise and flow times for all), and its paired difference from the base's.
 
     python benchmarks/sol_rl_reward.py --policy runs/sol_rl/export --prompts 32
 """
@@ -88,20 +91,44 @@ def main() -> None:
 
     # 2. the reward table
     rows, sheet = [], []
-    print(f"{'policy':<36} {'cfg':>4} {'reward':>7} {'sem':>6} {'>base med':>9}")
+    print(f"{'policy':<36} {'cfg':>4} {'reward':>7} {'sem':>6} {'vs base':>8} {'sem':>6} {'>base med':>9}")
     for g in a.guidance:
-        med = None
+        r0 = None
         for name, model in policies:
             r, ms, _ = scores(model, g, a.steps, a.seeds, seed=0)
-            per_prompt = r.mean(1)
-            med = r.median() if med is None else med
+            r0 = r if r0 is None else r0
+            delta = (r - r0).mean(1)  # (P,) paired: the same prompts and noise as the base
             row = {"policy": name, "guidance": g, "steps": a.steps, "reward": float(r.mean()),
-                   "sem": float(per_prompt.std() / a.prompts**0.5), "above_base_median": float((r > med).float().mean()),
-                   "ms": ms}
+                   "sem": float(r.mean(1).std() / a.prompts**0.5), "delta_vs_base": float(delta.mean()),
+                   "delta_sem": float(delta.std() / a.prompts**0.5),
+                   "above_base_median": float((r > r0.median()).float().mean()), "ms": ms}
             rows.append(row)
             print(f"{name[-36:]:<36} {g:>4.1f} {row['reward']:>7.4f} {row['sem']:>6.4f} "
-                  f"{row['above_base_median']:>9.3f}")
-    # 3. the ranking table: previews against the full-precision reference
+                  f"{row['delta_vs_base']:>+8.4f} {row['delta_sem']:>6.4f} {row['above_base_median']:>9.3f}")
+    # 3. does each policy still model the data? Its flow-matching loss on the held-out GT views (the same
+    # noise and flow times for every policy), against the base's
+    x0 = torch.cat([models.codec.encode(v * 2 - 1).float() for v in views])  # (P F, C, h, w)
+    caps = [c for c in captions for _ in range(views.shape[1])]
+    g = torch.Generator(dev).manual_seed(2)
+    s = torch.rand(x0.shape[0], generator=g, device=dev)  # (P F,)
+    eps = torch.randn(x0.shape, generator=g, device=dev)
+    x_s = (1 - s.view(-1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1) * eps
+    fm_rows, fm0 = [], None
+    with torch.no_grad():
+        for name, model in policies:
+            per = []
+            for i in range(0, x0.shape[0], a.batch):  # 1. batches of frames
+                cond = models.text.encode(caps[i:i + a.batch]).to(dev)
+                t = 1000.0 * float(model.cfg.timestep_scale) * s[i:i + a.batch]
+                v = model(x_s[i:i + a.batch], t, cond.hidden, cond.mask).float()
+                per.append((v - (eps - x0)[i:i + a.batch]).square().flatten(1).mean(1))
+            per = torch.cat(per)  # (P F,)
+            fm0 = per if fm0 is None else fm0
+            fm_rows.append({"policy": name, "fm_loss": float(per.mean()), "delta_vs_base": float((per - fm0).mean()),
+                            "delta_sem": float((per - fm0).std() / per.numel()**0.5)})
+            print(f"flow-matching loss on held-out GT frames: {name[-36:]:<36} {per.mean():.4f} "
+                  f"({fm_rows[-1]['delta_vs_base']:+.4f} ± {fm_rows[-1]['delta_sem']:.4f} vs base)")
+    # 4. the ranking table: previews against the full-precision reference
     ranking = []
     if a.candidates:
         ref, ref_ms, _ = scores(base, a.guidance[0], a.sample_steps, a.candidates, seed=1)
@@ -123,9 +150,9 @@ def main() -> None:
            "model": a.model, "policies": [n for n, _ in policies], "prompts": a.prompts, "seeds": a.seeds,
            "shift": a.shift, "reward": "SceneColourReward(bins=6, size=32), best of 16 GT views",
            "policy_steps": [json.loads((Path(f) / "config.json").read_text()).get("step") for f in a.policy],
-           "rows": rows, "ranking": {"candidates": a.candidates, "keep": a.keep, "rows": ranking}}
+           "rows": rows, "heldout_fm_loss": fm_rows, "ranking": {"candidates": a.candidates, "keep": a.keep, "rows": ranking}}
     path = write_result(a.out, "sol_rl_reward", hw, res, a.suffix)
-    # 4. a contact sheet: a GT view, then each policy's first sample at the first guidance, 8 prompts across
+    # 5. a contact sheet: a GT view, then each policy's first sample at the first guidance, 8 prompts across
     import matplotlib.pyplot as plt
 
     n = min(8, a.prompts)
