@@ -104,6 +104,7 @@ class PPOTrainConfig:
     vector: bool = False  # the native batched vector env (one pass for all envs) instead of SB3's DummyVecEnv
     device: str = "cpu"  # where the envs run with vector=True (the policy goes to CUDA when there is one)
     bf16: bool = False  # a Dream env dreams under bf16 autocast
+    fp8: bool = False  # a Dream env dreams with its world model's wide layers in FP8 (Sol-RL-style rollouts)
     out: Path = Path("runs/ppo_pointnav")
     progress: bool = True
 
@@ -114,8 +115,9 @@ class PPOTrainConfig:
 
         if self.env_id not in trainable_env_ids():
             raise ValueError(f"env_id must be one of {trainable_env_ids()}, got {self.env_id!r}")
-        if self.bf16 and not self.dream():
-            raise ValueError(f"bf16 is a Dream env option; {self.env_id} renders its frames")
+        for name in ("bf16", "fp8"):
+            if getattr(self, name) and not self.dream():
+                raise ValueError(f"{name} is a Dream env option; {self.env_id} renders its frames")
         if self.device != "cpu" and not self.vector:
             raise ValueError(f"device={self.device!r} needs vector=True (--vector): SB3's DummyVecEnv steps CPU envs")
         if self.device != "cpu":
@@ -164,8 +166,8 @@ class PPOTrainConfig:
         keeps its model's resolution and is seen at ``size``; it trains on the training scenes' split (a Dream
         env's default is the held-out one, where policies are scored)."""
         if self.dream():
-            bf16 = {"bf16": True} if self.bf16 else {}
-            return {**task_kwargs(self.env_kwargs()), "split": "train", **bf16}, self.size
+            low = {name: True for name in ("bf16", "fp8") if getattr(self, name)}
+            return {**task_kwargs(self.env_kwargs()), "split": "train", **low}, self.size
         return self.env_kwargs(), None
 
 
@@ -405,6 +407,8 @@ _TRAIN_HELP = {
     "vector": "collect rollouts from the native batched vector env (one render or world-model pass for all "
               "envs; same-step autoresets) instead of SB3's DummyVecEnv of single envs",
     "bf16": "a Dream env dreams under bf16 autocast (faster on a GPU)",
+    "fp8": "a Dream env dreams with its world model's wide layers in FP8 (the kernel on Ada / Hopper, an "
+           "emulation on the CPU, slower there): Sol-RL-style low-precision rollouts",
     "device": "where the vector env runs (cpu, cuda, cuda:1, ...; needs --vector); the policy trains on CUDA "
               "whenever there is one",
     "out": "run folder: final.zip and TensorBoard logs (when tensorboard is installed) go here",

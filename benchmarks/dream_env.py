@@ -39,12 +39,12 @@ def sync(dev: torch.device) -> None:
 
 def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: str, bf16: bool = False,
              compile: bool = False, warmup: int = 2, model: str = "rooms-128",
-             context_sigma: float | None = None) -> float:
+             context_sigma: float | None = None, fp8: bool = False) -> float:
     """Dream vector env steps/s (GT render for rewards included); ``compile``: the dream
     (``DreamerConfig.compile``) and, on CUDA, the GT ray caster (``compile_renderer``) compiled."""
     extra = {"compile_renderer": True} if compile and dev.type == "cuda" else {}
     env = DreamVectorEnv(num_envs=batch, device=str(dev), sampler_steps=steps, renderer=renderer,
-                         return_torch=True, bf16=bf16, compile=compile, model=model,
+                         return_torch=True, bf16=bf16, fp8=fp8, compile=compile, model=model,
                          context_sigma=context_sigma, **extra)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -61,14 +61,14 @@ def time_env(batch: int, steps: int, dev: torch.device, iters: int, renderer: st
 
 def time_dream(batch: int, steps: int, dev: torch.device, iters: int, bf16: bool = False,
                compile: bool = False, warmup: int = 2, model: str = "rooms-128",
-               context_sigma: float | None = None) -> float:
+               context_sigma: float | None = None, fp8: bool = False) -> float:
     from sana_world.generators.dreamer import Dreamer, DreamerConfig
     from sana_world.envs.dream_core import load_models
 
     models = load_models(model, dev)
     sigma = {} if context_sigma is None else {"context_sigma": context_sigma}
     dreamer = Dreamer(models, DreamerConfig.from_zoo(models.entry.dream_defaults, num_steps=steps, bf16=bf16,
-                                                     compile=compile, **sigma))
+                                                     fp8=fp8, compile=compile, **sigma))
     S = models.resolution
     K = torch.tensor([[S / 2, 0, S / 2], [0, S / 2, S / 2], [0, 0, 1.0]], device=dev)
     rgb = torch.randint(0, 255, (batch, S, S, 3), dtype=torch.uint8, device=dev)
@@ -95,8 +95,9 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--env-max-batch", type=int, default=256, help="skip env rows above this batch (GT render)")
-    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
-                   help="bf16: the models under bf16 autocast")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp8", "bf16+fp8"],
+                   help="bf16: the models under bf16 autocast; fp8: the world model's wide layers in FP8 "
+                   "(DreamerConfig.fp8: the kernel on Ada / Hopper, an emulation on the CPU)")
     p.add_argument("--compile", nargs="+", default=["eager"], choices=["eager", "compiled"],
                    help="compiled: DreamerConfig.compile (torch.compile of the blocks and the decode) and, in env "
                    "rows on CUDA, the compiled GT ray caster")
@@ -118,11 +119,11 @@ def main() -> None:
     rows = []
     print(f"{'kind':<6} {'prec':>5} {'batch':>6} {'steps':>5} {'sigma':>5} {'steps/s':>10}")
     for prec in a.precision:
-        bf16 = prec == "bf16"
+        bf16, fp8 = "bf16" in prec, "fp8" in prec
         for steps in a.steps:
             for b in a.batches:
                 for sig in a.context_sigma:  # 1. the rows of one setting, context sigmas side by side
-                    opts = dict(model=a.model, context_sigma=sig)
+                    opts = dict(model=a.model, context_sigma=sig, fp8=fp8)
                     kinds = [(f"dream-{mode}" if mode == "compiled" else "dream",
                               lambda c=mode == "compiled", o=opts: time_dream(b, steps, dev, a.iters, bf16, c,
                                                                                a.warmup, **o))

@@ -42,6 +42,8 @@ class DreamConfig:
     gt: the GT twin's config (task, actions, limits, split, device, renderer, ...); its frame size must
         be the model's resolution.
     bf16: dream under bf16 autocast (CUDA or CPU; ``DreamerConfig.bf16``).
+    fp8: dream with the world model's wide layers in FP8 (``DreamerConfig.fp8``: the kernel on Ada / Hopper,
+        an emulation elsewhere), Sol-RL-style low-precision rollouts.
     compile: dream through ``torch.compile`` (``DreamerConfig.compile``): faster steps after the first ones
         compile; frames equal the eager ones up to float round-off.
     context_sigma: the noise level at which dreamed frames re-enter the stream (``DreamerConfig``); None:
@@ -60,6 +62,7 @@ class DreamConfig:
     prompt_guidance: float = 3.0
     gt: GTConfig = GTConfig(split="heldout")
     bf16: bool = False
+    fp8: bool = False
     compile: bool = False
     context_sigma: float | None = None
     window_frames: int | None = None
@@ -141,7 +144,7 @@ class DreamCore:
             dream["window_frames"] = int(config.window_frames)
         self.dreamer = Dreamer(self.models, DreamerConfig.from_zoo(self.models.entry.dream_defaults,
                                                                    num_steps=config.sampler_steps,
-                                                                   bf16=config.bf16,
+                                                                   bf16=config.bf16, fp8=config.fp8,
                                                                    compile=config.compile,
                                                                    **dream))
         self.num_envs = num_envs

@@ -65,6 +65,11 @@ class DreamerConfig:
     bf16: run the model passes and the decode under bf16 autocast, on CUDA or the CPU (the camera-ray
         geometry, the GDN scans and the sampler stay fp32). Off by default: fp32 is the reference. On a
         CPU it pays only where the cores have bf16 dot products (AVX512-BF16 or AMX).
+    fp8: run the world model's wide linear layers in FP8 (W8A8 e4m3, :func:`~sana_world.nn.fp8.fp8_copy`:
+        ``torch._scaled_mm`` on Ada / Hopper GPUs, its bit-exact emulation on the CPU, which is slower, not
+        faster), on a copy: the models passed in are untouched. Sol-RL-style cheap exploration: agents may
+        roll out in FP8 dreams; the conditioning path, first and last layers and the decode stay as they are.
+        Combines with ``bf16`` (then the FP8 layers return bf16).
     defer_append: append each frame to the stream state in the next step's first model pass (one pass per
         step fewer; the same frames up to float round-off). False: append it within its own step.
     compile: run the model's blocks (``WMStreamConfig.compile``) and the decode through ``torch.compile``
@@ -79,6 +84,7 @@ class DreamerConfig:
     window_frames: int = 10
     context_sigma: float = 0.0
     bf16: bool = False
+    fp8: bool = False
     defer_append: bool = True
     compile: bool = False
 
@@ -224,7 +230,12 @@ class Dreamer:
             raise ValueError(f"Dreamer needs the world model in float32, got {dtype}: load it with "
                              "zoo.load(name) (fp32, the default) and pass DreamerConfig(bf16=True) to run in bf16")
         self.models = models
-        self.model = models.world_model
+        if config.fp8:
+            from sana_world.nn.fp8 import fp8_copy
+
+            self.model = fp8_copy(models.world_model)
+        else:
+            self.model = models.world_model
         self.codec = models.codec
         self.text_encoder = models.text
         self.config = config

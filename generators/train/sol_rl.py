@@ -1,4 +1,4 @@
-"""Sol-RL post-training of a flow-matching SanaDiT: explore cheaply in low precision, train in full precision
+"""Sol-RL post-training of a flow-matching SanaDiT: explore cheaply in low precision, train in bf16 or fp32
 (DiffusionNFT), rewarded by the ground-truth world the caption describes.
 
 Per step, on each rank (P = ``prompts``, N = ``candidates``, K = ``keep``):
@@ -8,10 +8,10 @@ Per step, on each rank (P = ``prompts``, N = ``candidates``, K = ``keep``):
    the behaviour policy (FP8 W8A8 through :mod:`sana_world.nn.fp8`: ``torch._scaled_mm`` on Ada / Hopper,
    its bit-exact emulation elsewhere; or bf16), and scored by the reward.
 3. Keep the K best and the K worst of each prompt: the most contrastive pairs.
-4. Regenerate the 2K kept seeds in full precision from the same noise (a deterministic ``sample_steps``
-   Flow-Euler sampler), and score them again: under an ODE sampler the seed fixes the content, so the cheap
-   ranking transfers (the log's ``rank_corr``, the Spearman correlation of preview and full-precision rewards
-   over the kept samples, measures how well).
+4. Regenerate the 2K kept seeds in the training precision (bf16 autocast with ``bf16``, else fp32) from the
+   same noise (a deterministic ``sample_steps`` Flow-Euler sampler) and score them again: under an ODE
+   sampler the seed fixes the content, so the cheap ranking transfers (the log's ``rank_corr``: the Spearman
+   correlation of preview and training-precision rewards over the kept samples, per prompt).
 5. Advantages within each prompt's group: ``A = (r - mean) / (std + 1e-4)``, clipped to ``adv_clip``; the
    optimality probability ``p = A / (2 adv_clip) + 1/2``.
 6. DiffusionNFT on the clean latents ``x0``: at a flow time ``s ~ U(0, 1)``, ``x_s = (1 - s) x0 + s eps``;
@@ -66,7 +66,7 @@ PRECISIONS = ("fp8", "bf16", "fp32")
 class SolRLConfig:
     """One post-training run; sizes are per rank. :meth:`from_flat` builds one from flat keyword arguments."""
 
-    policy: str = _f("", "folder of the flow-matching SanaDiT to post-train (a zoo image folder or an export/)")
+    policy: str = _f("", "folder of the flow-matching SanaDiT to post-train (a zoo image folder, an export/)")
     autoencoder: str = _f("pixels", '"pixels" or the AutoencoderDC folder the model was trained on')
     text_encoder: str = _f("procedural", '"procedural" or the Gemma folder the model was trained with')
     pool_trajectories: int = _f(256, "trajectories of the prompt pool (their captions; all ranks together)")
@@ -79,14 +79,14 @@ class SolRLConfig:
     keep: int = _f(4, "best and worst candidates kept per prompt (2 keep regenerated and trained on)")
     preview_steps: int = _f(6, "Flow-Euler steps of the low-precision candidates")
     preview_precision: str = _f("fp8", '"fp8" (W8A8 e4m3), "bf16" or "fp32" (no low precision)')
-    sample_steps: int = _f(10, "Flow-Euler steps of the full-precision regeneration")
+    sample_steps: int = _f(10, "Flow-Euler steps of the regeneration in the training precision")
     shift: float = _f(2.0, "the samplers' time shift (the model's training shift; the shipped models' 2.0)")
     guidance: float = _f(1.0, "classifier-free guidance of both samplers (1: none, Sol-RL's)")
-    beta: float = _f(0.1, "DiffusionNFT's step beta between the old and the implicit policies")
+    beta: float = _f(1.0, "DiffusionNFT's step beta between the old and the implicit policies")
     adv_clip: float = _f(5.0, "advantage clip (and the loss scale adv_clip / beta)")
     kl_weight: float = _f(1e-4, "weight of |v - v_ref|^2 to the starting model")
     reward_bins: int = _f(6, "the colour reward's bins per channel")
-    optim: OptimConfig = nested_field(lambda: OptimConfig(lr=1e-5, warmup_steps=10, ema_decay=0.9, grad_clip=1.0),
+    optim: OptimConfig = nested_field(lambda: OptimConfig(lr=1e-4, warmup_steps=10, ema_decay=0.9, grad_clip=1.0),
                                       "optimizer, LR schedule, EMA (the behaviour policy), numerics")
     run: RunConfig = nested_field(lambda: RunConfig(out_dir="runs/sol_rl"), "length, seed, output, logging")
 
@@ -141,15 +141,12 @@ def load_policy(folder: str | Path, device: torch.device) -> SanaDiT:
 def preview_model(model: nn.Module, precision: str) -> nn.Module:
     """An inference copy of ``model`` in ``precision``: FP8 W8A8 (``torch._scaled_mm`` on CUDA, its emulation
     on the CPU), bf16 weights, or an fp32 copy."""
-    from sana_world.nn.fp8 import FP8Config, convert_to_fp8
+    from sana_world.nn.fp8 import fp8_copy
 
-    clone = copy.deepcopy(model).eval().requires_grad_(False)
-    if precision == "bf16":
-        return clone.to(torch.bfloat16)
     if precision == "fp8":
-        device = next(clone.parameters()).device
-        clone, _ = convert_to_fp8(clone, FP8Config(backend="scaled_mm" if device.type == "cuda" else "emulate"))
-    return clone
+        return fp8_copy(model)
+    clone = copy.deepcopy(model).eval().requires_grad_(False)
+    return clone.to(torch.bfloat16) if precision == "bf16" else clone
 
 
 def contrastive_indices(rewards: torch.Tensor, keep: int) -> torch.Tensor:
@@ -168,7 +165,7 @@ def optimality(rewards: torch.Tensor, adv_clip: float) -> torch.Tensor:
 
 def nft_loss(v: torch.Tensor, v_old: torch.Tensor, x_s: torch.Tensor, x0: torch.Tensor, s: torch.Tensor,
              p: torch.Tensor, beta: float, adv_clip: float) -> torch.Tensor:
-    """DiffusionNFT's loss (module doc, step 6) without the KL term; v, v_old, x_s, x0 (B, ...), s and p (B,)."""
+    """DiffusionNFT's loss (module doc, step 6) without the KL term: v, v_old, x_s, x0 (B, ...), s, p (B,)."""
     view = (-1, *([1] * (x0.ndim - 1)))
     ss, pp = s.view(view), p.view(view)
     delta = beta * (v - v_old)
@@ -242,8 +239,8 @@ def train(config: SolRLConfig) -> TrainResult:
     text = build_text_encoder(config.text_encoder, dev)
     reference = load_policy(config.policy, dev).eval().requires_grad_(False)
     if reference.cfg.in_channels != codec.latent_channels or reference.cfg.caption_channels != text.dim:
-        raise usage_error(ValueError, f"<policy={config.policy}> takes {reference.cfg.in_channels} latent channels "
-                          f"and {reference.cfg.caption_channels}-d captions; the codec gives "
+        raise usage_error(ValueError, f"<policy={config.policy}> takes {reference.cfg.in_channels} latent "
+                          f"channels and {reference.cfg.caption_channels}-d captions; the codec gives "
                           f"{codec.latent_channels} and the text encoder {text.dim}: pass the model's own")
     if config.resolution % codec.downsample_factor:
         raise usage_error(ValueError, f"<resolution={config.resolution}> is not divisible by the codec's "
@@ -279,11 +276,12 @@ def train(config: SolRLConfig) -> TrainResult:
             _, images = sampler(cheap, [c for c in captions for _ in range(N)], noise, config.preview_steps)
             preview = reward(images, views.repeat_interleave(N, 0)).view(P, N)  # (P, N)
             del cheap
-            # 3. the K best and K worst of each prompt; 4. regenerated in full precision, scored again
+            # 3. the K best and K worst of each prompt; 4. regenerated in the training precision, scored again
             kept = contrastive_indices(preview, K)  # (P, 2K)
             flat = (kept + N * torch.arange(P, device=kept.device)[:, None]).flatten()  # (P 2K,)
             kept_captions = [captions[i // (2 * K)] for i in range(P * 2 * K)]
-            x0, images = sampler(behaviour, kept_captions, noise[flat], config.sample_steps)  # (P 2K, C, h, w)
+            with autocast(dev, optim.bf16):  # the training precision: bf16 with --bf16 (Sol-RL's), else fp32
+                x0, images = sampler(behaviour, kept_captions, noise[flat], config.sample_steps)  # (P 2K, C, ...)
             full = reward(images, views.repeat_interleave(2 * K, 0)).view(P, 2 * K)  # (P, 2K)
             # 5. optimality probabilities within each prompt's group
             p = optimality(full, config.adv_clip).flatten()  # (P 2K,)

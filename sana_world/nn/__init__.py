@@ -11,7 +11,9 @@ from .embeddings import (
     sinusoidal_embedding,
 )
 from .ffn import GLUMBConv, GLUMBConvConfig
-from .fp8 import FP8Config, FP8Linear, FP8PointwiseConv2d, FP8Summary, FP8UnsupportedError, convert_to_fp8
+from .fp8 import (
+    FP8Config, FP8Linear, FP8PointwiseConv2d, FP8Summary, FP8UnsupportedError, convert_to_fp8, fp8_copy,
+)
 from .linear_attention import (
     LinearAttention,
     LinearAttentionConfig,
@@ -59,6 +61,7 @@ __all__ = [
     "apply_rotary",
     "axial_rope_tables",
     "convert_to_fp8",
+    "fp8_copy",
     "key_padding_bias",
     "layer_norm",
     "modulate",

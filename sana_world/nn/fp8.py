@@ -48,6 +48,7 @@ __all__ = [
     "check_fp8_kernel",
     "convert_to_fp8",
     "dequantize_fp8",
+    "fp8_copy",
     "fp8_mm_emulated",
     "fp8_mm_kernel",
     "quantize_fp8",
@@ -437,3 +438,15 @@ def convert_to_fp8(model: nn.Module, cfg: FP8Config | None = None) -> tuple[nn.M
                          tuple((n, r) for n, _, r in plan if r is not None) + tuple(other),
                          weights[True], weights[False])  # fmt: skip
     return model, summary
+
+
+def fp8_copy(model: nn.Module, cfg: FP8Config | None = None) -> nn.Module:
+    """An FP8 inference copy of ``model`` (eval, no grad), the original untouched: ``cfg``, else the kernel
+    (``torch._scaled_mm``) on CUDA and its bit-exact emulation elsewhere, both with the default settings."""
+    import copy
+
+    if cfg is None:
+        device = next(model.parameters()).device
+        cfg = FP8Config(backend="scaled_mm" if device.type == "cuda" else "emulate")
+    clone = copy.deepcopy(model).eval().requires_grad_(False)
+    return convert_to_fp8(clone, cfg)[0]

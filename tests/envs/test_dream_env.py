@@ -279,6 +279,11 @@ def test_dream_options_reach_the_dreamer() -> None:
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(env.action_space.sample())
     assert obs.shape == (128, 128, 3)
+    from sana_world.nn.fp8 import FP8Linear
+
+    low = DreamEnv(fp8=True).unwrapped.core.dreamer  # Sol-RL-style FP8 rollouts, on a copy of the model
+    assert low.config.fp8 and any(isinstance(m, FP8Linear) for m in low.model.modules())
+    assert not any(isinstance(m, FP8Linear) for m in low.models.world_model.modules())
 
 
 def test_gt_frames_are_rendered_as_the_entrys_models_saw_them(tmp_path) -> None:

@@ -112,8 +112,11 @@ def test_a_toy_policy_learns_what_the_reward_prefers() -> None:
         x_s = (1 - s[:, None]) * x0 + s[:, None] * eps
         loss = (velocity(net, x_s, s) - (eps - x0)).square().mean()
         opt.zero_grad(), loss.backward(), opt.step()
-    right = lambda m: float((sample(m, torch.randn(2000, 2, generator=torch.Generator().manual_seed(9)))[:, 0] > 0)
-                            .float().mean())
+    probe = torch.randn(2000, 2, generator=torch.Generator().manual_seed(9))
+
+    def right(m) -> float:
+        return float((sample(m, probe)[:, 0] > 0).float().mean())
+
     start = right(net)
     old_net = copy.deepcopy(net).requires_grad_(False)  # the behaviour policy, an EMA
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -139,8 +142,8 @@ def test_a_toy_policy_learns_what_the_reward_prefers() -> None:
 
 
 def _config(policy, out, **kw) -> SolRLConfig:
-    base = dict(policy=str(policy), resolution=RES, pool_trajectories=3, pool_steps=3, pool_workers=0, prompts=2,
-                candidates=4, keep=1, preview_steps=2, sample_steps=2, lr=1e-4, warmup_steps=2, ema_decay=0.5,
+    base = dict(policy=str(policy), resolution=RES, pool_trajectories=3, pool_steps=3, pool_workers=0,
+                prompts=2, candidates=4, keep=1, preview_steps=2, sample_steps=2, lr=1e-4, warmup_steps=2, ema_decay=0.5,
                 out_dir=str(out), progress=False, log_every=5, seed=0)
     return SolRLConfig.from_flat(**{**base, **kw})
 
