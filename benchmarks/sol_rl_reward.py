@@ -37,7 +37,7 @@ from results_io import check_device, hardware, write_result  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="rooms-128", help="zoo entry: the base image model, codec, text encoder")
+    p.add_argument("--model", default="rooms-128", help="zoo entry: base image model, codec, text encoder")
     p.add_argument("--policy", nargs="*", default=[], help="Sol-RL export folders to compare with the base")
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--seeds", type=int, default=4, help="samples a prompt in the reward table")
@@ -124,8 +124,8 @@ def main() -> None:
                 per.append((v - (eps - x0)[i:i + a.batch]).square().flatten(1).mean(1))
             per = torch.cat(per)  # (P F,)
             fm0 = per if fm0 is None else fm0
-            fm_rows.append({"policy": name, "fm_loss": float(per.mean()), "delta_vs_base": float((per - fm0).mean()),
-                            "delta_sem": float((per - fm0).std() / per.numel()**0.5)})
+            fm_rows.append({"policy": name, "fm_loss": float(per.mean()),
+                            "delta_vs_base": float((per - fm0).mean()), "delta_sem": float((per - fm0).std() / per.numel()**0.5)})
             print(f"flow-matching loss on held-out GT frames: {name[-36:]:<36} {per.mean():.4f} "
                   f"({fm_rows[-1]['delta_vs_base']:+.4f} ± {fm_rows[-1]['delta_sem']:.4f} vs base)")
     # 4. the ranking table: previews against the full-precision reference
@@ -140,8 +140,8 @@ def main() -> None:
             rho = sum(spearman(x, y) for x, y in zip(r, ref)) / a.prompts
             top = contrastive_indices(r, a.keep)[:, :a.keep]
             hit = sum(len(set(x.tolist()) & set(y.tolist())) for x, y in zip(top, top_ref)) / top_ref.numel()
-            ranking.append({"precision": precision, "steps": a.preview_steps, "spearman": rho, "topk_hit": hit,
-                            "ms": ms})
+            ranking.append({"precision": precision, "steps": a.preview_steps, "spearman": rho,
+                            "topk_hit": hit, "ms": ms})
             print(f"{precision:<8} {a.preview_steps:>5} {rho:>8.3f} {hit:>9.3f} {ms:>7.1f}")
         ranking.append({"precision": "fp32", "steps": a.sample_steps, "reference": True, "ms": ref_ms})
     hw = hardware(dev)
@@ -150,7 +150,8 @@ def main() -> None:
            "model": a.model, "policies": [n for n, _ in policies], "prompts": a.prompts, "seeds": a.seeds,
            "shift": a.shift, "reward": "SceneColourReward(bins=6, size=32), best of 16 GT views",
            "policy_steps": [json.loads((Path(f) / "config.json").read_text()).get("step") for f in a.policy],
-           "rows": rows, "heldout_fm_loss": fm_rows, "ranking": {"candidates": a.candidates, "keep": a.keep, "rows": ranking}}
+           "rows": rows, "heldout_fm_loss": fm_rows,
+           "ranking": {"candidates": a.candidates, "keep": a.keep, "rows": ranking}}
     path = write_result(a.out, "sol_rl_reward", hw, res, a.suffix)
     # 5. a contact sheet: a GT view, then each policy's first sample at the first guidance, 8 prompts across
     import matplotlib.pyplot as plt
